@@ -1,0 +1,637 @@
+/*
+ * future.c - the future state machine, waiting, done callbacks, promises.
+ *
+ * Design
+ *  - One atomic word holds the state and flags (future_internal.h). Every
+ *    transition is a CAS out of a non-final state, so exactly one transition
+ *    to a final state happens. Completers that may race (promises) first set
+ *    COMPLETING, then write the result fields, then publish the final state
+ *    with release; readers load the word with acquire before reading fields.
+ *  - Waiters spin briefly, then set WAITERS and sleep on the word (futex).
+ *    The finishing CAS reads WAITERS and wakes them: no system call when
+ *    nobody sleeps.
+ *  - Callbacks live in a list guarded by a byte spinlock that is never held
+ *    while user code runs. One thread at a time drains the list (cb_running);
+ *    a callback added during the drain is appended and run by the drainer,
+ *    so callbacks run in the order they were added.
+ *
+ * Invariants
+ *  - A final state never changes; fields written before it are immutable
+ *    after it (except value_free/msg of a running task, written by the one
+ *    thread running it, before publication).
+ *  - refs > 0 while anyone may touch the future; the producer holds one until
+ *    its callbacks returned (rule 2 in future.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "executor/alloc.h"
+#include "executor/errors.h"
+#include "executor/future_internal.h"
+#include "executor/futex.h"
+
+_Thread_local void *exe__tls_worker_owner;
+static _Thread_local struct exe_future *tls_current_task;
+
+/* ---- small helpers ---- */
+
+static void cb_lock(struct exe_future *f)
+{
+	/* acquire: pairs with the release in cb_unlock() */
+	while (atomic_exchange_explicit(&f->cb_lock, 1, memory_order_acquire))
+		while (atomic_load_explicit(&f->cb_lock, memory_order_relaxed))
+			__builtin_ia32_pause();
+}
+
+static void cb_unlock(struct exe_future *f)
+{
+	atomic_store_explicit(&f->cb_lock, 0, memory_order_release);
+}
+
+static enum exe_future_state state_of(uint32_t s)
+{
+	return (enum exe_future_state)(s & EXE__STATE_MASK);
+}
+
+static int normalize_code(int code)
+{
+	if (code > 0)
+		return -code;
+	return code == 0 ? -EINVAL : code;
+}
+
+struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs)
+{
+	struct exe_future *f = exe__malloc(sizeof(*f));
+
+	if (!f)
+		return NULL;
+	atomic_init(&f->state, EXE_FUTURE_PENDING);
+	atomic_init(&f->refs, refs);
+	f->code = 0;
+	atomic_init(&f->cb_lock, 0);
+	f->cb_running = false;
+	f->ops = ops;
+	f->owner = owner;
+	f->fn = NULL;
+	f->arg = NULL;
+	f->value = NULL;
+	f->value_free = NULL;
+	f->msg = NULL;
+	f->cbs = NULL;
+	f->cbs_tail = &f->cbs;
+	f->next = NULL;
+	return f;
+}
+
+/* ---- callbacks ---- */
+
+static void invoke(struct exe_future *f, exe_done_fn *fn, void *arg)
+{
+	int rc = fn(f, arg);
+
+	if (rc != 0)
+		exe__report_error("done callback", rc < 0 ? rc : -rc, NULL);
+}
+
+struct moved_cb {
+	struct exe_future *f;
+	exe_done_fn *fn;
+	void *arg;
+};
+
+static int moved_cb_task(void *arg, void **result)
+{
+	struct moved_cb *m = arg;
+
+	(void)result;
+	invoke(m->f, m->fn, m->arg);
+	exe_future_unref(m->f);
+	exe__free(m);
+	return 0;
+}
+
+/* Run a callback whose node was unlinked and copied (the node itself may
+ * already be gone: internal waiters free theirs once unlinked or run). */
+static void run_node(struct exe_future *f, const struct exe__cb *node)
+{
+	if (node->pool) {
+		struct moved_cb *m = exe__malloc(sizeof(*m));
+		int rc = -ENOMEM;
+
+		if (m) {
+			m->f = exe_future_ref(f);
+			m->fn = node->fn;
+			m->arg = node->arg;
+			rc = exe_pool_submit(node->pool, moved_cb_task, m, NULL);
+			if (rc == 0)
+				return;
+			exe_future_unref(f);
+			exe__free(m);
+		}
+		exe__report_error("moving a done callback to its pool", rc,
+				  "the callback ran on the finishing thread instead");
+	}
+	invoke(f, node->fn, node->arg);
+}
+
+/* Drain the callback list if nobody else is draining it. Called with the
+ * lock held; returns with it released. */
+static void drain_locked(struct exe_future *f)
+{
+	struct exe__cb *node;
+
+	if (f->cb_running) {
+		cb_unlock(f);
+		return;
+	}
+	f->cb_running = true;
+	while ((node = f->cbs)) {
+		struct exe__cb copy = *node;
+
+		f->cbs = node->next;
+		if (!f->cbs)
+			f->cbs_tail = &f->cbs;
+		/* Copy under the lock: once unlocked, a remover that no longer
+		 * finds the node may free it. */
+		cb_unlock(f);
+		if (copy.heap)
+			exe__free(node);
+		run_node(f, &copy);
+		cb_lock(f);
+	}
+	f->cb_running = false;
+	cb_unlock(f);
+}
+
+static void run_callbacks(struct exe_future *f)
+{
+	/* Fast path: no callback was ever added. The relaxed read is safe: an
+	 * adder that appends after our final-state store sees the final state
+	 * under the lock and drains itself (exe__future_add_node). */
+	cb_lock(f);
+	if (!f->cbs) {
+		cb_unlock(f);
+		return;
+	}
+	drain_locked(f);
+}
+
+void exe__future_add_node(struct exe_future *f, struct exe__cb *node)
+{
+	node->next = NULL;
+	cb_lock(f);
+	*f->cbs_tail = node;
+	f->cbs_tail = &node->next;
+	/* acquire: the final state was stored before the completer takes this
+	 * lock; if we see it, the completer may already have drained, so we
+	 * drain; if not, the completer will see our node. */
+	if (exe__state_finished(atomic_load_explicit(&f->state, memory_order_acquire)))
+		drain_locked(f);
+	else
+		cb_unlock(f);
+}
+
+bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node)
+{
+	struct exe__cb **pp;
+	bool found = false;
+
+	cb_lock(f);
+	for (pp = &f->cbs; *pp; pp = &(*pp)->next) {
+		if (*pp == node) {
+			*pp = node->next;
+			if (!*pp)
+				f->cbs_tail = pp;
+			found = true;
+			break;
+		}
+	}
+	cb_unlock(f);
+	return found;
+}
+
+static int add_callback(struct exe_future *f, struct exe_pool *pool, exe_done_fn *cb, void *arg)
+{
+	struct exe__cb *node;
+
+	if (!f || !cb)
+		return -EINVAL;
+	node = exe__malloc(sizeof(*node));
+	if (!node)
+		return -ENOMEM;
+	node->fn = cb;
+	node->arg = arg;
+	node->pool = pool;
+	node->heap = true;
+	exe__future_add_node(f, node);
+	return 0;
+}
+
+int exe_future_on_done(struct exe_future *f, exe_done_fn *cb, void *arg)
+{
+	return add_callback(f, NULL, cb, arg);
+}
+
+int exe_future_on_done_in(struct exe_future *f, struct exe_pool *pool, exe_done_fn *cb, void *arg)
+{
+	if (!pool)
+		return -EINVAL;
+	return add_callback(f, pool, cb, arg);
+}
+
+/* ---- transitions ---- */
+
+/* Publish a final state. @expect_owned: the caller holds the future
+ * exclusively (no COMPLETING race to win). Wakes sleepers, runs callbacks. */
+static void publish(struct exe_future *f, enum exe_future_state final)
+{
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+	uint32_t n;
+
+	do {
+		n = (s & (EXE__CANCEL_REQ | EXE__HELPABLE)) | final;
+		/* release: pairs with the acquire loads of readers, so value,
+		 * code and msg written before are visible with the state. */
+	} while (!atomic_compare_exchange_weak_explicit(&f->state, &s, n, memory_order_acq_rel,
+							memory_order_relaxed));
+	if (s & EXE__WAITERS)
+		exe__futex_wake(&f->state, EXE_FUTEX_WAKE_ALL);
+	run_callbacks(f);
+}
+
+void exe__future_complete_owned(struct exe_future *f, int code, void *value, char *msg)
+{
+	if (code == 0) {
+		f->value = value;
+		if (msg)
+			exe__free(msg);
+		if (f->msg) {
+			exe__free(f->msg);
+			f->msg = NULL;
+		}
+		publish(f, EXE_FUTURE_DONE);
+		return;
+	}
+	f->code = normalize_code(code);
+	if (msg) {
+		exe__free(f->msg);
+		f->msg = msg;
+	}
+	publish(f, EXE_FUTURE_FAILED);
+}
+
+/* Win the right to complete @f (promises: several threads may try). */
+static bool begin_completion(struct exe_future *f)
+{
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+
+	while (!exe__state_finished(s) && !(s & EXE__COMPLETING)) {
+		if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__COMPLETING,
+							  memory_order_acquire, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+int exe__future_run(struct exe_future *f)
+{
+	struct exe_future *saved = tls_current_task;
+	void *value = NULL;
+	int code;
+
+	tls_current_task = f;
+	code = f->fn(f->arg, &value);
+	tls_current_task = saved;
+	if (code > 0)
+		code = -code;
+	exe__future_complete_owned(f, code, value, NULL);
+	return code;
+}
+
+bool exe__future_help(struct exe_future *f)
+{
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+
+	if (state_of(s) != EXE_FUTURE_PENDING || !f->ops || !f->ops->help)
+		return false;
+	/* A worker waiting on a task of its own pool must help (else one-worker
+	 * pools deadlock); other threads only where the pool allows it. The
+	 * owner is compared, never dereferenced: it may be gone once @f
+	 * finished. */
+	if (!(s & EXE__HELPABLE) && exe__tls_worker_owner != f->owner)
+		return false;
+	return f->ops->help(f);
+}
+
+/* ---- queries ---- */
+
+enum exe_future_state exe_future_state(const struct exe_future *f)
+{
+	return state_of(atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
+}
+
+bool exe_future_is_finished(const struct exe_future *f)
+{
+	return exe__state_finished(atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
+}
+
+int exe_future_code(const struct exe_future *f)
+{
+	switch (exe_future_state(f)) {
+	case EXE_FUTURE_DONE: return 0;
+	case EXE_FUTURE_FAILED: return f->code;
+	case EXE_FUTURE_CANCELLED: return -ECANCELED;
+	default: return -EBUSY;
+	}
+}
+
+const char *exe_future_error(const struct exe_future *f)
+{
+	switch (exe_future_state(f)) {
+	case EXE_FUTURE_FAILED: return f->msg ? f->msg : exe_strerror(f->code);
+	case EXE_FUTURE_CANCELLED: return f->msg ? f->msg : exe_strerror(-ECANCELED);
+	default: return NULL;
+	}
+}
+
+bool exe_future_cancel_requested(const struct exe_future *f)
+{
+	uint32_t s = atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_relaxed);
+
+	return (s & EXE__CANCEL_REQ) || state_of(s) == EXE_FUTURE_CANCELLED;
+}
+
+/* ---- waiting ---- */
+
+int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
+{
+	int64_t deadline;
+	uint32_t s;
+	int spins;
+
+	if (!f)
+		return -EINVAL;
+	s = atomic_load_explicit(&f->state, memory_order_acquire);
+	if (exe__state_finished(s))
+		return 0;
+	if (timeout_ns == 0)
+		return -ETIMEDOUT;
+	if (timeout_ns < 0 && exe__future_help(f))
+		return 0;
+	/* Spin first: a task that is about to finish costs less to watch than a
+	 * futex round trip (~40 us across cores on the target machines). */
+	for (spins = 0; spins < 2000; spins++) {
+		__builtin_ia32_pause();
+		s = atomic_load_explicit(&f->state, memory_order_acquire);
+		if (exe__state_finished(s))
+			return 0;
+	}
+	deadline = exe__deadline(timeout_ns);
+	for (;;) {
+		s = atomic_load_explicit(&f->state, memory_order_acquire);
+		if (exe__state_finished(s))
+			return 0;
+		if (!(s & EXE__WAITERS) &&
+		    !atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__WAITERS,
+							   memory_order_acquire, memory_order_acquire))
+			continue;
+		/* The completer's CAS sees WAITERS and wakes us; if it won
+		 * first, the word differs and the wait returns at once. */
+		if (exe__futex_wait(&f->state, s | EXE__WAITERS, deadline) == -ETIMEDOUT) {
+			if (exe_future_is_finished(f))
+				return 0;
+			return -ETIMEDOUT;
+		}
+		if (deadline >= 0 && exe_now_ns() >= deadline && !exe_future_is_finished(f))
+			return -ETIMEDOUT;
+	}
+}
+
+int exe_future_result(struct exe_future *f, void **value, int64_t timeout_ns)
+{
+	int rc = exe_future_wait(f, timeout_ns);
+
+	if (rc)
+		return rc;
+	rc = exe_future_code(f);
+	if (value)
+		*value = rc == 0 ? f->value : NULL;
+	return rc;
+}
+
+/* ---- cancel ---- */
+
+static int cancel(struct exe_future *f, bool pending_only)
+{
+	uint32_t s;
+
+	s = atomic_load_explicit(&f->state, memory_order_acquire);
+	for (;;) {
+		switch (state_of(s)) {
+		case EXE_FUTURE_CANCELLED:
+			return 0;
+		case EXE_FUTURE_DONE:
+		case EXE_FUTURE_FAILED:
+			return -EALREADY;
+		case EXE_FUTURE_PENDING:
+			if (s & EXE__COMPLETING)
+				break;
+			if (atomic_compare_exchange_weak_explicit(&f->state, &s,
+								  (s & ~(EXE__STATE_MASK | EXE__WAITERS)) |
+									  EXE__CANCEL_REQ | EXE_FUTURE_CANCELLED,
+								  memory_order_acq_rel, memory_order_acquire)) {
+				/* One cancel transition wakes everyone: sleepers
+				 * here, exe_wait()/as_completed() through their
+				 * callbacks below. */
+				if (f->ops && f->ops->cancelled)
+					f->ops->cancelled(f);
+				if (s & EXE__WAITERS)
+					exe__futex_wake(&f->state, EXE_FUTEX_WAKE_ALL);
+				run_callbacks(f);
+				return 0;
+			}
+			continue;
+		default:
+			break;
+		}
+		/* RUNNING (or a promise being completed): ask it to stop. */
+		if (pending_only)
+			return -EBUSY;
+		if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__CANCEL_REQ,
+							  memory_order_acq_rel, memory_order_acquire)) {
+			if (!(s & EXE__CANCEL_REQ) && f->ops && f->ops->cancel_running)
+				f->ops->cancel_running(f);
+			return -EBUSY;
+		}
+	}
+}
+
+int exe_future_cancel(struct exe_future *f)
+{
+	if (!f)
+		return -EINVAL;
+	return cancel(f, false);
+}
+
+int exe__future_cancel_pending(struct exe_future *f)
+{
+	return cancel(f, true);
+}
+
+/* ---- references ---- */
+
+struct exe_future *exe_future_ref(struct exe_future *f)
+{
+	/* relaxed: taking a reference needs one already held. */
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+	return f;
+}
+
+static const char dropped_msg[] = "promise dropped without a result";
+
+void exe_future_unref(struct exe_future *f)
+{
+	if (!f)
+		return;
+	/* release/acquire: every use by other holders happens before the free. */
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (!exe_future_is_finished(f)) {
+		/* Only a promise can get here unfinished (producers hold a
+		 * reference). Nobody can complete it any more: cancel it so its
+		 * callbacks run and nothing waits forever. */
+		atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+		if (begin_completion(f)) {
+			f->msg = exe__malloc(sizeof(dropped_msg));
+			if (f->msg)
+				memcpy(f->msg, dropped_msg, sizeof(dropped_msg));
+			publish(f, EXE_FUTURE_CANCELLED);
+		}
+		if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+			return;
+	}
+	if (f->value_free && exe_future_state(f) == EXE_FUTURE_DONE)
+		f->value_free(f->value);
+	exe__free(f->msg);
+	exe__free(f);
+}
+
+/* ---- promises ---- */
+
+static const struct exe__future_ops promise_ops = { 0 };
+
+int exe_future_create(struct exe_future **out)
+{
+	struct exe_future *f;
+
+	if (!out)
+		return -EINVAL;
+	f = exe__future_new(&promise_ops, NULL, 1);
+	if (!f)
+		return -ENOMEM;
+	*out = f;
+	return 0;
+}
+
+int exe_future_start(struct exe_future *f)
+{
+	if (!f)
+		return -EINVAL;
+	if (exe__future_claim(f))
+		return 0;
+	return exe_future_state(f) == EXE_FUTURE_CANCELLED ? -ECANCELED : -EALREADY;
+}
+
+int exe__future_complete(struct exe_future *f, int code, void *value, exe_free_fn *free_fn, char *msg)
+{
+	if (!begin_completion(f)) {
+		exe__free(msg);
+		return -EALREADY;
+	}
+	if (code == 0) {
+		f->value = value;
+		f->value_free = free_fn;
+		exe__free(msg);
+		exe__free(f->msg);
+		f->msg = NULL;
+		publish(f, EXE_FUTURE_DONE);
+	} else {
+		f->code = normalize_code(code);
+		if (msg) {
+			exe__free(f->msg);
+			f->msg = msg;
+		}
+		publish(f, EXE_FUTURE_FAILED);
+	}
+	return 0;
+}
+
+int exe_future_set_result(struct exe_future *f, void *value, exe_free_fn *free_fn)
+{
+	if (!f || f->ops != &promise_ops)
+		return -EINVAL;
+	return exe__future_complete(f, 0, value, free_fn, NULL);
+}
+
+int exe_future_set_error(struct exe_future *f, int code, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+
+	if (!f || f->ops != &promise_ops)
+		return -EINVAL;
+	if (exe_future_is_finished(f))
+		return -EALREADY;
+	if (fmt) {
+		va_start(ap, fmt);
+		msg = exe__vasprintf(fmt, ap);
+		va_end(ap);
+	}
+	return exe__future_complete(f, code == 0 ? -EINVAL : code, NULL, NULL, msg);
+}
+
+/* ---- inside a task ---- */
+
+bool exe_task_cancelled(void)
+{
+	return tls_current_task && exe_future_cancel_requested(tls_current_task);
+}
+
+struct exe_future *exe_task_future(void)
+{
+	return tls_current_task;
+}
+
+struct exe_future *exe__task_swap(struct exe_future *f)
+{
+	struct exe_future *old = tls_current_task;
+
+	tls_current_task = f;
+	return old;
+}
+
+int exe_task_set_error(int code, const char *fmt, ...)
+{
+	struct exe_future *f = tls_current_task;
+	va_list ap;
+	char *msg;
+
+	if (!f || !fmt)
+		return code;
+	va_start(ap, fmt);
+	msg = exe__vasprintf(fmt, ap);
+	va_end(ap);
+	exe__free(f->msg);
+	f->msg = msg;
+	return code;
+}
+
+void exe_task_set_result_free(exe_free_fn *free_fn)
+{
+	if (tls_current_task)
+		tls_current_task->value_free = free_fn;
+}
+

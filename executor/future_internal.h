@@ -1,0 +1,120 @@
+/*
+ * future_internal.h - the future object as the library's producers see it.
+ *
+ * The state word holds the state in its low bits and flags above them, so
+ * every transition is one compare-and-swap and waiters can sleep on the word
+ * itself (futex) without a separate lock.
+ */
+#ifndef EXE_FUTURE_INTERNAL_H
+#define EXE_FUTURE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "executor.h"
+
+#define EXE__STATE_MASK 0x7u
+#define EXE__CANCEL_REQ (1u << 3)  /* exe_future_cancel() on RUNNING work */
+#define EXE__WAITERS (1u << 4)     /* a thread sleeps on the word: wake on finish */
+#define EXE__COMPLETING (1u << 5)  /* a completer won the race, fields being written */
+#define EXE__HELPABLE (1u << 6)    /* any infinite waiter may run the task itself */
+
+struct exe_future;
+
+/* What the producer of a future is told about. All optional. */
+struct exe__future_ops {
+	/* A PENDING future was cancelled (state already CANCELLED). Runs on the
+	 * cancelling thread before waiters and callbacks; the owner's last touch
+	 * of its own state for @f. */
+	void (*cancelled)(struct exe_future *f);
+	/* cancel() hit RUNNING work (CANCEL_REQ is set): stop it if possible. */
+	void (*cancel_running)(struct exe_future *f);
+	/* A waiter offers to run the PENDING task @f on its own thread.
+	 * Return true when @f was run (it is finished). */
+	bool (*help)(struct exe_future *f);
+};
+
+/* A done callback. Internal waiters embed these in their own memory. */
+struct exe__cb {
+	struct exe__cb *next;
+	exe_done_fn *fn;
+	void *arg;
+	struct exe_pool *pool;  /* exe_future_on_done_in() */
+	bool heap;              /* allocated by exe_future_on_done(): freed after the call */
+};
+
+struct exe_future {
+	_Atomic uint32_t state;
+	_Atomic uint32_t refs;
+	int code;                      /* FAILED: the negative code */
+	_Atomic uint8_t cb_lock;       /* guards cbs, cbs_tail, cb_running */
+	bool cb_running;               /* a thread is draining cbs */
+	const struct exe__future_ops *ops;
+	void *owner;                   /* the pool or io context; NULL for promises */
+	exe_task_fn *fn;               /* the work, for the owner */
+	void *arg;
+	void *value;
+	exe_free_fn *value_free;
+	char *msg;                     /* failure message, or NULL */
+	struct exe__cb *cbs;
+	struct exe__cb **cbs_tail;
+	struct exe_future *next;       /* the owner's intrusive link (queues) */
+};
+
+/* A new PENDING future with @refs references. NULL on allocation failure. */
+struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs);
+
+/* PENDING -> RUNNING. False when cancelled or already claimed. */
+static inline bool exe__future_claim(struct exe_future *f)
+{
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+
+	while ((s & (EXE__STATE_MASK | EXE__COMPLETING)) == EXE_FUTURE_PENDING) {
+		/* acquire: pairs with the release of the submitter's publication
+		 * of fn/arg (the queue hand-off already orders it; this keeps the
+		 * claim self-contained for helpers that found @f elsewhere). */
+		if (atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~EXE__STATE_MASK) | EXE_FUTURE_RUNNING,
+							  memory_order_acquire, memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+static inline bool exe__state_finished(uint32_t s)
+{
+	return (s & EXE__STATE_MASK) >= EXE_FUTURE_DONE;
+}
+
+/* Run a claimed task on this thread and complete its future (waiters woken,
+ * callbacks run here). Return: the task's code (0 or negative). */
+int exe__future_run(struct exe_future *f);
+
+/* Complete a future this thread owns exclusively (claimed RUNNING, or a
+ * promise nobody else can finish): @code 0 -> DONE with @value, else FAILED.
+ * @msg (owned, may be NULL) replaces any message. */
+void exe__future_complete_owned(struct exe_future *f, int code, void *value, char *msg);
+
+/* Complete @f from any thread, racing other completers: 0, or -EALREADY
+ * (then @msg is freed and @value not taken). @code 0 -> DONE. */
+int exe__future_complete(struct exe_future *f, int code, void *value, exe_free_fn *free_fn, char *msg);
+
+/* Cancel @f only if it has not started: 0, -EBUSY, -EALREADY. */
+int exe__future_cancel_pending(struct exe_future *f);
+
+/* Make @f the current task of this thread (continuations); returns the
+ * previous one to restore. */
+struct exe_future *exe__task_swap(struct exe_future *f);
+
+/* Offer to run @f on this thread (infinite waits only). */
+bool exe__future_help(struct exe_future *f);
+
+/* Internal callbacks with caller-provided nodes: run at most once.
+ * remove returns true when @node was unlinked before it ran (it never will). */
+void exe__future_add_node(struct exe_future *f, struct exe__cb *node);
+bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node);
+
+/* The pool a worker thread belongs to, for nested-wait help (NULL elsewhere). */
+extern _Thread_local void *exe__tls_worker_owner;
+
+#endif

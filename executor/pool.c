@@ -1,0 +1,114 @@
+/*
+ * pool.c - the pool front end: argument checks, dispatch to the pool kind,
+ * and exe_pool_map(), which only needs submit and futures.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "executor/alloc.h"
+#include "executor/errors.h"
+#include "executor/future_internal.h"
+#include "executor/pool_internal.h"
+
+int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_future **out)
+{
+	if (!p || !fn)
+		return -EINVAL;
+	return p->ops->submit(p, fn, arg, NULL, out);
+}
+
+int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
+			 struct exe_future **out)
+{
+	if (!p || !fn || (o && (o->flags & ~(unsigned)EXE_SUBMIT_BLOCK)))
+		return -EINVAL;
+	return p->ops->submit(p, fn, arg, o, out);
+}
+
+int exe_pool_shutdown(struct exe_pool *p, unsigned flags)
+{
+	if (!p || (flags & ~(unsigned)(EXE_SHUTDOWN_WAIT | EXE_SHUTDOWN_CANCEL_PENDING)))
+		return -EINVAL;
+	if ((flags & EXE_SHUTDOWN_WAIT) && exe__tls_worker_owner == p)
+		return -EDEADLK;
+	return p->ops->shutdown(p, flags);
+}
+
+void exe_pool_destroy(struct exe_pool *p)
+{
+	if (p)
+		p->ops->destroy(p);
+}
+
+int exe_pool_stats(struct exe_pool *p, struct exe_pool_stats *st)
+{
+	if (!p || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	p->ops->stats(p, st);
+	return 0;
+}
+
+const char *exe_pool_error(struct exe_pool *p)
+{
+	return p ? p->ops->error(p) : NULL;
+}
+
+static int64_t remaining(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return -1;
+	left = deadline - exe_now_ns();
+	return left > 0 ? left : 0;
+}
+
+int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+		 int64_t timeout_ns, size_t *failed_index)
+{
+	int64_t deadline = exe__deadline(timeout_ns);
+	struct exe_submit_opts o = { .flags = EXE_SUBMIT_BLOCK };
+	struct exe_future **fs;
+	size_t i, submitted = 0;
+	int rc = 0;
+
+	if (!p || !fn || (n && (!args || !results)))
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	fs = exe__calloc(n, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		o.block_timeout_ns = remaining(deadline);
+		if (deadline >= 0 && o.block_timeout_ns == 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		rc = p->ops->submit(p, fn, args[i], &o, &fs[i]);
+		if (rc)
+			break;
+		submitted++;
+	}
+	if (rc && submitted == 0) {
+		exe__free(fs);
+		return rc;
+	}
+	if (rc && failed_index)
+		*failed_index = submitted;
+	/* Collect in order; the first failure or the deadline stops the map
+	 * and cancels what has not started. */
+	for (i = 0; i < submitted && rc == 0; i++) {
+		rc = exe_future_result(fs[i], &results[i], remaining(deadline));
+		if (rc && failed_index)
+			*failed_index = i;
+	}
+	for (i = 0; i < submitted; i++) {
+		if (rc)
+			exe__future_cancel_pending(fs[i]);
+		exe_future_unref(fs[i]);
+	}
+	exe__free(fs);
+	return rc;
+}

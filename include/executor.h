@@ -1,0 +1,12 @@
+/*
+ * executor.h - libexecutor: thread pools that return futures, for C.
+ * The only header applications include.
+ */
+#ifndef EXECUTOR_H
+#define EXECUTOR_H
+
+#include "executor/common.h"
+#include "executor/future.h"
+#include "executor/pool.h"
+
+#endif /* EXECUTOR_H */

@@ -1,0 +1,272 @@
+/*
+ * executor/future.h - one future type for everything libexecutor runs:
+ * thread-pool tasks, io operations, timers, and promises that user code
+ * completes itself.
+ *
+ * States move one way:
+ *
+ *     PENDING -> RUNNING -> DONE | FAILED
+ *     PENDING -> CANCELLED
+ *     PENDING -> DONE | FAILED          (a promise completed without start)
+ *
+ * Ownership rules
+ *  1. A function that hands out a future hands out one reference; drop it
+ *     with exe_future_unref(). Every other function borrows.
+ *  2. The producer (pool worker, io backend) holds its own reference until the
+ *     result is published and every done callback has returned, so a callback
+ *     may always use its future.
+ *  3. Done callbacks run exactly once each, in the order they were added:
+ *     inline in exe_future_on_done() when the future has already finished,
+ *     otherwise on the thread that finishes it (a pool worker, a thread that
+ *     ran the task while waiting for it, the io thread, the thread that called
+ *     exe_future_cancel() or exe_future_set_*()). A callback added while the
+ *     callbacks are being run is queued behind them, never run ahead.
+ *  4. Waiters are woken when the state becomes final; the callbacks run right
+ *     after on the finishing thread. Returning from exe_future_wait() does not
+ *     mean the callbacks have returned.
+ *  5. A value with a free function is owned by the future and freed with it:
+ *     values returned by exe_future_result() are borrowed.
+ *  6. A future may outlive its pool: it is then finished, never stuck. A
+ *     promise whose last reference is dropped before it was completed is
+ *     cancelled (its callbacks run with -ECANCELED, "promise dropped").
+ */
+#ifndef EXECUTOR_FUTURE_H
+#define EXECUTOR_FUTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct exe_future;
+struct exe_pool;
+
+enum exe_future_state {
+	EXE_FUTURE_PENDING = 0,
+	EXE_FUTURE_RUNNING = 1,
+	EXE_FUTURE_DONE = 2,
+	EXE_FUTURE_FAILED = 3,
+	EXE_FUTURE_CANCELLED = 4,
+};
+
+/*
+ * A done callback. It receives the finished future (borrowed, valid for the
+ * call) and its argument. A non-zero return goes to the error hook
+ * (exe_set_error_hook()); it never affects the future or the thread.
+ */
+typedef int exe_done_fn(struct exe_future *f, void *arg);
+
+/* exe_future_state - the current state; a snapshot, lock-free. */
+EXE_API enum exe_future_state exe_future_state(const struct exe_future *f);
+
+/* exe_future_is_finished - true once DONE, FAILED or CANCELLED. */
+EXE_API bool exe_future_is_finished(const struct exe_future *f);
+
+/*
+ * exe_future_wait - block until @f is finished or @timeout_ns passes.
+ * A negative timeout waits forever, 0 polls. A timeout never changes @f.
+ * An infinite wait on a pending thread-pool task may run the task on the
+ * calling thread (see exe_pool_opts.no_caller_runs): a wait can never
+ * deadlock on a pool whose workers are all waiting.
+ * Return: 0 when finished, -ETIMEDOUT.
+ */
+EXE_API int exe_future_wait(struct exe_future *f, int64_t timeout_ns);
+
+/*
+ * exe_future_result - wait like exe_future_wait(), then report the outcome.
+ * @value (may be NULL) receives the value on success; it stays owned by @f
+ * when @f has a free function for it.
+ * Return: 0 (DONE), the task's negative code (FAILED), -ECANCELED,
+ * -ETIMEDOUT (still pending or running; @f unchanged).
+ */
+EXE_API int exe_future_result(struct exe_future *f, void **value, int64_t timeout_ns);
+
+/*
+ * exe_future_code - the outcome of a finished future without waiting:
+ * 0, the failure code, -ECANCELED; -EBUSY when not finished yet.
+ */
+EXE_API int exe_future_code(const struct exe_future *f);
+
+/*
+ * exe_future_error - the message of a failed or cancelled future ("worker
+ * init failed: ..."), or a generic text for its code when none was given;
+ * NULL when @f has not failed. Owned by @f.
+ */
+EXE_API const char *exe_future_error(const struct exe_future *f);
+
+/*
+ * exe_future_cancel - cancel @f.
+ * PENDING: it becomes CANCELLED at once, every waiter wakes and the callbacks
+ * run on the calling thread; a queued task will never start.
+ * RUNNING: a cancellation request is recorded that the task can poll with
+ * exe_task_cancelled() (io operations are cancelled in the kernel).
+ * Return: 0 cancelled (now or before), -EBUSY running (request delivered),
+ * -EALREADY finished as DONE or FAILED.
+ */
+EXE_API int exe_future_cancel(struct exe_future *f);
+
+/* exe_future_cancel_requested - true when cancel was asked for @f. */
+EXE_API bool exe_future_cancel_requested(const struct exe_future *f);
+
+/*
+ * exe_future_on_done - add a done callback (rules 3 and 4 above).
+ * Return: 0, -EINVAL (@cb NULL), -ENOMEM (the callback was not added).
+ */
+EXE_API int exe_future_on_done(struct exe_future *f, exe_done_fn *cb, void *arg);
+
+/*
+ * exe_future_on_done_in - like exe_future_on_done(), but the callback runs as
+ * a task of @pool, so a slow callback cannot hold up the finishing thread.
+ * If @pool refuses the task (shut down), the callback runs on the finishing
+ * thread and the error hook hears of it: the callback still runs exactly once.
+ */
+EXE_API int exe_future_on_done_in(struct exe_future *f, struct exe_pool *pool,
+				  exe_done_fn *cb, void *arg);
+
+/* exe_future_ref - take another reference. Return: @f. */
+EXE_API struct exe_future *exe_future_ref(struct exe_future *f);
+
+/* exe_future_unref - drop a reference; the last one frees @f. NULL is ok. */
+EXE_API void exe_future_unref(struct exe_future *f);
+
+/* ---- Promises: futures that user code completes ---- */
+
+/*
+ * exe_future_create - a new PENDING future for the caller to complete.
+ * The caller gets one reference (and is the producer).
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+EXE_API int exe_future_create(struct exe_future **out);
+
+/*
+ * exe_future_start - mark a promise RUNNING (Python's
+ * set_running_or_notify_cancel).
+ * Return: 0, -ECANCELED (it was cancelled: do not start the work), -EALREADY.
+ */
+EXE_API int exe_future_start(struct exe_future *f);
+
+/*
+ * exe_future_set_result - complete @f with @value. @free_fn (may be NULL) is
+ * called on @value when the future is freed. Callbacks run on this thread.
+ * Return: 0, -EALREADY (already finished: @value is not taken).
+ */
+EXE_API int exe_future_set_result(struct exe_future *f, void *value, exe_free_fn *free_fn);
+
+/*
+ * exe_future_set_error - fail @f with @code (negative; positive values are
+ * negated, 0 becomes -EINVAL) and an optional printf-style message.
+ * Return: 0, -EALREADY.
+ */
+EXE_API int exe_future_set_error(struct exe_future *f, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- Inside a running task ---- */
+
+/*
+ * exe_task_cancelled - true when the task running on this thread was asked to
+ * stop by exe_future_cancel(). False outside a task. A long task polls it
+ * and returns -ECANCELED (or whatever it likes).
+ */
+EXE_API bool exe_task_cancelled(void);
+
+/* exe_task_future - the future of the task running on this thread, or NULL.
+ * Borrowed. */
+EXE_API struct exe_future *exe_task_future(void);
+
+/*
+ * exe_task_set_error - attach a printf-style message to the current task's
+ * failure; the task then returns its negative code. Return: the code given.
+ */
+EXE_API int exe_task_set_error(int code, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* exe_task_set_result_free - the value this task returns is to be freed with
+ * @free_fn when its future is freed. */
+EXE_API void exe_task_set_result_free(exe_free_fn *free_fn);
+
+/* ---- Many futures ---- */
+
+enum exe_wait_mode {
+	EXE_WAIT_ALL = 0,          /* every future finished */
+	EXE_WAIT_ANY = 1,          /* at least one finished */
+	EXE_WAIT_FIRST_ERROR = 2,  /* one FAILED or CANCELLED, or all finished */
+};
+
+/*
+ * exe_wait - Python's concurrent.futures.wait(). Futures may come from
+ * different pools, io contexts or promises; duplicates are fine; NULL entries
+ * are not. Cancellation counts as finishing and is seen at once.
+ * Return: the number of finished futures (>= 0) when the condition holds,
+ * -ETIMEDOUT when @timeout_ns passed first, -EINVAL, -ENOMEM.
+ */
+EXE_API int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode,
+		     int64_t timeout_ns);
+
+/*
+ * exe_as_completed - Python's as_completed() as an iterator:
+ *
+ *	struct exe_as_completed *it;
+ *	exe_as_completed_create(&it, fs, n, 5 * EXE_NS_PER_S);
+ *	while ((rc = exe_as_completed_next(it, &f)) > 0)
+ *		use(f);              // borrowed until exe_as_completed_destroy()
+ *	exe_as_completed_destroy(it);
+ *
+ * The deadline is fixed at create time (negative: none). Each distinct future
+ * is yielded once, in the order they finish. The iterator holds a reference
+ * on every future until destroyed.
+ * create Return: 0, -EINVAL, -ENOMEM.
+ * next Return: 1 with *@f set, 0 when every future was yielded, -ETIMEDOUT
+ * when the deadline passed first (call again to keep waiting with no bound).
+ */
+struct exe_as_completed;
+EXE_API int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *const *fs,
+				    size_t n, int64_t timeout_ns);
+EXE_API int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f);
+EXE_API void exe_as_completed_destroy(struct exe_as_completed *it);
+
+/* ---- Composition ---- */
+
+/*
+ * A continuation: runs when @prev finished DONE; returns 0 with *@result, or
+ * a negative code, like a task.
+ */
+typedef int exe_then_fn(void *arg, struct exe_future *prev, void **result);
+
+/*
+ * exe_future_then - a new future for fn(arg, f) run after @f succeeds, as a
+ * task of @pool, or on the thread that finishes @f when @pool is NULL.
+ * When @f fails, the new future fails with the same code and message without
+ * running @fn; when @f is cancelled, the new future is cancelled. Cancelling
+ * the new future prevents @fn from starting but leaves @f alone (it may have
+ * other consumers).
+ * Return: 0 with *@out (a reference), -EINVAL, -ENOMEM.
+ */
+EXE_API int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn,
+			    void *arg, struct exe_future **out);
+
+/*
+ * exe_future_all - a future that is DONE when every input is DONE (value
+ * NULL), FAILED with the first failure's code and message as soon as one
+ * fails, CANCELLED as soon as one is cancelled. Inputs are borrowed for the
+ * call; the new future keeps them alive as needed.
+ */
+EXE_API int exe_future_all(struct exe_future *const *fs, size_t n, struct exe_future **out);
+
+/*
+ * exe_future_any - a future that is DONE as soon as one input is DONE; its
+ * value is that input's index cast to a pointer ((void *)(uintptr_t)i).
+ * When every input failed or was cancelled, it fails with the first
+ * failure's code and message (-ECANCELED when all were cancelled).
+ */
+EXE_API int exe_future_any(struct exe_future *const *fs, size_t n, struct exe_future **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EXECUTOR_FUTURE_H */
