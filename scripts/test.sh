@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# test.sh - build and run the whole test suite:
+#   1. a warnings-as-errors build: unit tests, stress tests, examples;
+#   2. the installed package: headers, pkg-config file and CMake package
+#      used by a program built outside the tree;
+#   3. AddressSanitizer + UBSan (LeakSanitizer included): unit and stress tests;
+#   4. ThreadSanitizer: the stress tests (Criterion cannot start under TSan).
+# Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+"$root/scripts/deps.sh"
+
+jobs=${EXE_JOBS:-2}
+out=${EXE_BUILD_ROOT:-$root/build}
+passed=0
+failed=0
+
+step() { printf '\n==> %s\n' "$*"; }
+
+run_ctest() {
+	local dir=$1
+	shift
+	if ctest --test-dir "$dir" --output-on-failure --timeout 600 "$@"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+}
+
+configure_build() {
+	local dir=$1
+	shift
+	cmake -S "$root" -B "$dir" -DEXE_WERROR=ON "$@" >/dev/null
+	cmake --build "$dir" -j "$jobs" >/dev/null
+}
+
+step "build (RelWithDebInfo, -Werror) and run unit, stress and example tests"
+configure_build "$out/test" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_ctest "$out/test"
+
+step "install into a temporary prefix and build against it"
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$out/test" --prefix "$prefix" >/dev/null
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch 2>/dev/null)/pkgconfig:${PKG_CONFIG_PATH:-}"
+# shellcheck disable=SC2046
+cc -std=c17 -Wall -Werror -o "$prefix/hello_pkgconfig" "$root/examples/hello_pool.c" \
+	$(pkg-config --cflags --libs executor) -Wl,-rpath,"$(pkg-config --variable=libdir executor)"
+mkdir -p "$prefix/consumer"
+cat >"$prefix/consumer/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.18)
+project(consumer C)
+find_package(executor REQUIRED)
+add_executable(hello_cmake "$root/examples/hello_pool.c")
+target_link_libraries(hello_cmake PRIVATE executor::executor)
+CMAKE
+cmake -S "$prefix/consumer" -B "$prefix/consumer/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/consumer/build" >/dev/null
+if "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$(pkg-config --variable=libdir executor)" "$prefix/consumer/build/hello_cmake"; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+fi
+
+step "AddressSanitizer + UBSan: unit and stress tests"
+configure_build "$out/asan" -DCMAKE_BUILD_TYPE=Debug -DEXE_SANITIZE=address,undefined -DEXE_BUILD_BENCH=OFF
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	run_ctest "$out/asan"
+
+step "ThreadSanitizer: stress tests"
+configure_build "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXE_SANITIZE=thread \
+	-DEXE_CRITERION_TESTS=OFF -DEXE_BUILD_BENCH=OFF -DEXE_BUILD_EXAMPLES=OFF
+run_ctest "$out/tsan" -L stress
+
+echo
+echo "test.sh: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
