@@ -155,9 +155,15 @@ static struct exe_future *refill(struct thread_pool *tp)
 	if (first) {
 		tp->of_head = first->next;
 		moved = 1;
-		while ((f = tp->of_head) && moved < tp->ring_size / 2 &&
-		       ck_ring_enqueue_mpmc(&tp->ring, tp->slots, f)) {
-			tp->of_head = f->next;
+		/* Read next before publishing f: once in the ring, another
+		 * worker may run and free it. */
+		while ((f = tp->of_head) && moved < tp->ring_size / 2) {
+			struct exe_future *next = f->next;
+
+			exe__tsan_release(f);
+			if (!ck_ring_enqueue_mpmc(&tp->ring, tp->slots, f))
+				break;
+			tp->of_head = next;
 			moved++;
 		}
 		if (!tp->of_head)

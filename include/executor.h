@@ -8,5 +8,6 @@
 #include "executor/common.h"
 #include "executor/future.h"
 #include "executor/pool.h"
+#include "executor/queue.h"
 
 #endif /* EXECUTOR_H */
