@@ -437,6 +437,8 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 	struct exe_future *f;
 	int rc;
 
+	if (o && o->task_timeout_ns)
+		return -EINVAL;
 	if (atomic_load_explicit(&tp->broken, memory_order_acquire))
 		return -EPIPE;
 	/* seq_cst pair with shutdown(): the increment is either seen by the
@@ -598,7 +600,9 @@ int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *op
 		return -EINVAL;
 	if (!opts)
 		opts = &defaults;
-	if (opts->queue_capacity > (1u << 30))
+	/* Threads cannot be killed or recycled safely: those options belong
+	 * to process pools. */
+	if (opts->queue_capacity > (1u << 30) || opts->max_tasks_per_worker || opts->task_timeout_ns)
 		return -EINVAL;
 	tp = exe__calloc(1, sizeof(*tp));
 	if (!tp)

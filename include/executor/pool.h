@@ -63,6 +63,11 @@ struct exe_pool_opts {
 	void *init_arg;
 	/* Never run a task on a thread that waits for it (see above). */
 	bool no_caller_runs;
+	/* Process pools: replace a worker after this many tasks (0: never). */
+	unsigned max_tasks_per_worker;
+	/* Process pools: a task running longer gets SIGTERM, then SIGKILL after
+	 * a grace period; its future fails with -ETIMEDOUT (0: no limit). */
+	int64_t task_timeout_ns;
 };
 
 enum exe_submit_flags {
@@ -73,6 +78,7 @@ struct exe_submit_opts {
 	unsigned flags;             /* enum exe_submit_flags */
 	int64_t block_timeout_ns;   /* with EXE_SUBMIT_BLOCK: <0 forever (default 0 = forever too) */
 	exe_free_fn *result_free;   /* the task's value is freed with its future */
+	int64_t task_timeout_ns;    /* process pools: overrides exe_pool_opts.task_timeout_ns */
 };
 
 enum exe_shutdown_flags {
@@ -96,6 +102,9 @@ struct exe_pool_stats {
 /*
  * exe_thread_pool_create - start a pool of worker threads.
  * @opts may be NULL (all defaults). Returns at once; inits run on the workers.
+ * max_tasks_per_worker and task_timeout_ns are for process pools: a thread
+ * cannot be killed safely, so a thread pool refuses them (-EINVAL); a running
+ * thread task is stopped cooperatively (exe_future_cancel()).
  * Return: 0 with *@out, -EINVAL, -ENOMEM, -EAGAIN (no threads).
  */
 EXE_API int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *opts);
