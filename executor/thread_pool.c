@@ -51,7 +51,7 @@
 #include "executor/pool_internal.h"
 #include "executor/tsan.h"
 
-#define RING_SLOTS_UNBOUNDED 4096u
+#define RING_SLOTS_UNBOUNDED 16384u /* 128 KiB: bursts this size never touch the overflow lock */
 #define SPIN_NS (30 * 1000)         /* idle spin before parking: ~ one cross-core wake */
 #define SHUTDOWN_POLL_NS (1000000)  /* parked workers re-check the exit condition */
 
@@ -532,8 +532,14 @@ static void tp_free(struct thread_pool *tp)
 static void tp_destroy(struct exe_pool *p)
 {
 	struct thread_pool *tp = pool_of(p);
+	struct exe_future *f;
 
 	tp_shutdown(p, EXE_SHUTDOWN_WAIT);
+	/* Workers exit once every task is counted finished; an entry whose
+	 * future was cancelled just before they looked may still sit in the
+	 * queue. Only its reference is left to drop. */
+	while ((f = dequeue(tp)))
+		exe_future_unref(f);
 	tp_free(tp);
 }
 
