@@ -21,8 +21,11 @@
  *    thread running it, before publication).
  *  - refs > 0 while anyone may touch the future; the producer holds one until
  *    its callbacks returned (rule 2 in future.h).
+ *  - COMPLETING is never held while user code runs (no callback, no task):
+ *    cancel() waits it out and reports the state that gets published.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +34,8 @@
 #include "executor/errors.h"
 #include "executor/future_internal.h"
 #include "executor/futex.h"
+
+#define WAIT_SPIN_NS (20 * 1000)
 
 _Thread_local void *exe__tls_worker_owner;
 static _Thread_local struct exe_future *tls_current_task;
@@ -64,7 +69,13 @@ static int normalize_code(int code)
 
 struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs)
 {
-	struct exe_future *f = exe__malloc(sizeof(*f));
+	return exe__future_new_sized(sizeof(struct exe_future), ops, owner, refs);
+}
+
+struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
+					 uint32_t refs)
+{
+	struct exe_future *f = exe__malloc(size);
 
 	if (!f)
 		return NULL;
@@ -219,6 +230,22 @@ static int add_callback(struct exe_future *f, struct exe_pool *pool, exe_done_fn
 
 	if (!f || !cb)
 		return -EINVAL;
+	/* Already finished and nobody draining: run it here without a node.
+	 * Order holds: nothing is queued ahead, and callbacks added while it
+	 * runs queue behind it (cb_running) and are drained below. */
+	if (!pool && exe_future_is_finished(f)) {
+		cb_lock(f);
+		if (!f->cbs && !f->cb_running) {
+			f->cb_running = true;
+			cb_unlock(f);
+			invoke(f, cb, arg);
+			cb_lock(f);
+			f->cb_running = false;
+			drain_locked(f);
+			return 0;
+		}
+		cb_unlock(f);
+	}
 	node = exe__malloc(sizeof(*node));
 	if (!node)
 		return -ENOMEM;
@@ -326,6 +353,22 @@ bool exe__future_help(struct exe_future *f)
 	return f->ops->help(f);
 }
 
+/* While RUNNING @f is not finished, run other queued work of its owner.
+ * Return true when @f finished meanwhile. */
+static bool help_others_until_done(struct exe_future *f)
+{
+	uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+
+	if (!f->ops || !f->ops->help_other)
+		return false;
+	if (!(s & EXE__HELPABLE) && exe__tls_worker_owner != f->owner)
+		return false;
+	while (!exe__state_finished(atomic_load_explicit(&f->state, memory_order_acquire)))
+		if (!f->ops->help_other(f))
+			return false;
+	return true;
+}
+
 /* ---- queries ---- */
 
 enum exe_future_state exe_future_state(const struct exe_future *f)
@@ -368,7 +411,7 @@ bool exe_future_cancel_requested(const struct exe_future *f)
 
 int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 {
-	int64_t deadline;
+	int64_t deadline, spin_until;
 	uint32_t s;
 	int spins;
 
@@ -379,17 +422,23 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 		return 0;
 	if (timeout_ns == 0)
 		return -ETIMEDOUT;
-	if (timeout_ns < 0 && exe__future_help(f))
+	if (timeout_ns < 0 && (exe__future_help(f) || help_others_until_done(f)))
 		return 0;
-	/* Spin first: a task that is about to finish costs less to watch than a
-	 * futex round trip (~40 us across cores on the target machines). */
-	for (spins = 0; spins < 2000; spins++) {
+	/* Spin first, bounded in time (pause costs 10-140 cycles depending on
+	 * the CPU): a task about to finish costs less to watch than a futex
+	 * round trip (~40 us across cores on the target machines). */
+	deadline = exe__deadline(timeout_ns);
+	spin_until = exe_now_ns() + WAIT_SPIN_NS;
+	if (deadline >= 0 && deadline < spin_until)
+		spin_until = deadline;
+	for (spins = 1;; spins++) {
 		__builtin_ia32_pause();
 		s = atomic_load_explicit(&f->state, memory_order_acquire);
 		if (exe__state_finished(s))
 			return 0;
+		if (spins % 32 == 0 && exe_now_ns() >= spin_until)
+			break;
 	}
-	deadline = exe__deadline(timeout_ns);
 	for (;;) {
 		s = atomic_load_explicit(&f->state, memory_order_acquire);
 		if (exe__state_finished(s))
@@ -426,10 +475,25 @@ int exe_future_result(struct exe_future *f, void **value, int64_t timeout_ns)
 
 static int cancel(struct exe_future *f, bool pending_only)
 {
+	unsigned completing_spins = 0;
 	uint32_t s;
 
 	s = atomic_load_explicit(&f->state, memory_order_acquire);
 	for (;;) {
+		/* A completer won the race and is writing the result: it
+		 * publishes the final state without running user code first,
+		 * so wait for it and report what it published (the work did
+		 * not "run" because a completion is under way). */
+		if (s & EXE__COMPLETING) {
+			/* The window is a few stores long, unless the completer
+			 * was preempted: then give it the CPU. */
+			if (++completing_spins % 64 == 0)
+				sched_yield();
+			else
+				__builtin_ia32_pause();
+			s = atomic_load_explicit(&f->state, memory_order_acquire);
+			continue;
+		}
 		switch (state_of(s)) {
 		case EXE_FUTURE_CANCELLED:
 			return 0;
@@ -437,8 +501,6 @@ static int cancel(struct exe_future *f, bool pending_only)
 		case EXE_FUTURE_FAILED:
 			return -EALREADY;
 		case EXE_FUTURE_PENDING:
-			if (s & EXE__COMPLETING)
-				break;
 			if (atomic_compare_exchange_weak_explicit(&f->state, &s,
 								  (s & ~(EXE__STATE_MASK | EXE__WAITERS)) |
 									  EXE__CANCEL_REQ | EXE_FUTURE_CANCELLED,
@@ -457,7 +519,7 @@ static int cancel(struct exe_future *f, bool pending_only)
 		default:
 			break;
 		}
-		/* RUNNING (or a promise being completed): ask it to stop. */
+		/* RUNNING: ask it to stop. */
 		if (pending_only)
 			return -EBUSY;
 		if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__CANCEL_REQ,
@@ -538,7 +600,9 @@ int exe_future_create(struct exe_future **out)
 
 int exe_future_start(struct exe_future *f)
 {
-	if (!f)
+	/* Only a promise is started by user code: claiming a pool task or a
+	 * derived future here would leave it RUNNING with nobody to finish it. */
+	if (!f || f->ops != &promise_ops)
 		return -EINVAL;
 	if (exe__future_claim(f))
 		return 0;

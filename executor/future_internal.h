@@ -33,6 +33,10 @@ struct exe__future_ops {
 	/* A waiter offers to run the PENDING task @f on its own thread.
 	 * Return true when @f was run (it is finished). */
 	bool (*help)(struct exe_future *f);
+	/* A waiter on RUNNING @f offers to run some other queued task of the
+	 * same owner meanwhile (work while waiting, not sleep). Return true
+	 * when it made progress (ran or dropped a queue entry). */
+	bool (*help_other)(struct exe_future *f);
 };
 
 /* A done callback. Internal waiters embed these in their own memory. */
@@ -64,6 +68,13 @@ struct exe_future {
 
 /* A new PENDING future with @refs references. NULL on allocation failure. */
 struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs);
+
+/* Like exe__future_new(), for a producer's larger object whose first member
+ * is the future (@size >= sizeof(struct exe_future)): one allocation per
+ * operation. The rest of the object is uninitialized; the last unref frees
+ * the whole object. */
+struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
+					 uint32_t refs);
 
 /* PENDING -> RUNNING. False when cancelled or already claimed. */
 static inline bool exe__future_claim(struct exe_future *f)

@@ -73,6 +73,37 @@ static bool condition_met(struct exe_future *const *fs, size_t n, enum exe_wait_
 	}
 }
 
+static int cmp_ptr(const void *a, const void *b);
+
+/* The number of distinct finished futures in @fs: duplicates count once (as
+ * in Python's wait(), which returns sets). Called once, on return. */
+static int count_distinct_finished(struct exe_future *const *fs, size_t n)
+{
+	struct exe_future **sorted = n > 64 ? exe__malloc(n * sizeof(*sorted)) : NULL;
+	size_t i, j;
+	int count = 0;
+
+	if (sorted) {
+		memcpy(sorted, fs, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_ptr);
+		for (i = 0; i < n; i++)
+			if ((i == 0 || sorted[i] != sorted[i - 1]) && exe_future_is_finished(sorted[i]))
+				count++;
+		exe__free(sorted);
+		return count;
+	}
+	/* Small arrays (or no memory for a copy): quadratic, no allocation. */
+	for (i = 0; i < n; i++) {
+		if (!exe_future_is_finished(fs[i]))
+			continue;
+		for (j = 0; j < i && fs[j] != fs[i]; j++)
+			;
+		if (j == i)
+			count++;
+	}
+	return count;
+}
+
 /* Run one pending task of @fs on this thread, if any may be. */
 static bool help_one(struct exe_future *const *fs, size_t n)
 {
@@ -97,13 +128,17 @@ int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, in
 	for (i = 0; i < n; i++)
 		if (!fs[i])
 			return -EINVAL;
+	/* Nothing to wait for: no condition can change (ANY would block for
+	 * ever), so return at once, as Python's wait([]) does. */
+	if (n == 0)
+		return 0;
 	while (!condition_met(fs, n, mode, &finished)) {
 		if (timeout_ns == 0)
 			return -ETIMEDOUT;
 		if (timeout_ns > 0 || !help_one(fs, n))
 			goto block;
 	}
-	return finished;
+	return count_distinct_finished(fs, n);
 
 block:
 	w = exe__malloc(sizeof(*w));
@@ -124,7 +159,7 @@ block:
 		uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
 
 		if (condition_met(fs, n, mode, &finished)) {
-			rc = finished;
+			rc = count_distinct_finished(fs, n);
 			break;
 		}
 		if (deadline >= 0 && exe_now_ns() >= deadline) {

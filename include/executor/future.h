@@ -94,8 +94,9 @@ EXE_API int exe_future_code(const struct exe_future *f);
 
 /*
  * exe_future_error - the message of a failed or cancelled future ("worker
- * init failed: ..."), or a generic text for its code when none was given;
- * NULL when @f has not failed. Owned by @f.
+ * init failed: ...", "promise dropped without a result"), or a generic text
+ * for its code when none was given; NULL while pending or running and when
+ * DONE. Owned by @f.
  */
 EXE_API const char *exe_future_error(const struct exe_future *f);
 
@@ -199,10 +200,11 @@ enum exe_wait_mode {
 
 /*
  * exe_wait - Python's concurrent.futures.wait(). Futures may come from
- * different pools, io contexts or promises; duplicates are fine; NULL entries
- * are not. Cancellation counts as finishing and is seen at once.
- * Return: the number of finished futures (>= 0) when the condition holds,
- * -ETIMEDOUT when @timeout_ns passed first, -EINVAL, -ENOMEM.
+ * different pools, io contexts or promises; duplicates are fine (counted
+ * once); NULL entries are not. Cancellation counts as finishing and is seen
+ * at once. An empty array (@n 0) satisfies every mode at once.
+ * Return: the number of distinct finished futures (>= 0) when the condition
+ * holds, -ETIMEDOUT when @timeout_ns passed first, -EINVAL, -ENOMEM.
  */
 EXE_API int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode,
 		     int64_t timeout_ns);
@@ -260,8 +262,9 @@ EXE_API int exe_future_all(struct exe_future *const *fs, size_t n, struct exe_fu
 /*
  * exe_future_any - a future that is DONE as soon as one input is DONE; its
  * value is that input's index cast to a pointer ((void *)(uintptr_t)i).
- * When every input failed or was cancelled, it fails with the first
- * failure's code and message (-ECANCELED when all were cancelled).
+ * When every input failed or was cancelled, it fails with the first failed
+ * input's (in array order) code and message, or is CANCELLED when all were
+ * cancelled; an empty array gives a CANCELLED future.
  */
 EXE_API int exe_future_any(struct exe_future *const *fs, size_t n, struct exe_future **out);
 
