@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* < 0: injection off; otherwise allocations left before failures start. */
 static _Atomic long fail_after = -1;
@@ -38,6 +40,20 @@ void *exe__malloc(size_t size)
 void *exe__calloc(size_t n, size_t size)
 {
 	return injected_failure() ? NULL : calloc(n, size);
+}
+
+void *exe__aligned_calloc(size_t align, size_t n, size_t size)
+{
+	size_t bytes;
+	void *p;
+
+	if (n && size > SIZE_MAX / n)
+		return NULL;
+	bytes = n * size > 0 ? n * size : 1;
+	if (injected_failure() || posix_memalign(&p, align, bytes))
+		return NULL;
+	memset(p, 0, bytes);
+	return p;
 }
 
 char *exe__vasprintf(const char *fmt, va_list ap)

@@ -9,6 +9,9 @@
 
 void *exe__malloc(size_t size);
 void *exe__calloc(size_t n, size_t size);
+/* Zeroed memory aligned to @align (a power of two, >= sizeof(void *)), for
+ * structures with cache-line aligned members; freed with exe__free(). */
+void *exe__aligned_calloc(size_t align, size_t n, size_t size);
 char *exe__vasprintf(const char *fmt, __builtin_va_list ap);
 void exe__free(void *p);
 

@@ -63,7 +63,10 @@ const char *exe_strerror(int code)
 	case ECANCELED: return "cancelled";
 	case ETIMEDOUT: return "timed out";
 	case ESHUTDOWN: return "pool is shut down";
-	case EPIPE: return "pool is broken";
+	case EPIPE: return "pool is broken or queue is closed";
+	case ECHILD: return "worker process died";
+	case EBADMSG: return "malformed message";
+	case EOWNERDEAD: return "previous owner died";
 	case EAGAIN: return "queue is full";
 	case EBUSY: return "already running";
 	case EALREADY: return "already finished";

@@ -20,7 +20,7 @@ int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_f
 int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
 			 struct exe_future **out)
 {
-	if (!p || !fn || (o && (o->flags & ~(unsigned)EXE_SUBMIT_BLOCK)))
+	if (!p || !fn || (o && (o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL))))
 		return -EINVAL;
 	return p->ops->submit(p, fn, arg, o, out);
 }

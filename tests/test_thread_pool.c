@@ -47,11 +47,16 @@ static int fail_with_message(void *arg, void **result)
 	return exe_task_set_error(-EIO, "disk %d on fire", (int)(intptr_t)arg);
 }
 
-/* Blocks until the gate promise is completed. */
+/* Blocks until the gate promise is completed. Owns one reference to the
+ * gate (submit it with exe_future_ref(gate)): the test may drop its own
+ * while the task is still returning from the wait. */
 static int wait_gate(void *arg, void **result)
 {
+	int rc = exe_future_wait(arg, EXE_FOREVER);
+
 	(void)result;
-	return exe_future_wait(arg, EXE_FOREVER);
+	exe_future_unref(arg);
+	return rc;
 }
 
 static void wait_running(struct exe_pool *p, uint64_t n)
@@ -264,7 +269,7 @@ Test(thread_pool, bounded_queue_returns_eagain_when_full)
 	struct exe_pool_stats st;
 
 	exe_future_create(&gate);
-	exe_pool_submit(p, wait_gate, gate, &blocker);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &a), 0);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &b), 0);
@@ -298,7 +303,7 @@ Test(thread_pool, blocking_submit_waits_for_room)
 	pthread_t t;
 
 	exe_future_create(&gate);
-	exe_pool_submit(p, wait_gate, gate, &blocker);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &a), 0);
 	cr_assert_eq(exe_pool_submit_opts(p, square, NULL, &(struct exe_submit_opts){
@@ -323,7 +328,7 @@ Test(thread_pool, blocked_submitter_is_released_by_shutdown)
 	pthread_t t;
 
 	exe_future_create(&gate);
-	exe_pool_submit(p, wait_gate, gate, &blocker);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	exe_pool_submit(p, square, NULL, &a);
 	pthread_create(&t, NULL, open_gate_later, gate); /* lets destroy finish */
@@ -355,7 +360,7 @@ Test(thread_pool, shutdown_cancel_pending_cancels_queued_tasks_and_runs_callback
 
 	atomic_store(&cb_cancelled_seen, 0);
 	exe_future_create(&gate);
-	exe_pool_submit(p, wait_gate, gate, &blocker);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	for (int i = 0; i < 10; i++) {
 		exe_pool_submit(p, square, NULL, &fs[i]);
@@ -548,7 +553,7 @@ Test(thread_pool, waiting_caller_runs_a_pending_task_when_workers_are_busy)
 	void *v;
 
 	exe_future_create(&gate);
-	exe_pool_submit(p, wait_gate, gate, &blocker);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	exe_pool_submit(p, current_thread, NULL, &f);
 	cr_assert_eq(exe_future_result(f, &v, EXE_FOREVER), 0);
@@ -581,7 +586,7 @@ Test(thread_pool, done_callback_runs_on_the_finishing_worker)
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
 	exe_future_create(&gate);
 	/* The task blocks until the callback is registered. */
-	exe_pool_submit(p, wait_gate, gate, &f);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &f);
 	atomic_store(&cb_thread, (pthread_t)0);
 	exe_future_on_done(f, record_cb_thread, NULL);
 	exe_future_set_result(gate, NULL, NULL);
@@ -735,7 +740,7 @@ Test(thread_pool, stats_count_each_outcome)
 	struct exe_pool_stats st;
 
 	exe_future_create(&gate);
-	exe_pool_submit(p, wait_gate, gate, &blocker);
+	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	exe_pool_submit(p, square, NULL, &ok);
 	exe_pool_submit(p, fail_with_message, NULL, &bad);

@@ -5,7 +5,7 @@
  * Errors. A fallible call returns int: 0 (or a non-negative count) on success
  * and -errno on failure. Each code has one meaning across the library:
  *
- *   -EINVAL      a bad argument (NULL function, bad flag, zero-sized array)
+ *   -EINVAL      a bad argument (NULL function, unknown flag, NULL array)
  *   -ENOMEM      out of memory
  *   -EAGAIN      a bounded queue is full and the caller asked not to block
  *   -ESHUTDOWN   submit after shutdown
@@ -13,7 +13,14 @@
  *   -ETIMEDOUT   a wait's bound passed (the waited-for object is unchanged)
  *   -EBUSY       cancel of work that is already running (a request was sent)
  *   -EALREADY    cancel or completion of a future that has already finished
- *   -EPIPE       the pool is broken (a worker's init failed)
+ *   -EPIPE       the pool is broken (a worker's init failed), or the queue
+ *                is closed
+ *   -ECHILD      a process-pool worker died while running the task
+ *   -EBADMSG     malformed bytes: a bad frame on a worker channel, a
+ *                corrupted shared-memory header
+ *   -EMSGSIZE    a message over a queue's byte bound
+ *   -EOWNERDEAD  a robust mutex was taken over from a holder that died
+ *   -ENOSYS, -EPERM  io_uring unavailable when it was explicitly required
  *
  * Any other code passes through unchanged from a task or from the kernel.
  * Where a failure needs more words, the future carries a message

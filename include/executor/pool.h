@@ -71,7 +71,8 @@ struct exe_pool_opts {
 };
 
 enum exe_submit_flags {
-	EXE_SUBMIT_BLOCK = 1u << 0, /* wait for room in a bounded queue */
+	EXE_SUBMIT_BLOCK = 1u << 0,          /* wait for room in a bounded queue */
+	EXE_SUBMIT_KILL_ON_CANCEL = 1u << 1, /* process pools: cancel kills a running task */
 };
 
 struct exe_submit_opts {
