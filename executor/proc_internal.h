@@ -1,0 +1,260 @@
+/*
+ * proc_internal.h - the process pool's pieces as its files see them: the
+ * channel frame, the fork-server messages, the task record, the pool.
+ *
+ * Files: process_pool.c (create, submit, queue, shutdown, stats),
+ * proc_collector.c (the collector thread: worker channels, dispatch, deaths,
+ * deadlines), proc_worker.c (the fork server and the worker loop, in the
+ * child processes), proc_frame.c (framing and memfd payloads, both sides).
+ */
+#ifndef EXE_PROC_INTERNAL_H
+#define EXE_PROC_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "executor.h"
+#include "executor/pool_internal.h"
+
+/* ---- the channel frame ---- */
+
+#define EXE__FRAME_MAGIC 0x45584546u       /* "FEXE" little-endian */
+#define EXE__INLINE_MAX (32u * 1024)       /* larger payloads travel in a memfd */
+#define EXE__PAYLOAD_MAX (1ull << 40)      /* memfd payloads: sanity bound */
+#define EXE__RX_CAP (2 * (EXE__INLINE_MAX + 64))
+#define EXE__RX_FDS 8
+
+enum exe__frame_kind {
+	EXE__F_TASK_PTR = 1,     /* parent -> worker: word = fn, arg = arg */
+	EXE__F_TASK_BYTES = 2,   /* parent -> worker: word = fn, payload = input */
+	EXE__F_READY = 3,        /* worker -> parent: init done, status = its code */
+	EXE__F_RESULT_PTR = 4,   /* worker -> parent: status, word = value */
+	EXE__F_RESULT_BYTES = 5, /* worker -> parent: status, payload = bytes or message */
+	EXE__F_KIND_MAX = 5,
+};
+
+#define EXE__FF_MEMFD (1u << 0)  /* the payload is the memfd sent with the header */
+#define EXE__FF_MSG (1u << 1)    /* the payload is an error message (status != 0) */
+#define EXE__FF_ARENA (1u << 2)  /* the payload is in the arena (task: at arg; result: at out) */
+#define EXE__FF_ALL (EXE__FF_MEMFD | EXE__FF_MSG | EXE__FF_ARENA)
+
+/* Fixed-size header, then @len payload bytes (none with EXE__FF_MEMFD).
+ * Both ends run the same binary, so host byte order is fine. */
+struct exe__frame {
+	uint32_t magic;
+	uint16_t kind;
+	uint16_t flags;
+	uint64_t id;      /* task id; 0 for READY */
+	uint64_t word;
+	uint64_t arg;
+	uint64_t len;
+	uint64_t out;     /* TASK_BYTES: arena offset for the result */
+	uint64_t out_cap; /* ... and its capacity; 0: none */
+	int32_t status;
+	uint32_t check;   /* hash of every field above */
+};
+_Static_assert(sizeof(struct exe__frame) == 64, "frame header layout");
+
+void exe__frame_seal(struct exe__frame *h);
+
+/* Check a received header. Return 0, or -EBADMSG with a static reason. */
+int exe__frame_check(const struct exe__frame *h, const char **why);
+
+/* Send @h with @len payload bytes from @payload (inline) or the memfd @fd
+ * (>= 0; then h->flags has EXE__FF_MEMFD). Blocking; never raises SIGPIPE.
+ * Return 0 or -errno. */
+int exe__frame_send(int sock, struct exe__frame *h, const void *payload, int fd);
+
+/* A receive buffer for one end of a channel, with the descriptors that came
+ * with the bytes (in order: frame N's memfd arrives no later than its
+ * header). */
+struct exe__rx {
+	unsigned char *buf;
+	size_t start, end;
+	int fds[EXE__RX_FDS];
+	unsigned nfds;
+};
+
+int exe__rx_init(struct exe__rx *rx);
+void exe__rx_fini(struct exe__rx *rx);  /* closes descriptors still held */
+
+/* Read what is available (@nonblock) or at least one byte. Return bytes
+ * read, 0 at end of stream, -EAGAIN, -EBADMSG (descriptors truncated), or
+ * -errno. */
+ssize_t exe__rx_fill(struct exe__rx *rx, int sock, bool nonblock);
+
+/* The next complete frame: 1 with *@h, *@payload (inline bytes, valid until
+ * the next fill) and *@fd (its memfd, now the caller's, or -1); 0 when more
+ * bytes are needed; -EBADMSG with *@why. */
+int exe__rx_next(struct exe__rx *rx, struct exe__frame *h, const unsigned char **payload, int *fd,
+		 const char **why);
+
+/* A sealed memfd holding a copy of @len bytes. Return the fd or -errno. */
+int exe__memfd_from(const void *data, size_t len, const char *name);
+
+/* Map a received memfd read-only after checking its seals and size.
+ * Return 0 with *@map, or -EBADMSG with *@why, or -errno. */
+int exe__memfd_map(int fd, uint64_t len, void **map, const char **why);
+
+/* ---- the shared payload arena (proc_arena.c) ---- */
+
+#define EXE__ARENA_SIZE ((size_t)256 << 20)   /* virtual; pages come on use */
+#define EXE__ARENA_CLASSES 9                  /* 64 KiB .. 16 MiB blocks */
+
+struct exe__arena;
+
+int exe__arena_create(struct exe__arena **out, size_t size);
+void exe__arena_ref(struct exe__arena *a);
+void exe__arena_unref(struct exe__arena *a);
+void *exe__arena_base(const struct exe__arena *a);
+size_t exe__arena_size(const struct exe__arena *a);
+size_t exe__arena_class_size(int cls);
+/* A block of at least @len bytes: its class with *@off, or -1 (use a
+ * memfd). */
+int exe__arena_alloc(struct exe__arena *a, size_t len, uint64_t *off);
+void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
+
+/* ---- fork-server messages (SOCK_SEQPACKET) ---- */
+
+#define EXE__CTL_MAGIC 0x4c544345u
+
+enum exe__ctl_type {
+	EXE__CTL_SPAWN = 1,    /* parent -> server, with the worker's channel end */
+	EXE__CTL_SPAWNED = 2,  /* server -> parent: pid (or -errno), with its pidfd */
+	EXE__CTL_EXITED = 3,   /* server -> parent: pid reaped, si_code, si_status */
+};
+
+struct exe__ctl_msg {
+	uint32_t magic;
+	uint32_t type;
+	uint64_t seq;      /* the parent's worker serial */
+	int32_t slot;
+	int32_t pid;
+	int32_t code;      /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
+	int32_t status;
+};
+
+int exe__ctl_send(int sock, const struct exe__ctl_msg *m, int fd);
+/* Return 1 with *@m and *@fd (or -1), 0 at end, -errno. */
+int exe__ctl_recv(int sock, struct exe__ctl_msg *m, int *fd, bool nonblock);
+
+/* ---- tasks and the pool ---- */
+
+struct exe__ptask {
+	struct exe__ptask *prev, *next;  /* the pool queue (lock), or collector lists */
+	struct exe_future *f;            /* the producer's reference */
+	uint64_t id;
+	uint64_t fn, arg;
+	int64_t timeout_ns;              /* 0: none */
+	int64_t deadline;                /* set when the task starts */
+	int memfd;                       /* large input, or -1 */
+	int in_cls, out_cls;             /* arena blocks (input, result), or -1 */
+	uint64_t in_off, out_off;
+	uint16_t kind;                   /* EXE__F_TASK_PTR / EXE__F_TASK_BYTES */
+	bool kill_on_cancel;
+	bool queued;                     /* linked in the pool queue */
+	size_t in_len;
+	unsigned char in[];              /* small input */
+};
+
+struct exe__pworker;
+
+struct exe__proc_pool {
+	struct exe_pool base;
+
+	/* Read-only after create (also in every child process). */
+	unsigned nworkers;
+	size_t capacity;
+	char name[16];
+	exe_init_fn *init;
+	void *init_arg;
+	unsigned max_tasks;
+	int64_t task_timeout_ns;
+	int64_t term_grace_ns;
+	int64_t destroy_grace_ns;
+	bool kill_on_cancel;
+	unsigned depth;                  /* tasks handed to a worker ahead */
+	pid_t parent_pid;
+	struct exe__arena *arena;
+	_Atomic int out_hint;            /* arena class for the next large result, or -1 */
+
+	/* The queue and lifecycle flags. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;             /* room in a bounded queue; collector start */
+	struct exe__ptask qhead;         /* sentinel of a circular list */
+	size_t queued;
+	unsigned space_waiters;
+	uint64_t next_id;
+	bool shutdown, destroying;
+	int start_rc;                    /* collector start: 1 pending, 0 ok, <0 failed */
+
+	/* Counters: written by submitters, cancellers and the collector. */
+	_Atomic uint64_t submitted, started, completed, failed, cancelled, restarts;
+	_Atomic unsigned live_workers;
+	_Atomic uint32_t broken;         /* 0 ok, 1 being set, 2 broken (msg valid) */
+	char broken_msg[192];
+	_Atomic bool stopped;            /* the collector has exited */
+
+	/* Waking the collector: one eventfd write per sleep. */
+	int evfd;
+	_Atomic uint32_t wake_pending;
+
+	/* Collector thread. */
+	pthread_t collector;
+	pthread_mutex_t life_lock;       /* serializes join */
+	bool joined;
+	struct exe__proc_pool *live_next; /* registry of live pools (cancel wake) */
+
+	/* Owned by the collector thread (and set up before it starts). */
+	int epfd;
+	int ctl;                         /* our end of the fork-server socket */
+	int ctl_child;                   /* the server's end, closed after fork */
+	pid_t server_pid;
+	int server_pidfd;
+	struct exe__pworker *workers;    /* every worker process not yet reaped */
+	struct exe__pworker **slots;     /* the active worker of each slot */
+	struct exe__ptask *redo_head, *redo_tail; /* started, handed back by a dead worker */
+	uint64_t worker_seq;
+	int64_t drain_deadline;          /* destroy: when stragglers get killed */
+	unsigned nprocs;                 /* worker objects alive (limit: kid_cap) */
+
+	/* The fork server's tables, allocated before it is forked so that it
+	 * never allocates. */
+	unsigned kid_cap;
+	void *server_mem;
+};
+
+/* Set once when a worker fails init or cannot start. */
+void exe__proc_mark_broken(struct exe__proc_pool *pp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+char *exe__proc_broken_copy(struct exe__proc_pool *pp);
+
+/* Wake the collector (any thread). */
+void exe__proc_wake(struct exe__proc_pool *pp);
+
+/* Collector side (proc_collector.c). */
+void *exe__proc_collector_main(void *arg);
+/* Pop the next queued task and claim it (PENDING -> RUNNING): NULL when
+ * the queue is empty. Takes the lock. */
+struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp);
+/* Finish a claimed task: complete, count, drop the producer reference,
+ * free the record. Collector thread. */
+void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int code, void *value,
+			   exe_free_fn *value_free, char *msg);
+/* Return a task's arena blocks (pool lock or collector). */
+void exe__proc_task_release(struct exe__proc_pool *pp, struct exe__ptask *t);
+/* Result bytes -> the future's value: a copy, a mapping, or an arena block
+ * taken over (@arena non-NULL). */
+void *exe__proc_bytes_new(const void *copy, size_t len, void *map);
+void *exe__proc_bytes_arena(struct exe__arena *arena, int cls, uint64_t off, size_t len);
+void exe__proc_bytes_free(void *b);
+
+/* Child side (proc_worker.c). The server's tables, allocated before the
+ * fork; the server itself never returns. */
+size_t exe__proc_server_mem_size(unsigned kid_cap);
+__attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, int ctl);
+
+#endif
