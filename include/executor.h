@@ -8,6 +8,10 @@
 #include "executor/common.h"
 #include "executor/future.h"
 #include "executor/pool.h"
+#include "executor/io.h"
 #include "executor/queue.h"
+#include "executor/ipc.h"
+#include "executor/process.h"
+#include "executor/process_pool.h"
 
 #endif /* EXECUTOR_H */

@@ -4,7 +4,8 @@
 #   2. the installed package: headers, pkg-config file and CMake package
 #      used by a program built outside the tree;
 #   3. AddressSanitizer + UBSan (LeakSanitizer included): unit and stress tests;
-#   4. ThreadSanitizer: the stress tests (Criterion cannot start under TSan).
+#   4. ThreadSanitizer: the stress tests (Criterion cannot start under TSan);
+#   5. a bounded libFuzzer run of the remote_cmd frame parser (needs clang).
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,9 +45,10 @@ prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$out/test" --prefix "$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch 2>/dev/null)/pkgconfig:${PKG_CONFIG_PATH:-}"
-# shellcheck disable=SC2046
-cc -std=c17 -Wall -Werror -o "$prefix/hello_pkgconfig" "$root/examples/hello_pool.c" \
-	$(pkg-config --cflags --libs executor) -Wl,-rpath,"$(pkg-config --variable=libdir executor)"
+pc_flags=$(pkg-config --cflags --libs executor)
+pc_libdir=$(pkg-config --variable=libdir executor)
+# shellcheck disable=SC2086
+cc -std=c17 -Wall -Werror -o "$prefix/hello_pkgconfig" "$root/examples/hello_pool.c" $pc_flags -Wl,-rpath,"$pc_libdir"
 mkdir -p "$prefix/consumer"
 cat >"$prefix/consumer/CMakeLists.txt" <<CMAKE
 cmake_minimum_required(VERSION 3.18)
@@ -57,7 +59,7 @@ target_link_libraries(hello_cmake PRIVATE executor::executor)
 CMAKE
 cmake -S "$prefix/consumer" -B "$prefix/consumer/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/consumer/build" >/dev/null
-if "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$(pkg-config --variable=libdir executor)" "$prefix/consumer/build/hello_cmake"; then
+if "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$pc_libdir" "$prefix/consumer/build/hello_cmake"; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))
@@ -72,6 +74,36 @@ step "ThreadSanitizer: stress tests"
 configure_build "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXE_SANITIZE=thread \
 	-DEXE_CRITERION_TESTS=OFF -DEXE_BUILD_BENCH=OFF -DEXE_BUILD_EXAMPLES=OFF
 run_ctest "$out/tsan" -L stress
+
+step "fuzz: the remote_cmd frame parser (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+if command -v clang >/dev/null && pkg-config --exists jansson; then
+	fuzz_dir="$out/fuzz"
+	mkdir -p "$fuzz_dir/corpus"
+	# Seeds: one well-formed header of each type, so mutations start from
+	# inputs that get past the first checks.
+	h='"id":1,"total_size":0,"hash":"cbf29ce484222325"'
+	printf '{"type":"exec",%s,"token":"t","timeout_ms":5}' "$h" >"$fuzz_dir/corpus/seed-exec"
+	printf '{"type":"out",%s,"stream":"stderr"}' "$h" >"$fuzz_dir/corpus/seed-out"
+	printf '{"type":"exit",%s,"exit_status":-9,"timed_out":true,"stdout_size":1,"stderr_size":2}' \
+		"$h" >"$fuzz_dir/corpus/seed-exit"
+	printf '{"type":"error",%s,"error":"no"}' "$h" >"$fuzz_dir/corpus/seed-error"
+	printf '\000\000\000\120{"type":"out","id":1,"total_size":2,"hash":"08ba5f07b55ec3da","stream":"stdout"}hi' \
+		>"$fuzz_dir/corpus/seed-frame"
+	# shellcheck disable=SC2046
+	if clang -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/examples" \
+		-o "$fuzz_dir/fuzz_remote_proto" "$root/tests/fuzz_remote_proto.c" \
+		"$root/examples/remote_proto.c" $(pkg-config --cflags --libs jansson) &&
+		"$fuzz_dir/fuzz_remote_proto" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=8192 \
+			-print_final_stats=0 "$fuzz_dir/corpus" >"$fuzz_dir/log" 2>&1; then
+		tail -n 1 "$fuzz_dir/log"
+		passed=$((passed + 1))
+	else
+		tail -n 40 "$fuzz_dir/log" 2>/dev/null || true
+		failed=$((failed + 1))
+	fi
+else
+	echo "skipped: clang (with libFuzzer) or jansson not found"
+fi
 
 echo
 echo "test.sh: $passed passed, $failed failed"
