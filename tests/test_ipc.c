@@ -712,3 +712,114 @@ Test(ipc_queue, bad_arguments_return_einval)
 	exe_ipc_queue_destroy(q);
 	exe_ipc_queue_destroy(NULL);
 }
+
+/* ---- event ---- */
+
+TestSuite(ipc_event, .timeout = 30);
+
+Test(ipc_event, starts_clear_and_set_clear_are_seen)
+{
+	struct exe_ipc_event *e;
+
+	cr_assert_eq(exe_ipc_event_create(&e), 0);
+	cr_assert_eq(exe_ipc_event_is_set(e), 0);
+	cr_assert_eq(exe_ipc_event_wait(e, 0), -EAGAIN);
+	cr_assert_eq(exe_ipc_event_wait(e, 2 * EXE_NS_PER_MS), -ETIMEDOUT);
+	cr_assert_eq(exe_ipc_event_set(e), 0);
+	cr_assert_eq(exe_ipc_event_set(e), 0, "set twice is fine");
+	cr_assert_eq(exe_ipc_event_is_set(e), 1);
+	cr_assert_eq(exe_ipc_event_wait(e, 0), 0);
+	cr_assert_eq(exe_ipc_event_clear(e), 0);
+	cr_assert_eq(exe_ipc_event_is_set(e), 0);
+	exe_ipc_event_destroy(e);
+}
+
+static int wait_event_forever(void *arg)
+{
+	return exe_ipc_event_wait(arg, EXE_FOREVER) == 0 ? 7 : 1;
+}
+
+Test(ipc_event, set_wakes_waiters_in_other_processes)
+{
+	struct exe_ipc_event *e;
+	pid_t kids[3];
+
+	cr_assert_eq(exe_ipc_event_create(&e), 0);
+	for (int i = 0; i < 3; i++)
+		kids[i] = spawn(wait_event_forever, e);
+	sleep_ns(20 * EXE_NS_PER_MS);
+	cr_assert_eq(exe_ipc_event_set(e), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(wait_exit(kids[i]), 7);
+	exe_ipc_event_destroy(e);
+}
+
+Test(ipc_event, a_waiter_killed_while_waiting_does_not_wedge_the_event)
+{
+	struct exe_ipc_event *e;
+	pid_t victim, survivor;
+
+	cr_assert_eq(exe_ipc_event_create(&e), 0);
+	victim = spawn(wait_event_forever, e);
+	survivor = spawn(wait_event_forever, e);
+	sleep_ns(20 * EXE_NS_PER_MS);
+	kill(victim, SIGKILL);
+	cr_assert_eq(wait_exit(victim), -SIGKILL);
+	cr_assert_eq(exe_ipc_event_set(e), 0);
+	cr_assert_eq(wait_exit(survivor), 7, "the survivor was woken");
+	/* And the event still works for a new round. */
+	cr_assert_eq(exe_ipc_event_clear(e), 0);
+	survivor = spawn(wait_event_forever, e);
+	sleep_ns(10 * EXE_NS_PER_MS);
+	cr_assert_eq(exe_ipc_event_set(e), 0);
+	cr_assert_eq(wait_exit(survivor), 7);
+	exe_ipc_event_destroy(e);
+}
+
+static int attach_and_set(void *arg)
+{
+	struct exe_ipc_event *e;
+
+	if (exe_ipc_event_attach_at(arg, exe_ipc_event_size(), &e))
+		return 1;
+	exe_ipc_event_set(e);
+	exe_ipc_event_destroy(e);
+	return 0;
+}
+
+Test(ipc_event, init_at_and_attach_at_share_caller_memory)
+{
+	size_t len = exe_ipc_event_size();
+	void *mem = map_shared(len);
+	struct exe_ipc_event *e;
+	pid_t kid;
+
+	cr_assert_eq(exe_ipc_event_init_at(mem, len, &e), 0);
+	kid = spawn(attach_and_set, mem);
+	cr_assert_eq(exe_ipc_event_wait(e, 5 * EXE_NS_PER_S), 0);
+	cr_assert_eq(wait_exit(kid), 0);
+	exe_ipc_event_destroy(e);
+	munmap(mem, len);
+}
+
+Test(ipc_event, corrupted_or_foreign_memory_returns_ebadmsg_and_bad_input_einval)
+{
+	size_t len = exe_ipc_event_size();
+	unsigned char *mem = map_shared(len);
+	struct exe_ipc_event *e, *other;
+
+	cr_assert_eq(exe_ipc_event_attach_at(mem, len, &other), -EBADMSG, "zeroed memory is not an event");
+	cr_assert_eq(exe_ipc_event_init_at(mem, len, &e), 0);
+	cr_assert_eq(exe_ipc_event_init_at(mem, len - 1, &other), -EINVAL);
+	cr_assert_eq(exe_ipc_event_init_at(mem + 1, len, &other), -EINVAL);
+	memset(mem + 8, 0x5a, len - 8); /* checksum and state: garbage */
+	cr_assert_eq(exe_ipc_event_set(e), -EBADMSG);
+	cr_assert_eq(exe_ipc_event_wait(e, EXE_FOREVER), -EBADMSG, "never sleeps on garbage");
+	memset(mem, 0xff, 8);
+	cr_assert_eq(exe_ipc_event_is_set(e), -EBADMSG);
+	cr_assert_eq(exe_ipc_event_set(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_event_create(NULL), -EINVAL);
+	exe_ipc_event_destroy(e);
+	exe_ipc_event_destroy(NULL);
+	munmap(mem, len);
+}

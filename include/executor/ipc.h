@@ -1,6 +1,6 @@
 /*
- * executor/ipc.h - coordination between processes: a robust mutex and a
- * bounded queue of byte messages, both living in shared memory.
+ * executor/ipc.h - coordination between processes: a robust mutex, a
+ * bounded queue of byte messages and an event, all living in shared memory.
  *
  * Sharing. exe_ipc_*_create() maps anonymous shared memory
  * (MAP_SHARED|MAP_ANONYMOUS): create before fork(), and the children
@@ -195,6 +195,50 @@ EXE_API int exe_ipc_queue_close(struct exe_ipc_queue *q);
 /* exe_ipc_queue_count - messages queued now (a hint), or a negative code
  * (-EINVAL, -EBADMSG). */
 EXE_API long exe_ipc_queue_count(struct exe_ipc_queue *q);
+
+/* ---- process-shared event ---- */
+
+/*
+ * An event (Python's multiprocessing.Event): set, clear, wait. It is one
+ * futex word, so a process killed while waiting or setting cannot wedge it:
+ * the next exe_ipc_event_set() wakes every waiter. Level-triggered: a waiter
+ * that did not run between a set and a clear may miss that set.
+ */
+struct exe_ipc_event;
+
+/* exe_ipc_event_create - map a new, clear event (create before fork()).
+ * Ownership: as exe_ipc_mutex_create(). Return: 0; -EINVAL; -ENOMEM. */
+EXE_API int exe_ipc_event_create(struct exe_ipc_event **out);
+
+/* exe_ipc_event_size - bytes of shared memory exe_ipc_event_init_at() needs. */
+EXE_API size_t exe_ipc_event_size(void);
+
+/* exe_ipc_event_init_at / attach_at - build an event in caller-mapped shared
+ * memory (8-byte aligned, @len >= exe_ipc_event_size()) / get a handle to
+ * one another process built there. Return: 0; -EINVAL; -EBADMSG (attach:
+ * not a valid event); -ENOMEM. */
+EXE_API int exe_ipc_event_init_at(void *mem, size_t len, struct exe_ipc_event **out);
+EXE_API int exe_ipc_event_attach_at(void *mem, size_t len, struct exe_ipc_event **out);
+
+/* exe_ipc_event_destroy - release the handle; in the creating process also
+ * invalidate the event and unmap (create) it. NULL is a no-op. */
+EXE_API void exe_ipc_event_destroy(struct exe_ipc_event *e);
+
+/* exe_ipc_event_set - set the event and wake every waiter (in any process).
+ * Writes made before it are visible to a waiter it wakes.
+ * Return: 0; -EINVAL; -EBADMSG corrupted shared memory. */
+EXE_API int exe_ipc_event_set(struct exe_ipc_event *e);
+
+/* exe_ipc_event_clear - clear the event. Return: 0; -EINVAL; -EBADMSG. */
+EXE_API int exe_ipc_event_clear(struct exe_ipc_event *e);
+
+/* exe_ipc_event_is_set - Return: 1 set, 0 clear; -EINVAL; -EBADMSG. */
+EXE_API int exe_ipc_event_is_set(struct exe_ipc_event *e);
+
+/* exe_ipc_event_wait - wait until the event is set.
+ * Return: 0 set; -EAGAIN (@timeout_ns 0 and clear); -ETIMEDOUT; -EINVAL;
+ * -EBADMSG corrupted shared memory. */
+EXE_API int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns);
 
 #ifdef __cplusplus
 }
