@@ -1,6 +1,7 @@
 /*
  * pool.c - the pool front end: argument checks, dispatch to the pool kind,
- * and exe_pool_map(), which only needs submit and futures.
+ * and exe_pool_map(), which only needs submit and futures (a pool kind may
+ * bring its own map, for chunks).
  */
 #include <errno.h>
 #include <string.h>
@@ -54,7 +55,7 @@ const char *exe_pool_error(struct exe_pool *p)
 	return p ? p->ops->error(p) : NULL;
 }
 
-static int64_t remaining(int64_t deadline)
+int64_t exe__pool_remaining(int64_t deadline)
 {
 	int64_t left;
 
@@ -64,24 +65,19 @@ static int64_t remaining(int64_t deadline)
 	return left > 0 ? left : 0;
 }
 
-int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		 int64_t timeout_ns, size_t *failed_index)
+int exe__pool_map_each(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+		       int64_t deadline, size_t *failed_index)
 {
-	int64_t deadline = exe__deadline(timeout_ns);
 	struct exe_submit_opts o = { .flags = EXE_SUBMIT_BLOCK };
 	struct exe_future **fs;
 	size_t i, submitted = 0;
 	int rc = 0;
 
-	if (!p || !fn || (n && (!args || !results)))
-		return -EINVAL;
-	if (n == 0)
-		return 0;
 	fs = exe__calloc(n, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
 	for (i = 0; i < n; i++) {
-		o.block_timeout_ns = remaining(deadline);
+		o.block_timeout_ns = exe__pool_remaining(deadline);
 		if (deadline >= 0 && o.block_timeout_ns == 0) {
 			rc = -ETIMEDOUT;
 			break;
@@ -100,7 +96,7 @@ int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t 
 	/* Collect in order; the first failure or the deadline stops the map
 	 * and cancels what has not started. */
 	for (i = 0; i < submitted && rc == 0; i++) {
-		rc = exe_future_result(fs[i], &results[i], remaining(deadline));
+		rc = exe_future_result(fs[i], &results[i], exe__pool_remaining(deadline));
 		if (rc && failed_index)
 			*failed_index = i;
 	}
@@ -111,4 +107,32 @@ int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t 
 	}
 	exe__free(fs);
 	return rc;
+}
+
+int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+		 int64_t timeout_ns, size_t *failed_index)
+{
+	int64_t deadline = exe__deadline(timeout_ns);
+
+	if (!p || !fn || (n && (!args || !results)))
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	return exe__pool_map_each(p, fn, args, n, results, deadline, failed_index);
+}
+
+int exe_pool_map_opts(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+		      const struct exe_map_opts *o, size_t *failed_index)
+{
+	int64_t deadline;
+
+	if (!p || !fn || (n && (!args || !results)))
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	/* 0 is "no deadline" here, so that all-zero options are the defaults. */
+	deadline = o && o->timeout_ns > 0 ? exe__deadline(o->timeout_ns) : -1;
+	if (p->ops->map && (!o || o->chunk != 1))
+		return p->ops->map(p, fn, args, n, results, deadline, o ? o->chunk : 0, failed_index);
+	return exe__pool_map_each(p, fn, args, n, results, deadline, failed_index);
 }

@@ -21,6 +21,9 @@
  *    ("killed by signal 11"); tasks behind it never started and go back to
  *    the front of the line. A replacement is asked for as soon as we decide
  *    to stop a worker, or when it dies unasked.
+ *  - Map chunks are tasks like the others (one frame out, one back). A
+ *    worker that dies in a chunk fails its first unfinished element: the
+ *    values before it come from the worker's progress cell.
  *  - Recycling: a worker that received its max_tasks_per_worker-th task gets
  *    its channel half-closed (it exits after that task) and its slot's
  *    replacement is spawned at once, so a backlog never waits for it.
@@ -69,6 +72,7 @@ struct exe__pworker {
 	int exit_code, exit_status;
 	struct exe__ptask *head, *tail;
 	unsigned ninflight, dispatched;
+	unsigned cell;               /* its progress cell (pp->cells) */
 	int64_t kill_at;             /* SIGKILL after SIGTERM; 0: none */
 	int fail_code;               /* why we stopped it; 0: we did not */
 	uint64_t fail_id;            /* the task that reason is for; 0: all */
@@ -187,6 +191,9 @@ static void spawn(struct exe__proc_pool *pp, unsigned slot)
 		return;
 	}
 	w->chan = w->pidfd = -1;
+	/* nprocs < kid_cap: a free cell exists. */
+	while (pp->cell_used[w->cell])
+		w->cell++;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		rc = -errno;
 		goto fail;
@@ -210,6 +217,7 @@ static void spawn(struct exe__proc_pool *pp, unsigned slot)
 	w->next = pp->workers;
 	pp->workers = w;
 	pp->nprocs++;
+	pp->cell_used[w->cell] = 1;
 	return;
 fail:
 	if (w->chan >= 0)
@@ -286,16 +294,51 @@ static char *copy_msg(const struct exe__frame *h, const unsigned char *payload)
 	return m;
 }
 
+/* A chunk's values and outcome: @h->word values, then @h->arg bytes of the
+ * failing element's message. Only all values go with status 0. */
+static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
+			    const unsigned char *payload, int fd, int64_t now)
+{
+	uint64_t len = w->head->in_len / sizeof(uint64_t);
+	struct exe__ptask *t;
+	char *msg = NULL;
+
+	if (fd >= 0 || h->flags || h->word > len || (h->status == 0) != (h->word == len) ||
+	    (h->status == 0 && h->arg) || h->arg > h->len || h->len != h->word * sizeof(uint64_t) + h->arg) {
+		if (fd >= 0)
+			close(fd);
+		bad_frame(pp, w, "malformed chunk result", now);
+		return;
+	}
+	t = pop_head(w, now);
+	if (h->arg) {
+		msg = exe__malloc(h->arg + 1);
+		if (msg) {
+			memcpy(msg, payload + h->word * sizeof(uint64_t), h->arg);
+			msg[h->arg] = '\0';
+		}
+	}
+	/* Inline values may sit at any offset of the receive buffer: the
+	 * finish copies them out with memcpy. */
+	exe__proc_chunk_finish(pp, t, h->word, payload, h->status, msg);
+}
+
 static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
 		      const unsigned char *payload, int fd, int64_t now)
 {
 	struct exe__ptask *t = w->head;
-	uint16_t want = t && t->kind == EXE__F_TASK_PTR ? EXE__F_RESULT_PTR : EXE__F_RESULT_BYTES;
+	uint16_t want = !t ? 0 : t->kind == EXE__F_TASK_PTR ? EXE__F_RESULT_PTR :
+			t->kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK : EXE__F_RESULT_BYTES;
 	const char *why = "unexpected result";
 	void *map = NULL, *b;
 	int rc;
 
 	bool arena = h->flags & EXE__FF_ARENA;
+
+	if (want == EXE__F_RESULT_CHUNK && h->kind == want && h->id == t->id) {
+		on_chunk_result(pp, w, h, payload, fd, now);
+		return;
+	}
 
 	if (!t || h->id != t->id || h->kind != want || (fd >= 0 && (h->status || want != EXE__F_RESULT_BYTES)) ||
 	    (arena && (h->status || t->out_cls < 0 || h->len > exe__arena_class_size(t->out_cls)))) {
@@ -376,7 +419,16 @@ static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const st
 		w->state = W_READY;
 }
 
-static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
+/*
+ * Read what the channel holds and handle every complete frame. The channel
+ * is level-triggered, so in the loop one short read is enough: a unix stream
+ * socket fills the buffer from every queued write unless it ran dry, or
+ * stopped after a write that carried descriptors; anything left (or arriving
+ * later) wakes epoll again. That saves a recvmsg() returning EAGAIN per
+ * wake-up, which is most of them with small tasks. @drain (a dead worker)
+ * reads to the end instead.
+ */
+static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now, bool drain)
 {
 	int rounds;
 
@@ -384,8 +436,11 @@ static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64
 		const unsigned char *payload;
 		struct exe__frame h;
 		const char *why;
+		size_t room = EXE__RX_CAP - (w->rx.end - w->rx.start);
+		unsigned nfds = w->rx.nfds;
 		ssize_t n = exe__rx_fill(&w->rx, w->chan, true);
 		int fd, rc;
+		bool dry = !drain && n > 0 && (size_t)n < room && w->rx.nfds == nfds;
 
 		if (n == -EAGAIN)
 			return;
@@ -412,10 +467,39 @@ static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64
 			bad_frame(pp, w, why, now);
 			return;
 		}
+		if (dry)
+			return;
 	}
 }
 
 /* ---- deaths ---- */
+
+/* The task a dead worker was running fails. For a chunk that is its first
+ * unfinished element: the worker's cell holds the values before it, when the
+ * cell speaks of this chunk (the worker may have died before starting it).
+ * The cell is shared with other workers, so its count is only trusted up to
+ * the chunk's length. */
+static void finish_dead(struct exe__proc_pool *pp, struct exe__pworker *w, struct exe__ptask *t, int code,
+			char *msg)
+{
+	const struct exe__cell *cell = &pp->cells[w->cell];
+	uint64_t len = t->in_len / sizeof(uint64_t), done = 0;
+
+	if (t->kind != EXE__F_TASK_CHUNK) {
+		exe__proc_task_finish(pp, t, code, NULL, NULL, msg);
+		return;
+	}
+	if (atomic_load_explicit(&cell->id, memory_order_acquire) == t->id) {
+		done = atomic_load_explicit(&cell->done, memory_order_acquire);
+		if (done > len)
+			done = len;
+	}
+	/* A cell that claims the whole chunk still lacks the result frame:
+	 * the last element counts as unfinished. */
+	if (done == len)
+		done = len - 1;
+	exe__proc_chunk_finish(pp, t, done, cell->vals, code, msg);
+}
 
 static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
 {
@@ -427,10 +511,10 @@ static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w, int
 		return;
 	t = pop_head(w, now);
 	if (w->fail_code && (w->fail_id == 0 || w->fail_id == t->id))
-		exe__proc_task_finish(pp, t, w->fail_code, NULL, NULL,
-				      fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
+		finish_dead(pp, w, t, w->fail_code,
+			    fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
 	else
-		exe__proc_task_finish(pp, t, -ECHILD, NULL, NULL, fmt("%s", what));
+		finish_dead(pp, w, t, -ECHILD, fmt("%s", what));
 	rest = w->head;
 	if (!rest)
 		return;
@@ -461,6 +545,7 @@ static void free_worker(struct exe__proc_pool *pp, struct exe__pworker *w)
 		close(w->pidfd);
 	exe__rx_fini(&w->rx);
 	exe__free(w->fail_msg);
+	pp->cell_used[w->cell] = 0; /* the process is gone: nobody writes it */
 	exe__free(w);
 	pp->nprocs--;
 }
@@ -470,7 +555,7 @@ static void on_exit_(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t 
 	char what[160];
 
 	/* Results written before the death are still in the socket. */
-	read_worker(pp, w, now);
+	read_worker(pp, w, now, true);
 	chan_close(pp, w);
 	if (w->counted)
 		atomic_fetch_sub(&pp->live_workers, 1);
@@ -576,6 +661,8 @@ static bool send_task(struct exe__proc_pool *pp, struct exe__pworker *w, struct 
 		h.out = t->out_off;
 		h.out_cap = exe__arena_class_size(t->out_cls);
 	}
+	if (t->kind == EXE__F_TASK_CHUNK)
+		h.out = w->cell;
 	if (exe__frame_send(w->chan, &h, t->in, t->memfd)) {
 		/* The worker is dying: the task goes back, the death
 		 * report follows. */
@@ -794,7 +881,7 @@ static void run(struct exe__proc_pool *pp)
 			if (evs[i].data.u64 == 0)
 				woke = true;
 			else if (evs[i].data.u64 != 1)
-				read_worker(pp, evs[i].data.ptr, now);
+				read_worker(pp, evs[i].data.ptr, now, false);
 		}
 		if (woke) {
 			uint64_t v;

@@ -5,7 +5,9 @@
  * Files: process_pool.c (create, submit, queue, shutdown, stats),
  * proc_collector.c (the collector thread: worker channels, dispatch, deaths,
  * deadlines), proc_worker.c (the fork server and the worker loop, in the
- * child processes), proc_frame.c (framing and memfd payloads, both sides).
+ * child processes), proc_frame.c (framing and memfd payloads, both sides),
+ * proc_arena.c (the shared payload arena). Chunked maps: process_pool.c
+ * queues them, proc_worker.c runs them, proc_collector.c finishes them.
  */
 #ifndef EXE_PROC_INTERNAL_H
 #define EXE_PROC_INTERNAL_H
@@ -33,7 +35,10 @@ enum exe__frame_kind {
 	EXE__F_READY = 3,        /* worker -> parent: init done, status = its code */
 	EXE__F_RESULT_PTR = 4,   /* worker -> parent: status, word = value */
 	EXE__F_RESULT_BYTES = 5, /* worker -> parent: status, payload = bytes or message */
-	EXE__F_KIND_MAX = 5,
+	EXE__F_TASK_CHUNK = 6,   /* parent -> worker: word = fn, payload = args, out = cell */
+	EXE__F_RESULT_CHUNK = 7, /* worker -> parent: word = values, arg = message length,
+				  * status, payload = values then message */
+	EXE__F_KIND_MAX = 7,
 };
 
 #define EXE__FF_MEMFD (1u << 0)  /* the payload is the memfd sent with the header */
@@ -117,6 +122,33 @@ size_t exe__arena_class_size(int cls);
 int exe__arena_alloc(struct exe__arena *a, size_t len, uint64_t *off);
 void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
 
+/* ---- map chunks ---- */
+
+#define EXE__CHUNK_MAX 1024u      /* elements per chunk: 8 KiB of arguments */
+#define EXE__CHUNK_AUTO_MAX 256u  /* the largest automatic chunk */
+
+/* A worker's progress through its current chunk, in memory shared with
+ * every worker (mapped before the fork server). Each worker process owns one
+ * cell for its life; the parent reads it only after the worker died, to keep
+ * the values finished before the death. */
+struct exe__cell {
+	_Atomic uint64_t id;    /* the chunk task being run */
+	_Atomic uint64_t done;  /* elements finished, their values below */
+	uint64_t vals[EXE__CHUNK_MAX];
+};
+
+/* One exe_pool_map_opts() call as its chunk tasks see it: the collector
+ * writes a chunk's values and progress, then completes the chunk's future;
+ * the map reads them after the future finished. Shared by the map and every
+ * chunk task (a map that stopped early may leave chunks running). */
+struct exe__pmap {
+	_Atomic uint32_t refs;
+	uint64_t *vals;   /* n values, in element order */
+	uint32_t *done;   /* per chunk: elements finished (before its failure) */
+};
+
+void exe__pmap_unref(struct exe__pmap *m);
+
 /* ---- fork-server messages (SOCK_SEQPACKET) ---- */
 
 #define EXE__CTL_MAGIC 0x4c544345u
@@ -153,11 +185,14 @@ struct exe__ptask {
 	int memfd;                       /* large input, or -1 */
 	int in_cls, out_cls;             /* arena blocks (input, result), or -1 */
 	uint64_t in_off, out_off;
-	uint16_t kind;                   /* EXE__F_TASK_PTR / EXE__F_TASK_BYTES */
+	struct exe__pmap *map;           /* EXE__F_TASK_CHUNK: its map (a reference) */
+	size_t first;                    /* ... its first element */
+	size_t chunk;                    /* ... its index in the map */
+	uint16_t kind;                   /* EXE__F_TASK_PTR / _BYTES / _CHUNK */
 	bool kill_on_cancel;
 	bool queued;                     /* linked in the pool queue */
 	size_t in_len;
-	unsigned char in[];              /* small input */
+	unsigned char in[];              /* small input (a chunk: its arguments) */
 };
 
 struct exe__pworker;
@@ -179,6 +214,8 @@ struct exe__proc_pool {
 	unsigned depth;                  /* tasks handed to a worker ahead */
 	pid_t parent_pid;
 	struct exe__arena *arena;
+	struct exe__cell *cells;         /* kid_cap progress cells, shared */
+	size_t cells_size;
 	_Atomic int out_hint;            /* arena class for the next large result, or -1 */
 
 	/* The queue and lifecycle flags. */
@@ -220,6 +257,7 @@ struct exe__proc_pool {
 	uint64_t worker_seq;
 	int64_t drain_deadline;          /* destroy: when stragglers get killed */
 	unsigned nprocs;                 /* worker objects alive (limit: kid_cap) */
+	unsigned char *cell_used;        /* kid_cap flags: cells owned by a worker */
 
 	/* The fork server's tables, allocated before it is forked so that it
 	 * never allocates. */
@@ -251,6 +289,11 @@ void exe__proc_task_release(struct exe__proc_pool *pp, struct exe__ptask *t);
 void *exe__proc_bytes_new(const void *copy, size_t len, void *map);
 void *exe__proc_bytes_arena(struct exe__arena *arena, int cls, uint64_t off, size_t len);
 void exe__proc_bytes_free(void *b);
+/* Finish a chunk task with its first @done values from @vals (copied to its
+ * map) and the outcome of the element after them (@code 0: all done).
+ * Collector thread. */
+void exe__proc_chunk_finish(struct exe__proc_pool *pp, struct exe__ptask *t, size_t done, const void *vals,
+			    int code, char *msg);
 
 /* Child side (proc_worker.c). The server's tables, allocated before the
  * fork; the server itself never returns. */

@@ -31,6 +31,10 @@
  *    have died before the prctl); workers also exit when their channel
  *    reaches end of file.
  *
+ * Map chunks: a worker runs a chunk's elements in order and records each
+ * value, then the count, in its own cell of a shared array (the frame names
+ * the cell), so a death mid-chunk loses nothing that finished before it.
+ *
  * Worker exit statuses of its own: 0 asked to stop (end of channel), 120 the
  * channel failed, 121 the parent sent a bad frame.
  */
@@ -215,6 +219,67 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 	cur->msg = NULL;
 }
 
+/* The pool's progress cells as this worker sees them (inherited). */
+static struct exe__cell *pp_cells;
+static size_t ncells;
+
+/*
+ * A chunk: fn over each argument in order, stopping at the first failure.
+ * Each value goes to this worker's cell as soon as it exists, with the count
+ * after it, so that if the worker dies mid-chunk the parent still has the
+ * values before the element that killed it. The reply carries the values
+ * again: the cell is reused by the next chunk before the parent reads it.
+ */
+static void run_chunk(int chan, const struct exe__frame *t, const unsigned char *payload, struct exe_future *cur,
+		      void *scratch)
+{
+	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->word;
+	struct exe__frame h = { .kind = EXE__F_RESULT_CHUNK, .id = t->id };
+	size_t len = t->len / sizeof(uint64_t), i, mlen = 0;
+	struct exe__cell *cell;
+	unsigned char *out = scratch;
+	int rc = 0;
+
+	if (!pp_cells || t->out >= ncells || t->len % sizeof(uint64_t) || len == 0 || len > EXE__CHUNK_MAX)
+		_exit(WORKER_EXIT_BADFRAME);
+	cell = &pp_cells[t->out];
+	atomic_store_explicit(&cell->done, 0, memory_order_relaxed);
+	atomic_store_explicit(&cell->id, t->id, memory_order_release);
+	exe__task_swap(cur);
+	for (i = 0; i < len; i++) {
+		uint64_t a;
+		void *value = NULL;
+
+		memcpy(&a, payload + i * sizeof(a), sizeof(a));
+		rc = fix_code(fn((void *)(uintptr_t)a, &value));
+		if (rc)
+			break;
+		cell->vals[i] = (uint64_t)(uintptr_t)value;
+		atomic_store_explicit(&cell->done, i + 1, memory_order_release);
+		/* A message without a failure means nothing: drop it before
+		 * the next element, which may fail with none. */
+		exe__free(cur->msg);
+		cur->msg = NULL;
+	}
+	exe__task_swap(NULL);
+	/* The reply is built in the scratch buffer: the arguments it replaces
+	 * live in the receive buffer, not there. */
+	memcpy(out, cell->vals, i * sizeof(uint64_t));
+	if (rc && cur->msg) {
+		mlen = strlen(cur->msg);
+		if (mlen > EXE__INLINE_MAX - i * sizeof(uint64_t))
+			mlen = EXE__INLINE_MAX - i * sizeof(uint64_t);
+		memcpy(out + i * sizeof(uint64_t), cur->msg, mlen);
+	}
+	h.word = i;
+	h.arg = mlen;
+	h.status = rc;
+	h.len = i * sizeof(uint64_t) + mlen;
+	reply(chan, &h, out, -1);
+	exe__free(cur->msg);
+	cur->msg = NULL;
+}
+
 static void reset_signals(void)
 {
 	static const int crash[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS, SIGTERM };
@@ -251,6 +316,8 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 		pp_arena = exe__arena_base(pp->arena);
 		arena_size = exe__arena_size(pp->arena);
 	}
+	pp_cells = pp->cells;
+	ncells = pp->cells_size / sizeof(*pp_cells);
 	cur = exe__future_new(NULL, NULL, 1);
 	if (!cur || exe__rx_init(&rx))
 		_exit(WORKER_EXIT_CHANNEL);
@@ -275,6 +342,8 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 			run_ptr(chan, &h, cur);
 		else if (h.kind == EXE__F_TASK_BYTES)
 			run_bytes(chan, &h, payload, fd, cur, scratch);
+		else if (h.kind == EXE__F_TASK_CHUNK && fd < 0 && !(h.flags & EXE__FF_ARENA))
+			run_chunk(chan, &h, payload, cur, scratch);
 		else
 			_exit(WORKER_EXIT_BADFRAME);
 	}

@@ -763,6 +763,194 @@ Test(process_pool, map_runs_10000_tiny_tasks_in_order)
 	exe_pool_destroy(p);
 }
 
+/* ---- chunked map ---- */
+
+/* Fails at element 100; counts (in shared memory) the elements after it that
+ * still ran. */
+static int fail_at_100(void *arg, void **result)
+{
+	intptr_t x = (intptr_t)arg;
+
+	if (x > 100)
+		atomic_fetch_add(&shm->inits, 1);
+	if (x == 100)
+		return exe_task_set_error(-EIO, "element %d failed", (int)x);
+	*result = (void *)(x * 3);
+	return 0;
+}
+
+static int crash_at_70(void *arg, void **result)
+{
+	intptr_t x = (intptr_t)arg;
+
+	if (x == 70)
+		*bad_address = 1;
+	*result = (void *)(x + 1000);
+	return 0;
+}
+
+static void **iota(size_t n)
+{
+	void **args = malloc(n * sizeof(*args));
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)i;
+	return args;
+}
+
+Test(process_pool, chunked_map_runs_10000_tiny_tasks_in_order)
+{
+	struct exe_pool *p = make_pool(2);
+	size_t n = 10000, bad = 0, chunks[] = { 64, 0, 1000, 5000 };
+	void **args = iota(n), **res = malloc(n * sizeof(*res));
+	struct exe_pool_stats st;
+	uint64_t before = 0;
+
+	for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+		struct exe_map_opts o = { .timeout_ns = 50 * EXE_NS_PER_S, .chunk = chunks[k] };
+		int64_t t0 = exe_now_ns();
+
+		memset(res, 0xff, n * sizeof(*res));
+		cr_assert_eq(exe_pool_map_opts(p, square, args, n, res, &o, &bad), 0, "chunk %zu: failed at %zu",
+			     chunks[k], bad);
+		cr_log_info("chunk %zu: %.3f us/element", chunks[k], (double)(exe_now_ns() - t0) / 1e3 / (double)n);
+		for (size_t i = 0; i < n; i++)
+			cr_assert_eq((intptr_t)res[i], (intptr_t)(i * i), "chunk %zu, element %zu", chunks[k], i);
+		exe_pool_stats(p, &st);
+		/* One task per chunk (5000 is capped at 1024 per chunk). */
+		if (chunks[k] == 64)
+			cr_assert_eq(st.completed - before, (n + 63) / 64);
+		else if (chunks[k] == 0)
+			cr_assert_lt(st.completed - before, n / 16);
+		else if (chunks[k] == 5000)
+			cr_assert_eq(st.completed - before, (n + 1023) / 1024);
+		cr_assert_eq(st.queued + st.running, 0);
+		before = st.completed;
+	}
+	/* Tiny maps and the per-element path still work. */
+	{
+		struct exe_map_opts o = { .chunk = 1 };
+
+		cr_assert_eq(exe_pool_map_opts(p, square, args + 3, 1, res, NULL, &bad), 0);
+		cr_assert_eq((intptr_t)res[0], 9);
+		cr_assert_eq(exe_pool_map_opts(p, square, args, 7, res, &o, &bad), 0);
+		cr_assert_eq((intptr_t)res[6], 36);
+		cr_assert_eq(exe_pool_map_opts(p, square, args, 0, res, NULL, &bad), 0);
+		cr_assert_eq(exe_pool_map_opts(p, NULL, args, 7, res, NULL, &bad), -EINVAL);
+	}
+	free(args);
+	free(res);
+	exe_pool_destroy(p);
+}
+
+Test(process_pool, chunked_map_stops_at_a_failure_mid_chunk)
+{
+	struct exe_pool *p;
+	struct exe_map_opts o = { .chunk = 64 };
+	size_t n = 1000, bad = 0;
+	void **args = iota(n), **res = calloc(n, sizeof(*res));
+
+	map_shared();
+	p = make_pool(2);
+	cr_assert_eq(exe_pool_map_opts(p, fail_at_100, args, n, res, &o, &bad), -EIO);
+	cr_assert_eq(bad, 100);
+	for (size_t i = 0; i < 100; i++)
+		cr_assert_eq((intptr_t)res[i], (intptr_t)(3 * i), "element %zu", i);
+	/* The rest of the failing chunk (101..127) never ran. Later chunks may
+	 * have (handed to a worker ahead), not all of them: cancelled. */
+	exe_pool_destroy(p);
+	cr_assert_leq(shm->inits, 1000 - 128, "%d elements ran after the failure", shm->inits);
+	{
+		int ran = shm->inits;
+
+		shm->inits = 0;
+		p = make_pool(1);
+		/* The failing chunk is the last one: nothing after 100 runs. */
+		cr_assert_eq(exe_pool_map_opts(p, fail_at_100, args, 128, res, &o, &bad), -EIO);
+		cr_assert_eq(bad, 100);
+		exe_pool_destroy(p);
+		cr_assert_eq(shm->inits, 0, "%d elements ran after the failure in its chunk", shm->inits);
+		cr_log_info("first map: %d elements after the failure ran", ran);
+	}
+	free(args);
+	free(res);
+	unmap_shared();
+}
+
+Test(process_pool, chunked_map_crash_mid_chunk_keeps_earlier_values_and_pool_goes_on)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_map_opts o = { .chunk = 64 };
+	struct exe_pool_stats st;
+	size_t n = 300, bad = 0;
+	void **args = iota(n), **res = calloc(n, sizeof(*res));
+
+	cr_assert_eq(exe_pool_map_opts(p, crash_at_70, args, n, res, &o, &bad), -ECHILD);
+	cr_assert_eq(bad, 70);
+	/* 64..69 ran in the chunk that crashed: their values survive. */
+	for (size_t i = 0; i < 70; i++)
+		cr_assert_eq((intptr_t)res[i], (intptr_t)(i + 1000), "element %zu", i);
+	/* The pool goes on: a fresh worker, every element. */
+	cr_assert_eq(exe_pool_map_opts(p, square, args, n, res, &o, &bad), 0, "failed at %zu", bad);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq((intptr_t)res[i], (intptr_t)(i * i));
+	expect_square(p, 7);
+	exe_pool_stats(p, &st);
+	cr_assert_geq(st.worker_restarts, 1);
+	/* A crash in the first element of a chunk: nothing of it is kept. */
+	cr_assert_eq(exe_pool_map_opts(p, crash_at_70, args + 70, 10, res, &o, &bad), -ECHILD);
+	cr_assert_eq(bad, 0);
+	free(args);
+	free(res);
+	exe_pool_destroy(p);
+}
+
+Test(process_pool, chunked_map_times_out_with_etimedout)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_map_opts o = { .timeout_ns = 200 * EXE_NS_PER_MS, .chunk = 4 };
+	size_t n = 200, bad = n;
+	void **args = malloc(n * sizeof(*args)), **res = calloc(n, sizeof(*res));
+	int64_t t0;
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)10; /* 10 ms each: 1 s on two workers */
+	t0 = exe_now_ns();
+	cr_assert_eq(exe_pool_map_opts(p, sleep_arg_ms, args, n, res, &o, &bad), -ETIMEDOUT);
+	cr_assert_lt(exe_now_ns() - t0, 600 * EXE_NS_PER_MS);
+	cr_assert_lt(bad, n);
+	cr_assert_eq(bad % 4, 0, "a chunk is all or nothing at the deadline: %zu", bad);
+	for (size_t i = 0; i < bad; i++)
+		cr_assert_eq((intptr_t)res[i], 10);
+	/* What had not started was cancelled: the pool is free again soon. */
+	t0 = exe_now_ns();
+	expect_square(p, 6);
+	cr_assert_lt(exe_now_ns() - t0, 500 * EXE_NS_PER_MS);
+	free(args);
+	free(res);
+	exe_pool_destroy(p);
+}
+
+Test(process_pool, chunk_time_limit_fails_the_element_that_ran_past_it)
+{
+	struct exe_pool_opts po = { .workers = 1, .task_timeout_ns = 100 * EXE_NS_PER_MS };
+	struct exe_map_opts o = { .chunk = 8 };
+	struct exe_pool *p = NULL;
+	void *args[8], *res[8];
+	size_t bad = 99;
+
+	for (int i = 0; i < 8; i++)
+		args[i] = (void *)(intptr_t)(i == 5 ? 5000 : 1);
+	cr_assert_eq(exe_process_pool_create(&p, &po), 0);
+	/* The chunk may take 8 x 100 ms; element 5 alone takes 5 s. */
+	cr_assert_eq(exe_pool_map_opts(p, sleep_arg_ms, args, 8, res, &o, &bad), -ETIMEDOUT);
+	cr_assert_eq(bad, 5);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq((intptr_t)res[i], 1);
+	expect_square(p, 8);
+	exe_pool_destroy(p);
+}
+
 /* ---- shutdown, recycling, cleanup ---- */
 
 Test(process_pool, submit_after_shutdown_returns_eshutdown)

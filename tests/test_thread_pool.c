@@ -906,3 +906,30 @@ Test(thread_pool, on_done_in_a_refusing_pool_still_runs_the_callback_once)
 	exe_future_unref(f);
 	exe_pool_destroy(closed);
 }
+
+static int fail_at_7(void *arg, void **result)
+{
+	if ((intptr_t)arg == 7)
+		return -EIO;
+	return square(arg, result);
+}
+
+Test(thread_pool, map_opts_runs_per_element_whatever_the_chunk)
+{
+	struct exe_pool *p = make_pool(2, 4);
+	struct exe_map_opts o = { .timeout_ns = 10 * EXE_NS_PER_S, .chunk = 16 };
+	void *args[100], *res[100];
+	size_t bad = 0;
+
+	for (intptr_t i = 0; i < 100; i++)
+		args[i] = (void *)i;
+	/* A bounded queue: the map blocks for room, as exe_pool_map() does. */
+	cr_assert_eq(exe_pool_map_opts(p, square, args, 100, res, &o, &bad), 0, "failed at %zu", bad);
+	for (intptr_t i = 0; i < 100; i++)
+		cr_assert_eq((intptr_t)res[i], i * i);
+	cr_assert_eq(exe_pool_map_opts(p, square, args, 100, res, NULL, &bad), 0);
+	cr_assert_eq(exe_pool_map_opts(p, fail_at_7, args, 100, res, &o, &bad), -EIO);
+	cr_assert_eq(bad, 7);
+	cr_assert_eq((intptr_t)res[6], 36);
+	exe_pool_destroy(p);
+}

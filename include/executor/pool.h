@@ -132,13 +132,55 @@ EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
  * (the values tasks returned; the caller owns them). One overall deadline,
  * fixed at the call. On the first failure (in index order) or at the
  * deadline, the tasks not yet started are cancelled and the call returns.
- * Blocks for room in a bounded queue.
+ * Blocks for room in a bounded queue. One task per element: for many tiny
+ * tasks on a process pool, exe_pool_map_opts() sends them in chunks.
  * Return: 0 all succeeded; else the first failure's code (-ETIMEDOUT at the
  * deadline) with *@failed_index (may be NULL) set; -EINVAL, -ESHUTDOWN,
  * -ENOMEM before anything ran.
  */
 EXE_API int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
 			 void **results, int64_t timeout_ns, size_t *failed_index);
+
+/* Options of exe_pool_map_opts(). All-zero means the defaults. */
+struct exe_map_opts {
+	/* One overall deadline, fixed at the call, in nanoseconds; 0 or
+	 * negative (EXE_FOREVER): none. */
+	int64_t timeout_ns;
+	/* Elements per message. 0: automatic; a process pool picks it from n
+	 * and its worker count (about four chunks per worker, at most 256), a
+	 * thread pool uses 1. Process pools cap it at 1024. 1 is exactly
+	 * exe_pool_map(): one task per element. */
+	size_t chunk;
+};
+
+/*
+ * exe_pool_map_opts - exe_pool_map() with options (@o may be NULL: forever,
+ * automatic chunk). Same contract: results in order, the first failure in
+ * index order (or the deadline) stops the map, cancels what has not started
+ * and sets *@failed_index; results[i] is valid for every i below it.
+ *
+ * Chunks (process pools, chunk > 1): one message carries a chunk of
+ * arguments (their bit patterns) to a worker, which runs fn on each element
+ * in order and sends the chunk's values back in one message. So:
+ *  - a failing element stops its chunk: the elements after it in the chunk
+ *    never run; chunks already handed to a worker (prefetch) still run;
+ *  - a worker crash fails the first element of the chunk that had not
+ *    finished with -ECHILD, as a single task whose worker died (a time
+ *    limit: -ETIMEDOUT, a protocol error: -EBADMSG); the elements before it
+ *    keep their values, the ones after it in the chunk never run; a
+ *    replacement worker starts and the pool goes on;
+ *  - exe_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its
+ *    element count; max_tasks_per_worker counts a chunk as one task;
+ *  - a message set with exe_task_set_error() belongs to its element only
+ *    (a map returns codes, not messages).
+ * Thread pools run one task per element whatever the chunk.
+ * The caller owns the values in @results, as with exe_pool_map(). Any
+ * thread, except a done callback of @p (on a process pool, that thread
+ * delivers the results); blocks until done, failed or the deadline.
+ * Return: as exe_pool_map().
+ */
+EXE_API int exe_pool_map_opts(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
+			      void **results, const struct exe_map_opts *o, size_t *failed_index);
 
 /*
  * exe_pool_shutdown - stop accepting tasks (submit then returns -ESHUTDOWN).

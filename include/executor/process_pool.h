@@ -34,7 +34,10 @@
  *    pointers into memory that existed before the pool was created (read in
  *    the worker, as it was then). A value pointing into the worker's memory
  *    means nothing in the parent, so exe_submit_opts.result_free is refused
- *    (-EINVAL).
+ *    (-EINVAL). exe_pool_map_opts() with a chunk size sends a chunk of
+ *    arguments in one message and gets the chunk's values back in one (see
+ *    pool.h for what a failure or a crash in a chunk does): for many tiny
+ *    tasks it costs a fraction of a task per element.
  * A task's exe_task_set_error() message travels back to the future.
  * exe_task_cancelled() is always false inside a process task: a process
  * task is stopped by killing its worker (EXE_SUBMIT_KILL_ON_CANCEL).
@@ -121,7 +124,10 @@ struct exe_process_pool_opts {
 	 * A handed-over task counts as running: cancel no longer prevents it
 	 * (-EBUSY), shutdown(CANCEL_PENDING) does not cancel it, and it waits
 	 * behind its worker's current task even if another worker is idle.
-	 * Raise it for many tiny tasks (8 roughly halves their cost). */
+	 * Raise it for many tiny tasks (8 roughly halves their cost), or
+	 * better, map them in chunks (exe_pool_map_opts()). The default stays
+	 * 1 so that cancel and shutdown(CANCEL_PENDING) reach all but one task
+	 * per worker and a long task holds back at most one other. */
 	unsigned prefetch;
 };
 
