@@ -100,6 +100,7 @@ struct thread_pool {
 	/* Parking. */
 	alignas(64) _Atomic uint32_t park_seq;
 	_Atomic uint32_t sleepers;
+	_Atomic uint32_t spinners;     /* idle workers still polling the queue */
 
 	/* Finishes by threads outside the pool. */
 	alignas(64) _Atomic uint64_t ext_started, ext_completed, ext_failed, cancelled;
@@ -203,6 +204,10 @@ static void notify(struct thread_pool *tp, bool all)
 	 * with the seq_cst increment of sleepers in park(). Either we see the
 	 * sleeper, or it sees our entry and does not sleep. */
 	atomic_thread_fence(memory_order_seq_cst);
+	/* A worker still spinning will find the entry (it re-checks the queue
+	 * after leaving its spin, pairing with the same fence): no wake-up. */
+	if (!all && atomic_load_explicit(&tp->spinners, memory_order_relaxed) > 0)
+		return;
 	if (atomic_load_explicit(&tp->sleepers, memory_order_relaxed) == 0)
 		return;
 	atomic_fetch_add_explicit(&tp->park_seq, 1, memory_order_release);
@@ -414,12 +419,16 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		spin_until = exe_now_ns() + SPIN_NS;
+		atomic_fetch_add_explicit(&tp->spinners, 1, memory_order_seq_cst);
 		while (!queue_nonempty(tp) && !atomic_load_explicit(&tp->shutdown, memory_order_relaxed) &&
 		       exe_now_ns() < spin_until) {
 			for (int i = 0; i < 64; i++)
 				__builtin_ia32_pause();
 			sched_yield();
 		}
+		/* seq_cst: pairs with the fence in notify(); a submitter that
+		 * saw us spinning did not wake anyone, so look once more. */
+		atomic_fetch_sub_explicit(&tp->spinners, 1, memory_order_seq_cst);
 		if (queue_nonempty(tp))
 			continue;
 		stop = atomic_load(&tp->shutdown);
