@@ -266,7 +266,7 @@ static bool drained(struct exe_io *io)
  */
 static bool idle_spin(struct exe_io *io, int64_t until)
 {
-	int64_t end = exe_now_ns() + SPIN_NS;
+	int64_t now = exe_now_ns(), end = now + SPIN_NS, calm = now + SPIN_NS / 2;
 	int i;
 
 	if (end > until)
@@ -276,10 +276,14 @@ static bool idle_spin(struct exe_io *io, int64_t until)
 			__builtin_ia32_pause();
 		if (!stack_empty(io) || (io->be->pending && io->be->pending(io)))
 			return true;
-		/* On a busy machine the submitter may be queued behind us on
-		 * this very CPU: let it run rather than spin it out. */
-		sched_yield();
-	} while (exe_now_ns() < end);
+		/* Second half: on a busy machine the submitter may be queued
+		 * behind us on this very CPU, so let it run. Not from the
+		 * start: a yield to another process can cost a whole slice,
+		 * far more than the gap between two submissions. */
+		now = exe_now_ns();
+		if (now > calm)
+			sched_yield();
+	} while (now < end);
 	return false;
 }
 
