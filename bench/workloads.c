@@ -1,0 +1,754 @@
+/*
+ * workloads.c - the harness behind workloads.h: spin calibration, the task
+ * functions, the libexecutor reference system, the interleaved runs, medians,
+ * the table and the JSON lines. See workloads.h for what is measured.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <executor.h>
+
+#include "workloads.h"
+
+#define MAX_RUNS 99
+#define MAX_SYSTEMS 16
+#define MAX_RESULTS 128
+#define LAT_SAMPLES 2000
+#define LAT_WARMUP 50
+#define LAT_IDLE_NS (200 * 1000)
+
+unsigned bench_ncpu = 1;
+bool bench_json_reference = true;
+
+static struct {
+	bool quick, json;
+	int runs;
+	const char *only;     /* a system name prefix, or NULL for all */
+	const char *workload; /* run only this workload, or NULL for all */
+} opt;
+
+static const char *prog_name = "bench";
+static uint64_t iters_1us, iters_100us;
+static double spin_ns_1us, spin_ns_100us;
+
+void bench_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "%s: ", prog_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+void *bench_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (!p)
+		bench_die("out of memory");
+	return p;
+}
+
+int64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void sleep_ns(int64_t ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Sorts @v. For an even count it takes the upper middle, so the figure is one
+ * that a run really produced. */
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return v[n / 2];
+}
+
+/* Nearest rank on a sorted array. */
+static int64_t percentile(const int64_t *sorted, size_t n, unsigned pct)
+{
+	size_t rank = (n * pct + 99) / 100;
+
+	return sorted[rank ? rank - 1 : 0];
+}
+
+/* ---- the work ---- */
+
+/* volatile: every increment is a load and a store the compiler must keep, so
+ * the loop runs as long as calibrated at any optimisation level. */
+static void spin(uint64_t iters)
+{
+	volatile uint64_t i;
+
+	for (i = 0; i < iters; i++)
+		;
+}
+
+static double time_spin(uint64_t iters, int reps)
+{
+	int64_t t0 = bench_now_ns();
+
+	for (int i = 0; i < reps; i++)
+		spin(iters);
+	return (double)(bench_now_ns() - t0) / reps;
+}
+
+/* Medians, not minima: on a shared or virtual machine the loop's speed drifts
+ * by tens of percent, and the median is the speed the workloads will meet. */
+static double spin_median(uint64_t iters, int reps, int trials)
+{
+	double t[15];
+
+	for (int i = 0; i < trials; i++)
+		t[i] = time_spin(iters, reps);
+	return median(t, trials);
+}
+
+static void calibrate(void)
+{
+	const uint64_t probe = 1u << 20;
+	double per_probe = spin_median(probe, 1, 9);
+
+	iters_1us = (uint64_t)(1000.0 * probe / per_probe + 0.5);
+	iters_100us = (uint64_t)(100000.0 * probe / per_probe + 0.5);
+	if (!iters_1us)
+		iters_1us = 1;
+	spin_ns_1us = spin_median(iters_1us, 1000, 9);
+	spin_ns_100us = spin_median(iters_100us, 5, 9);
+}
+
+static int task_empty(void *arg, void **result)
+{
+	(void)arg;
+	*result = NULL;
+	return 0;
+}
+
+static int task_spin(void *arg, void **result)
+{
+	spin(*(const uint64_t *)arg);
+	*result = NULL;
+	return 0;
+}
+
+/* spin100us: each task also records how long its spin took, so efficiency
+ * is judged against the loop's speed during the run itself. */
+struct timed_spin {
+	uint64_t iters;
+	_Atomic size_t next;
+	size_t cap;
+	int64_t *took;
+};
+
+static int task_spin_timed(void *arg, void **result)
+{
+	struct timed_spin *ts = arg;
+	int64_t t0 = bench_now_ns();
+	size_t i;
+
+	spin(ts->iters);
+	i = atomic_fetch_add_explicit(&ts->next, 1, memory_order_relaxed);
+	if (i < ts->cap)
+		ts->took[i] = bench_now_ns() - t0;
+	*result = NULL;
+	return 0;
+}
+
+struct stamp {
+	int64_t start;
+	pthread_t submitter;
+	bool on_submitter;
+};
+
+static int task_stamp(void *arg, void **result)
+{
+	struct stamp *st = arg;
+
+	st->start = bench_now_ns();
+	st->on_submitter = pthread_equal(pthread_self(), st->submitter);
+	*result = NULL;
+	return 0;
+}
+
+/* ---- libexecutor-threads, the reference ---- */
+
+struct lib_slot {
+	struct bench_result res;
+	struct exe_future *f;
+};
+
+static void *lib_create(unsigned nthreads)
+{
+	const struct exe_pool_opts po = { .workers = nthreads, .name = "bench" };
+	struct exe_pool *p;
+	int rc = exe_thread_pool_create(&p, &po);
+
+	if (rc)
+		bench_die("exe_thread_pool_create: %s", exe_strerror(rc));
+	return p;
+}
+
+static void lib_destroy(void *ctx)
+{
+	exe_pool_destroy(ctx);
+}
+
+static struct exe_future *lib_submit(struct exe_pool *p, bench_task_fn *fn, void *arg)
+{
+	struct exe_future *f;
+	int rc = exe_pool_submit(p, fn, arg, &f);
+
+	if (rc)
+		bench_die("exe_pool_submit: %s", exe_strerror(rc));
+	return f;
+}
+
+static int lib_batch(void *ctx, bench_task_fn *fn, void *arg, size_t n, void *slots)
+{
+	struct lib_slot *s = slots;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		s[i].f = lib_submit(ctx, fn, arg);
+	/* In submission order, like a caller collecting results: the first
+	 * infinite wait lets this thread run still-queued tasks itself. */
+	for (i = 0; i < n; i++) {
+		s[i].res.code = exe_future_result(s[i].f, &s[i].res.value, EXE_FOREVER);
+		exe_future_unref(s[i].f);
+	}
+	return 0;
+}
+
+static int lib_one(void *ctx, bench_task_fn *fn, void *arg, int64_t *t_done)
+{
+	struct exe_future *f = lib_submit(ctx, fn, arg);
+	int code = exe_future_result(f, NULL, EXE_FOREVER);
+
+	*t_done = bench_now_ns();
+	exe_future_unref(f);
+	return code;
+}
+
+const struct bench_system bench_libexecutor_threads = {
+	.name = "libexecutor-threads",
+	.slot_size = sizeof(struct lib_slot),
+	.create = lib_create,
+	.destroy = lib_destroy,
+	.batch = lib_batch,
+	.one = lib_one,
+};
+
+/* ---- results ---- */
+
+struct result {
+	const char *system;
+	const char *workload;
+	size_t tasks;
+	double seconds;
+	double ns;        /* wall / tasks on throughput rows, mean on latency rows */
+	bool latency;     /* p50 .. cpu_pct are set */
+	double p50, p99, start_p50, start_p99, caller_pct;
+	double cpu_pct;   /* process CPU time over wall time: what idle spinning costs */
+	double efficiency; /* spin100us: percent of ideal, else 0 */
+	double vs_lib;    /* libexecutor's figure / this row's; < 0: none */
+};
+
+static struct result results[MAX_RESULTS];
+static int nresults;
+
+static double row_metric(const struct result *r)
+{
+	return r->latency ? r->p50 : r->ns;
+}
+
+static void print_json_num(const char *key, bool have, double v)
+{
+	if (have)
+		printf(",\"%s\":%.0f", key, v);
+	else
+		printf(",\"%s\":null", key);
+}
+
+static void print_json(const struct result *r)
+{
+	printf("{\"system\":\"%s\",\"workload\":\"%s\",\"tasks\":%zu,\"seconds\":%.6f,"
+	       "\"ns_per_task\":%.1f,\"tasks_per_s\":%.0f",
+	       r->system, r->workload, r->tasks, r->seconds, r->ns, r->ns > 0 ? 1e9 / r->ns : 0.0);
+	print_json_num("p50_ns", r->latency, r->p50);
+	print_json_num("p99_ns", r->latency, r->p99);
+	if (r->vs_lib >= 0)
+		printf(",\"vs_libexecutor\":%.3f", r->vs_lib);
+	if (r->latency) {
+		print_json_num("start_p50_ns", true, r->start_p50);
+		print_json_num("start_p99_ns", true, r->start_p99);
+		printf(",\"caller_pct\":%.1f,\"cpu_pct\":%.0f", r->caller_pct, r->cpu_pct);
+	}
+	if (r->efficiency > 0)
+		printf(",\"efficiency_pct\":%.1f", r->efficiency);
+	printf("}\n");
+}
+
+static void print_table_header(void)
+{
+	printf("%-20s %-12s %7s %10s %12s %8s %9s %9s  %s\n", "system", "workload", "tasks", "ns/task",
+	       "tasks/s", "vs lib", "p50_ns", "p99_ns", "note");
+}
+
+static void print_row(const struct result *r)
+{
+	char ratio[24] = "-", p50[24] = "-", p99[24] = "-", note[96] = "";
+
+	if (r->vs_lib >= 0)
+		snprintf(ratio, sizeof(ratio), "%.2fx", r->vs_lib);
+	if (r->latency) {
+		snprintf(p50, sizeof(p50), "%.0f", r->p50);
+		snprintf(p99, sizeof(p99), "%.0f", r->p99);
+		snprintf(note, sizeof(note), "start p50/p99 %.0f/%.0f ns, %.0f%% on caller, cpu %.0f%%",
+			 r->start_p50, r->start_p99, r->caller_pct, r->cpu_pct);
+	} else if (r->efficiency > 0) {
+		snprintf(note, sizeof(note), "%.1f%% of ideal (%u cpus)", r->efficiency, bench_ncpu);
+	}
+	printf("%-20s %-12s %7zu %10.1f %12.0f %8s %9s %9s  %s\n", r->system, r->workload, r->tasks, r->ns,
+	       r->ns > 0 ? 1e9 / r->ns : 0.0, ratio, p50, p99, note);
+}
+
+/* Rows of one workload are kept until all of it has run: the ratio needs
+ * libexecutor's median, which is known only after the last round. */
+static void add_results(struct result *rows, int n)
+{
+	const struct result *lib = NULL;
+
+	for (int i = 0; i < n; i++)
+		if (!strcmp(rows[i].system, bench_libexecutor_threads.name))
+			lib = &rows[i];
+	for (int i = 0; i < n; i++) {
+		struct result *r = &rows[i];
+
+		r->vs_lib = -1;
+		if (lib && r != lib && row_metric(r) > 0)
+			r->vs_lib = row_metric(lib) / row_metric(r);
+		if (nresults == MAX_RESULTS)
+			bench_die("too many results");
+		results[nresults++] = *r;
+		if (!opt.json)
+			print_row(r);
+		else if (r != lib || bench_json_reference)
+			print_json(r);
+	}
+	fflush(stdout);
+}
+
+/* ---- throughput ---- */
+
+struct workload {
+	const char *name;
+	bench_task_fn *fn;
+	uint64_t *iters;
+	size_t tasks;
+};
+
+static void reset_codes(void *slots, size_t slot_size, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bench_slot_result(slots, slot_size, i)->code = 1;
+}
+
+static void check_codes(const struct bench_system *s, const char *wl, void *slots, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int code = bench_slot_result(slots, s->slot_size, i)->code;
+
+		if (code)
+			bench_die("%s/%s: task %zu %s (code %d)", s->name, wl, i,
+				  code == 1 ? "never ran" : "failed", code);
+	}
+}
+
+/*
+ * Efficiency of one spin100us run: the work (the median spin a task measured,
+ * times the tasks) over what ncpu CPUs could do in the wall time. The median
+ * leaves out tasks that were preempted mid-spin.
+ */
+static double efficiency(struct timed_spin *ts, size_t n, double wall_ns)
+{
+	size_t got = atomic_load(&ts->next);
+
+	if (got != n)
+		bench_die("spin100us: %zu spins recorded, expected %zu", got, n);
+	qsort(ts->took, n, sizeof(*ts->took), cmp_i64);
+	return 100.0 * (double)percentile(ts->took, n, 50) * (double)n / bench_ncpu / wall_ns;
+}
+
+/* One run: a fresh pool, an untimed warm-up, the timed batch. Returns ns. */
+static double run_batch(const struct bench_system *s, const struct workload *w, size_t n, void *slots,
+			struct timed_spin *ts, double *eff)
+{
+	void *arg = ts->took ? (void *)ts : (void *)w->iters;
+	size_t warm = n / 10 ? n / 10 : 1;
+	void *ctx = s->create(bench_ncpu);
+	int64_t t0, t1;
+
+	reset_codes(slots, s->slot_size, warm);
+	if (s->batch(ctx, w->fn, arg, warm, slots))
+		bench_die("%s/%s: warm-up batch failed", s->name, w->name);
+	check_codes(s, w->name, slots, warm);
+
+	reset_codes(slots, s->slot_size, n);
+	atomic_store(&ts->next, 0);
+	t0 = bench_now_ns();
+	if (s->batch(ctx, w->fn, arg, n, slots))
+		bench_die("%s/%s: batch failed", s->name, w->name);
+	t1 = bench_now_ns();
+	s->destroy(ctx);
+	check_codes(s, w->name, slots, n);
+	if (ts->took)
+		*eff = efficiency(ts, n, (double)(t1 - t0));
+	return (double)(t1 - t0);
+}
+
+static size_t scaled(size_t n)
+{
+	if (opt.quick)
+		n /= 5;
+	return n ? n : 1;
+}
+
+static void bench_throughput(const struct bench_system *const *sys, int nsys, const struct workload *w)
+{
+	static double ns[MAX_SYSTEMS][MAX_RUNS], eff[MAX_SYSTEMS][MAX_RUNS];
+	struct result rows[MAX_SYSTEMS];
+	size_t n = scaled(w->tasks), slot_max = 0;
+	struct timed_spin ts = { .cap = n };
+	void *slots;
+
+	for (int i = 0; i < nsys; i++)
+		if (sys[i]->slot_size > slot_max)
+			slot_max = sys[i]->slot_size;
+	/* calloc + the first reset_codes() fault the pages in, untimed. */
+	slots = bench_calloc(n, slot_max);
+	if (w->fn == task_spin_timed) {
+		ts.iters = *w->iters;
+		ts.took = bench_calloc(n, sizeof(*ts.took));
+	}
+	for (int r = 0; r < opt.runs; r++)
+		for (int k = 0; k < nsys; k++) {
+			int i = (k + r) % nsys;
+
+			ns[i][r] = run_batch(sys[i], w, n, slots, &ts, &eff[i][r]);
+		}
+	for (int i = 0; i < nsys; i++) {
+		rows[i] = (struct result){ .system = sys[i]->name, .workload = w->name, .tasks = n };
+		rows[i].seconds = median(ns[i], opt.runs) / 1e9;
+		rows[i].ns = rows[i].seconds * 1e9 / (double)n;
+		if (ts.took)
+			rows[i].efficiency = median(eff[i], opt.runs);
+	}
+	add_results(rows, nsys);
+	free(ts.took);
+	free(slots);
+}
+
+/* ---- latency ---- */
+
+struct lat_run {
+	const struct bench_system *s;
+	void *ctx;
+	const char *workload;
+	bool hot;
+	size_t n;
+	int64_t *to_result, *to_start;
+	int64_t sum;
+	size_t on_caller;
+};
+
+/* The sample loop; runs inside the system's enclose() when it has one, so
+ * "on caller" compares against the thread that really submits. */
+static void lat_body(void *state)
+{
+	struct lat_run *lr = state;
+	struct stamp st = { .submitter = pthread_self() };
+
+	for (size_t i = 0; i < lr->n + LAT_WARMUP; i++) {
+		int64_t t0, t1;
+
+		if (!lr->hot)
+			sleep_ns(LAT_IDLE_NS);
+		t0 = bench_now_ns();
+		if (lr->s->one(lr->ctx, task_stamp, &st, &t1))
+			bench_die("%s/%s: a task failed", lr->s->name, lr->workload);
+		if (i < LAT_WARMUP)
+			continue;
+		lr->to_result[i - LAT_WARMUP] = t1 - t0;
+		lr->to_start[i - LAT_WARMUP] = st.start - t0;
+		lr->sum += t1 - t0;
+		lr->on_caller += st.on_submitter;
+	}
+}
+
+struct lat_sample {
+	double mean, p50, p99, sp50, sp99, caller, wall, cpu;
+};
+
+static int64_t cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((int64_t)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000 +
+	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
+}
+
+static void run_latency(const struct bench_system *s, struct lat_run *lr, struct lat_sample *out)
+{
+	int64_t t0, c0;
+
+	lr->s = s;
+	lr->sum = 0;
+	lr->on_caller = 0;
+	lr->ctx = s->create(bench_ncpu);
+	c0 = cpu_ns();
+	t0 = bench_now_ns();
+	if (s->enclose)
+		s->enclose(lr->ctx, lat_body, lr);
+	else
+		lat_body(lr);
+	out->wall = (double)(bench_now_ns() - t0);
+	/* Every thread of the process: a pool whose idle workers spin shows
+	 * here, while its latency looks good. */
+	out->cpu = 100.0 * (double)(cpu_ns() - c0) / out->wall;
+	s->destroy(lr->ctx);
+
+	qsort(lr->to_result, lr->n, sizeof(int64_t), cmp_i64);
+	qsort(lr->to_start, lr->n, sizeof(int64_t), cmp_i64);
+	out->mean = (double)lr->sum / (double)lr->n;
+	out->p50 = (double)percentile(lr->to_result, lr->n, 50);
+	out->p99 = (double)percentile(lr->to_result, lr->n, 99);
+	out->sp50 = (double)percentile(lr->to_start, lr->n, 50);
+	out->sp99 = (double)percentile(lr->to_start, lr->n, 99);
+	out->caller = 100.0 * (double)lr->on_caller / (double)lr->n;
+}
+
+/* Each latency figure is the median over the runs of that figure. */
+static double lat_median(const struct lat_sample *runs, size_t field)
+{
+	double v[MAX_RUNS];
+
+	for (int r = 0; r < opt.runs; r++)
+		v[r] = *(const double *)((const char *)&runs[r] + field);
+	return median(v, opt.runs);
+}
+
+static void bench_latency(const struct bench_system *const *sys, int nsys, bool hot)
+{
+	static struct lat_sample smp[MAX_SYSTEMS][MAX_RUNS];
+	struct result rows[MAX_SYSTEMS];
+	struct lat_run lr = { .workload = hot ? "latency-hot" : "latency", .hot = hot };
+
+	lr.n = opt.quick ? LAT_SAMPLES / 4 : LAT_SAMPLES;
+	lr.to_result = bench_calloc(lr.n, sizeof(int64_t));
+	lr.to_start = bench_calloc(lr.n, sizeof(int64_t));
+	for (int r = 0; r < opt.runs; r++)
+		for (int k = 0; k < nsys; k++) {
+			int i = (k + r) % nsys;
+
+			run_latency(sys[i], &lr, &smp[i][r]);
+		}
+	for (int i = 0; i < nsys; i++) {
+		rows[i] = (struct result){ .system = sys[i]->name, .workload = lr.workload, .tasks = lr.n,
+					   .latency = true };
+		rows[i].ns = lat_median(smp[i], offsetof(struct lat_sample, mean));
+		rows[i].seconds = lat_median(smp[i], offsetof(struct lat_sample, wall)) / 1e9;
+		rows[i].p50 = lat_median(smp[i], offsetof(struct lat_sample, p50));
+		rows[i].p99 = lat_median(smp[i], offsetof(struct lat_sample, p99));
+		rows[i].start_p50 = lat_median(smp[i], offsetof(struct lat_sample, sp50));
+		rows[i].start_p99 = lat_median(smp[i], offsetof(struct lat_sample, sp99));
+		rows[i].caller_pct = lat_median(smp[i], offsetof(struct lat_sample, caller));
+		rows[i].cpu_pct = lat_median(smp[i], offsetof(struct lat_sample, cpu));
+	}
+	add_results(rows, nsys);
+	free(lr.to_result);
+	free(lr.to_start);
+}
+
+/* ---- summary ---- */
+
+static void summary(const char *const *workloads, int nwl)
+{
+	printf("\nwho is first (throughput rows: ns/task; latency rows: p50):\n");
+	for (int w = 0; w < nwl; w++) {
+		const struct result *best = NULL, *lib = NULL;
+
+		for (int i = 0; i < nresults; i++) {
+			const struct result *r = &results[i];
+
+			if (strcmp(r->workload, workloads[w]))
+				continue;
+			if (!best || row_metric(r) < row_metric(best))
+				best = r;
+			if (!strcmp(r->system, bench_libexecutor_threads.name))
+				lib = r;
+		}
+		if (!best)
+			continue;
+		if (!lib)
+			printf("  %-12s first: %s (libexecutor not run)\n", workloads[w], best->system);
+		else if (best == lib)
+			printf("  %-12s first: libexecutor-threads\n", workloads[w]);
+		else
+			printf("  %-12s first: %s, %.2fx libexecutor-threads\n", workloads[w], best->system,
+			       best->vs_lib);
+	}
+}
+
+/* ---- options and the run ---- */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: %s [--quick] [--json] [--runs N] [--only SYSTEM] [--workload W]\n"
+		"  --quick        5x fewer tasks, 4x fewer latency samples, 3 runs\n"
+		"  --json         one JSON object per result per line, no table\n"
+		"  --runs N       runs per figure, median reported (default 5, 3 with --quick)\n"
+		"  --only SYSTEM  one system (a name prefix); libexecutor-threads always runs too\n"
+		"  --workload W   empty, spin1us, spin100us, latency or latency-hot\n"
+		"What is measured is explained at the top of bench/workloads.h.\n",
+		prog_name);
+}
+
+void bench_parse_args(const char *prog, int argc, char **argv)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	prog_name = prog;
+	bench_ncpu = cpus > 0 ? (unsigned)cpus : 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--quick")) {
+			opt.quick = true;
+		} else if (!strcmp(a, "--json")) {
+			opt.json = true;
+		} else if (!strcmp(a, "--runs") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+
+			if (*end || v < 1 || v > MAX_RUNS)
+				bench_die("--runs wants 1..%d", MAX_RUNS);
+			opt.runs = (int)v;
+		} else if (!strcmp(a, "--only") && i + 1 < argc) {
+			opt.only = argv[++i];
+		} else if (!strcmp(a, "--workload") && i + 1 < argc) {
+			opt.workload = argv[++i];
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			exit(0);
+		} else {
+			fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, a);
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (!opt.runs)
+		opt.runs = opt.quick ? 3 : 5;
+}
+
+static bool want_workload(const char *name)
+{
+	return !opt.workload || !strcmp(opt.workload, name);
+}
+
+void bench_run(const char *prog, const struct bench_system *systems, int nsys)
+{
+	/* Task counts as in bench_pool's pool rows, so the figures line up. */
+	struct workload wl[] = {
+		{ "empty", task_empty, NULL, 200000 },
+		{ "spin1us", task_spin, &iters_1us, 100000 },
+		{ "spin100us", task_spin_timed, &iters_100us, 4000 },
+	};
+	const char *names[] = { "empty", "spin1us", "spin100us", "latency", "latency-hot" };
+	const struct bench_system *run[MAX_SYSTEMS];
+	int nrun = 0;
+
+	(void)prog;
+	for (int i = 0; i < nsys; i++) {
+		const struct bench_system *s = &systems[i];
+		bool is_lib = !strcmp(s->name, bench_libexecutor_threads.name);
+
+		if (opt.only && !is_lib && strncmp(s->name, opt.only, strlen(opt.only)))
+			continue;
+		if (s->missing) {
+			/* In JSON mode stdout carries only result lines. */
+			fprintf(opt.json ? stderr : stdout, "%s: skipped: install %s\n", s->name, s->missing);
+			continue;
+		}
+		if (nrun == MAX_SYSTEMS)
+			bench_die("too many systems");
+		run[nrun++] = s;
+	}
+	if (opt.workload) {
+		bool known = false;
+
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			known |= !strcmp(names[i], opt.workload);
+		if (!known)
+			bench_die("unknown workload '%s'", opt.workload);
+	}
+
+	calibrate();
+	if (!opt.json) {
+		printf("%s: libexecutor %d.%d.%d, %u online CPUs, %u workers per pool, %s mode, median of %d "
+		       "interleaved runs\n",
+		       prog_name, EXE_VERSION_MAJOR, EXE_VERSION_MINOR, EXE_VERSION_PATCH, bench_ncpu, bench_ncpu,
+		       opt.quick ? "quick" : "full", opt.runs);
+		printf("spin1us = %.0f ns (%llu iterations), spin100us = %.1f us (%llu iterations)\n\n",
+		       spin_ns_1us, (unsigned long long)iters_1us, spin_ns_100us / 1000,
+		       (unsigned long long)iters_100us);
+		print_table_header();
+	}
+	if (!nrun)
+		return;
+	for (size_t w = 0; w < sizeof(wl) / sizeof(wl[0]); w++)
+		if (want_workload(wl[w].name))
+			bench_throughput(run, nrun, &wl[w]);
+	for (int hot = 0; hot < 2; hot++)
+		if (want_workload(hot ? "latency-hot" : "latency"))
+			bench_latency(run, nrun, hot);
+	if (!opt.json)
+		summary(names, (int)(sizeof(names) / sizeof(names[0])));
+}
