@@ -147,13 +147,26 @@ static int tick(void *arg)
 	return k == TICKS ? 1 : 0;
 }
 
+static int64_t median_of(const int64_t *v, int n)
+{
+	int64_t s[TICKS];
+	int i, j;
+
+	for (i = 0; i < n; i++) {
+		for (j = i; j > 0 && s[j - 1] > v[i]; j--)
+			s[j] = s[j - 1];
+		s[j] = v[i];
+	}
+	return s[n / 2];
+}
+
 IO_TEST(timers, call_every_keeps_a_fixed_rate)
 {
 	static struct ticks t;
 	const int64_t interval = 2 * EXE_NS_PER_MS;
 	struct exe_future *f;
-	int64_t t0, worst = 0, late[TICKS + 1], sorted[TICKS];
-	int k, j, late_ticks = 0;
+	int64_t t0, worst = 0, late[TICKS + 1], head, tail;
+	int k;
 
 	memset(&t, 0, sizeof(t));
 	t0 = exe_now_ns();
@@ -161,25 +174,24 @@ IO_TEST(timers, call_every_keeps_a_fixed_rate)
 	cr_assert_eq(exe_future_result(f, NULL, WAIT), 0);
 	cr_assert_eq(atomic_load(&t.n), TICKS);
 	for (k = 1; k <= TICKS; k++) {
-		/* Each tick against start + k * interval: never early, and
-		 * lateness does not carry over. Were it cumulative, one stall
-		 * (a loaded CI machine) would push every later tick late. */
+		/* Each tick against start + k * interval: never early. */
 		late[k] = t.at[k] - (t0 + k * interval);
 		cr_assert_geq(late[k], -EXE_NS_PER_MS / 10, "tick %d early by %lld ns", k, (long long)-late[k]);
 		if (late[k] > worst)
 			worst = late[k];
-		if (late[k] > 5 * EXE_NS_PER_MS)
-			late_ticks++;
-		/* insertion sort for the median */
-		for (j = k - 1; j > 0 && sorted[j - 1] > late[k]; j--)
-			sorted[j] = sorted[j - 1];
-		sorted[j] = late[k];
 	}
-	cr_assert_lt(sorted[TICKS / 2], 2 * EXE_NS_PER_MS, "median lateness %lld ns", (long long)sorted[TICKS / 2]);
-	cr_assert_leq(late_ticks, TICKS / 10, "%d ticks more than 5 ms late", late_ticks);
-	cr_assert_lt(late[TICKS], 50 * EXE_NS_PER_MS, "last tick %lld ns late", (long long)late[TICKS]);
-	fprintf(stderr, "call_every: median lateness %lld ns, p90 %lld ns, worst %lld ns\n",
-		(long long)sorted[TICKS / 2], (long long)sorted[TICKS * 9 / 10], (long long)worst);
+	/* No drift: a timer re-armed from each firing time (interval after
+	 * the last tick, not after the last deadline) grows later with every
+	 * tick, so its last ticks are much later than its first. Fixed-rate
+	 * lateness is noise around a constant: compare the medians of the
+	 * first and last 20 ticks. Medians, so one stall of a busy machine
+	 * in either group does not decide it. */
+	head = median_of(&late[1], 20);
+	tail = median_of(&late[TICKS - 19], 20);
+	cr_assert_lt(tail - head, EXE_NS_PER_MS, "lateness grew from %lld ns to %lld ns: drift", (long long)head,
+		     (long long)tail);
+	fprintf(stderr, "call_every: median lateness first 20 %lld ns, last 20 %lld ns, worst %lld ns\n",
+		(long long)head, (long long)tail, (long long)worst);
 	exe_future_unref(f);
 }
 
