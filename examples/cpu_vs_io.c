@@ -45,7 +45,7 @@ static int cpu_task(void *arg, void **result)
 
 static int io_task(void *arg, void **result)
 {
-	struct timespec ts = { io_ms / 1000, (io_ms % 1000) * 1000000L };
+	struct timespec ts = {io_ms / 1000, (io_ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 	*result = arg;
@@ -94,12 +94,12 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "cpu-iters", required_argument, NULL, 'c' },
-		{ "io-ms", required_argument, NULL, 'i' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"cpu-iters", required_argument, NULL, 'c'},
+	    {"io-ms", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct exe_pool_opts po = { .workers = NTASKS, .no_caller_runs = true };
+	struct exe_pool_opts po = {.workers = NTASKS, .no_caller_runs = true};
 	struct exe_pool *procs, *threads;
 	double cpu[3], io[3];
 	uintptr_t ck[6];
@@ -117,8 +117,8 @@ int main(int argc, char **argv)
 	if (cpu_iters < 1 || io_ms < 1 || io_ms > 60000)
 		usage(argv[0]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("%d CPU tasks of %ld xorshift steps, %d IO tasks sleeping %ld ms; %ld CPUs online\n",
-	       NTASKS, cpu_iters, NTASKS, io_ms, ncpu);
+	printf("%d CPU tasks of %ld xorshift steps, %d IO tasks sleeping %ld ms; %ld CPUs online\n", NTASKS,
+	       cpu_iters, NTASKS, io_ms, ncpu);
 
 	/* Processes first: the fork server copies this program before any
 	 * thread exists. Pool start-up is not timed: the pools are reused. */

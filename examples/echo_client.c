@@ -72,8 +72,7 @@ static void next_round(struct conn *c)
 		finish(c, true); /* keep the connection open until all are done */
 		return;
 	}
-	c->len = (size_t)snprintf(c->msg, sizeof(c->msg), "client %d says hello %ld", c->id,
-				  c->round);
+	c->len = (size_t)snprintf(c->msg, sizeof(c->msg), "client %d says hello %ld", c->id, c->round);
 	for (size_t i = 0; i < c->len; i++)
 		c->want[i] = (char)toupper((unsigned char)c->msg[i]);
 	c->sent = c->got = 0;
@@ -186,22 +185,22 @@ static int deadline(void *arg)
 static void usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s [--port N] [--host ADDR] [--conns N] [--rounds N] [--timeout-s N]\n",
-		argv0);
+	        argv0);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "port", required_argument, NULL, 'p' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "conns", required_argument, NULL, 'c' },
-		{ "rounds", required_argument, NULL, 'r' },
-		{ "timeout-s", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"port", required_argument, NULL, 'p'},
+	    {"host", required_argument, NULL, 'H'},
+	    {"conns", required_argument, NULL, 'c'},
+	    {"rounds", required_argument, NULL, 'r'},
+	    {"timeout-s", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct client cl = { .nconns = 1000, .rounds = 20 };
+	struct client cl = {.nconns = 1000, .rounds = 20};
 	const char *host = "127.0.0.1";
 	long port = 8080, timeout_s = 60;
 	struct rlimit rl;
@@ -228,13 +227,15 @@ int main(int argc, char **argv)
 
 	/* Each connection is a descriptor; leave room for the ring and stdio. */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)cl.nconns + 32 > rl.rlim_cur) {
-		fprintf(stderr, "echo_client: %ld connections need more than the %lu descriptors "
-				"`ulimit -n` allows\n", cl.nconns, (unsigned long)rl.rlim_cur);
+		fprintf(stderr,
+		        "echo_client: %ld connections need more than the %lu descriptors "
+		        "`ulimit -n` allows\n",
+		        cl.nconns, (unsigned long)rl.rlim_cur);
 		return 2;
 	}
 	cl.conns = calloc((size_t)cl.nconns, sizeof(*cl.conns));
-	rc = cl.conns ? exe_io_create(&cl.io, &(struct exe_io_opts){ .manual = true, .entries = 1024 })
-		      : -ENOMEM;
+	rc = cl.conns ? exe_io_create(&cl.io, &(struct exe_io_opts){.manual = true, .entries = 1024})
+	              : -ENOMEM;
 	if (rc) {
 		fprintf(stderr, "echo_client: %s\n", exe_strerror(rc));
 		return 1;
@@ -249,7 +250,7 @@ int main(int argc, char **argv)
 		struct exe_future *f;
 		int one = 1;
 
-		*cn = (struct conn){ .cl = &cl, .id = (int)i };
+		*cn = (struct conn){.cl = &cl, .id = (int)i};
 		cn->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (cn->fd < 0) {
 			perror("echo_client: socket");
@@ -278,14 +279,15 @@ int main(int argc, char **argv)
 	conn_s = (double)(cl.t_connected - cl.t_start) / 1e9;
 	talk_s = (double)(cl.t_done - cl.t_connected) / 1e9;
 	printf("echo_client: %ld/%ld connected in %.3f s (all open at once), %ld round trips in %.3f s"
-	       " = %.0f round trips/s\n", cl.connected, cl.nconns, conn_s, cl.round_trips, talk_s,
+	       " = %.0f round trips/s\n",
+	       cl.connected, cl.nconns, conn_s, cl.round_trips, talk_s,
 	       talk_s > 0 ? (double)cl.round_trips / talk_s : 0.0);
 	bad = cl.timed_out || cl.connected != cl.nconns || cl.failed || cl.mismatches ||
 	      cl.round_trips != cl.nconns * cl.rounds;
 	if (bad)
 		printf("echo_client: FAILED: %ld connect failures, %ld broken connections, %ld wrong "
-		       "answers%s\n", cl.connect_failed, cl.failed, cl.mismatches,
-		       cl.timed_out ? ", timed out" : "");
+		       "answers%s\n",
+		       cl.connect_failed, cl.failed, cl.mismatches, cl.timed_out ? ", timed out" : "");
 	else
 		printf("echo_client: OK: every message came back upper-cased\n");
 	return bad;

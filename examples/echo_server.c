@@ -169,7 +169,7 @@ static int accept_done(struct exe_future *f, void *arg)
 	if (!c) {
 		close((int)res);
 	} else {
-		*c = (struct conn){ .srv = s, .fd = (int)res };
+		*c = (struct conn){.srv = s, .fd = (int)res};
 		s->accepted++;
 		if (++s->active > s->peak)
 			s->peak = s->active;
@@ -208,15 +208,15 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "port", required_argument, NULL, 'p' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "max-conns", required_argument, NULL, 'm' },
-		{ "expect-peak", required_argument, NULL, 'e' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"port", required_argument, NULL, 'p'},
+	    {"host", required_argument, NULL, 'H'},
+	    {"max-conns", required_argument, NULL, 'm'},
+	    {"expect-peak", required_argument, NULL, 'e'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct server s = { .lfd = -1 };
-	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct server s = {.lfd = -1};
+	struct sockaddr_in addr = {.sin_family = AF_INET};
 	socklen_t alen = sizeof(addr);
 	const char *host = "127.0.0.1";
 	long port = 8080, expect_peak = 0;
@@ -257,13 +257,13 @@ int main(int argc, char **argv)
 	    getsockname(s.lfd, (struct sockaddr *)&addr, &alen))
 		return perror("bind/listen"), 1;
 
-	rc = exe_io_create(&s.io, &(struct exe_io_opts){ .manual = true, .entries = 1024 });
+	rc = exe_io_create(&s.io, &(struct exe_io_opts){.manual = true, .entries = 1024});
 	if (rc) {
 		fprintf(stderr, "io: %s\n", exe_strerror(rc));
 		return 1;
 	}
-	printf("echo_server: listening on %s:%u (io backend %s, one thread)\n", host,
-	       ntohs(addr.sin_port), exe_io_backend(s.io));
+	printf("echo_server: listening on %s:%u (io backend %s, one thread)\n", host, ntohs(addr.sin_port),
+	       exe_io_backend(s.io));
 	exe_io_read(s.io, sfd, &s.sig, sizeof(s.sig), -1, &sf);
 	exe_future_on_done(sf, signal_done, &s);
 	arm_accept(&s);
@@ -280,8 +280,8 @@ int main(int argc, char **argv)
 
 	printf("echo_server: %.2f s on thread \"%s\" (pid %d): %ld connections, peak %ld at once, "
 	       "%ld messages, %lu bytes echoed\n",
-	       (double)(exe_now_ns() - t0) / 1e9, name, (int)getpid(), s.accepted, s.peak,
-	       s.messages, (unsigned long)s.bytes);
+	       (double)(exe_now_ns() - t0) / 1e9, name, (int)getpid(), s.accepted, s.peak, s.messages,
+	       (unsigned long)s.bytes);
 	if (expect_peak && s.peak < expect_peak) {
 		printf("echo_server: FAILED: peak %ld < expected %ld\n", s.peak, expect_peak);
 		return 1;

@@ -33,9 +33,9 @@ enum slot_state { IDLE, READING, WRITING };
 struct slot {
 	enum slot_state state;
 	char *buf;
-	int64_t off;   /* file offset of the block */
-	size_t len;    /* block length */
-	size_t done;   /* bytes of the current read or write completed */
+	int64_t off; /* file offset of the block */
+	size_t len;  /* block length */
+	size_t done; /* bytes of the current read or write completed */
 	struct exe_future *f;
 };
 
@@ -52,11 +52,11 @@ static int submit(struct copy *c, struct slot *s)
 	if (s->state == READING) {
 		c->reads++;
 		return exe_io_read(c->io, c->in, s->buf + s->done, s->len - s->done,
-				   s->off + (int64_t)s->done, &s->f);
+		                   s->off + (int64_t)s->done, &s->f);
 	}
 	c->writes++;
-	return exe_io_write(c->io, c->out, s->buf + s->done, s->len - s->done,
-			    s->off + (int64_t)s->done, &s->f);
+	return exe_io_write(c->io, c->out, s->buf + s->done, s->len - s->done, s->off + (int64_t)s->done,
+	                    &s->f);
 }
 
 /* Give @s the next block, or leave it idle at the end of the file. */
@@ -210,15 +210,15 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "size-mb", required_argument, NULL, 's' },
-		{ "block-kb", required_argument, NULL, 'b' },
-		{ "depth", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"size-mb", required_argument, NULL, 's'},
+	    {"block-kb", required_argument, NULL, 'b'},
+	    {"depth", required_argument, NULL, 'd'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	char src[4096], dst[4096], dst2[4200];
-	struct slot slots[MAX_DEPTH] = { 0 };
-	struct copy c = { .in = -1, .out = -1 };
+	struct slot slots[MAX_DEPTH] = {0};
+	struct copy c = {.in = -1, .out = -1};
 	long size_mb = 32, block_kb = 128, depth = 8;
 	int opt, rc, own_src = 0, bad;
 	struct stat st;
@@ -317,11 +317,11 @@ int main(int argc, char **argv)
 	hd = checksum(dst, &ld);
 	hp = checksum(dst2, &lp);
 	printf("\n                       seconds     MiB/s   ops\n");
-	printf("  io futures, depth %-3ld %7.3f  %8.1f   %ld reads, %ld writes (%ld resumed)\n", depth,
-	       t_io, (double)c.size / 1048576.0 / t_io, c.reads, c.writes, c.short_ops);
+	printf("  io futures, depth %-3ld %7.3f  %8.1f   %ld reads, %ld writes (%ld resumed)\n", depth, t_io,
+	       (double)c.size / 1048576.0 / t_io, c.reads, c.writes, c.short_ops);
 	printf("  read()/write() loop  %7.3f  %8.1f\n", t_plain, (double)c.size / 1048576.0 / t_plain);
-	printf("checksums (FNV-1a 64): source %016lx, copy %016lx, plain copy %016lx\n",
-	       (unsigned long)hs, (unsigned long)hd, (unsigned long)hp);
+	printf("checksums (FNV-1a 64): source %016lx, copy %016lx, plain copy %016lx\n", (unsigned long)hs,
+	       (unsigned long)hd, (unsigned long)hp);
 	bad = rc != 0 || hs != hd || ls != ld || ls != c.size || hs != hp;
 	printf("(Both copies mostly move page-cache pages here; the overlap pays off on real disks.)\n");
 	printf("%s\n", bad ? "FAILED: the copy differs from the source" : "OK: the copy is identical");

@@ -32,7 +32,7 @@ int main(void)
 	void *v;
 	int rc;
 
-	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){ .workers = 2, .name = "hello" });
+	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){.workers = 2, .name = "hello"});
 	if (rc) {
 		fprintf(stderr, "pool: %s\n", exe_strerror(rc));
 		return 1;

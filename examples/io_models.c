@@ -86,8 +86,9 @@ static int conn_thread(void *arg, void **result)
 static int serve_blocking(int lfd)
 {
 	struct exe_pool *pool;
-	int rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){
-		.workers = (unsigned)nconns, .name = "conn", .no_caller_runs = true });
+	int rc = exe_thread_pool_create(
+	    &pool,
+	    &(struct exe_pool_opts){.workers = (unsigned)nconns, .name = "conn", .no_caller_runs = true});
 
 	if (rc)
 		return rc;
@@ -160,7 +161,7 @@ static int serve_select(int lfd)
 
 static int serve_epoll(int lfd)
 {
-	struct epoll_event evs[64], ev = { .events = EPOLLIN, .data.fd = lfd };
+	struct epoll_event evs[64], ev = {.events = EPOLLIN, .data.fd = lfd};
 	int ep = epoll_create1(EPOLL_CLOEXEC), closed = 0;
 
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev))
@@ -173,7 +174,7 @@ static int serve_epoll(int lfd)
 
 			if (fd == lfd) {
 				fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-				ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = fd };
+				ev = (struct epoll_event){.events = EPOLLIN, .data.fd = fd};
 				if (fd >= 0)
 					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 			} else if (echo_once(fd) <= 0) {
@@ -277,9 +278,9 @@ static int io_accepted(struct exe_future *f, void *arg)
 
 static int serve_io(int lfd)
 {
-	struct io_srv s = { .lfd = lfd };
+	struct io_srv s = {.lfd = lfd};
 	struct exe_future *f;
-	int rc = exe_io_create(&s.io, &(struct exe_io_opts){ .manual = true });
+	int rc = exe_io_create(&s.io, &(struct exe_io_opts){.manual = true});
 
 	if (rc)
 		return rc;
@@ -296,11 +297,11 @@ struct model {
 };
 
 static const struct model models[] = {
-	{ "blocking (thread per conn)", serve_blocking },
-	{ "non-blocking busy polling", serve_busy_poll },
-	{ "select", serve_select },
-	{ "epoll", serve_epoll },
-	{ "io context (io_uring)", serve_io },
+    {"blocking (thread per conn)", serve_blocking},
+    {"non-blocking busy polling", serve_busy_poll},
+    {"select", serve_select},
+    {"epoll", serve_epoll},
+    {"io context (io_uring)", serve_io},
 };
 
 struct child_arg {
@@ -360,7 +361,7 @@ static long run_load(const struct sockaddr_in *addr)
 	if (!cs || ep < 0)
 		return -1;
 	for (long i = 0; i < nconns; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)i };
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
 		int one = 1;
 
 		cs[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -410,10 +411,10 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "conns", required_argument, NULL, 'c' },
-		{ "rounds", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"conns", required_argument, NULL, 'c'},
+	    {"rounds", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int nmodels = (int)(sizeof(models) / sizeof(models[0]));
 	double wall[8], cpu[8];
@@ -435,10 +436,10 @@ int main(int argc, char **argv)
 	       MSG_LEN);
 
 	for (int m = 0; m < nmodels; m++) {
-		struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		socklen_t alen = sizeof(addr);
-		struct cpu_report r = { .rc = -1 };
-		struct child_arg a = { .model = m };
+		struct cpu_report r = {.rc = -1};
+		struct child_arg a = {.model = m};
 		struct exe_process *p;
 		int pfd[2], one = 1;
 		int64_t t0;
@@ -446,9 +447,8 @@ int main(int argc, char **argv)
 		printf("  %-28s ...", models[m].name), fflush(stdout);
 		a.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		setsockopt(a.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (a.lfd < 0 || bind(a.lfd, (struct sockaddr *)&addr, sizeof(addr)) ||
-		    listen(a.lfd, 1024) || getsockname(a.lfd, (struct sockaddr *)&addr, &alen) ||
-		    pipe2(pfd, O_CLOEXEC))
+		if (a.lfd < 0 || bind(a.lfd, (struct sockaddr *)&addr, sizeof(addr)) || listen(a.lfd, 1024) ||
+		    getsockname(a.lfd, (struct sockaddr *)&addr, &alen) || pipe2(pfd, O_CLOEXEC))
 			return perror("socket"), 1;
 		a.report_fd = pfd[1];
 		/* This process has no threads: the fork copies nothing held. */
@@ -467,8 +467,8 @@ int main(int argc, char **argv)
 		cpu[m] = r.user + r.sys;
 		printf(" %.2f s\n", wall[m]);
 		if (r.rc != 0 || okc[m] != nconns * rounds) {
-			printf("  !! %s: %ld of %ld echoes correct (server rc %d)\n", models[m].name,
-			       okc[m], nconns * rounds, r.rc);
+			printf("  !! %s: %ld of %ld echoes correct (server rc %d)\n", models[m].name, okc[m],
+			       nconns * rounds, r.rc);
 			bad = 1;
 		}
 	}

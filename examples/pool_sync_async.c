@@ -57,11 +57,11 @@ static const char *thread_name(char *buf, size_t len)
 static int task(void *arg, void **result)
 {
 	intptr_t n = (intptr_t)arg;
-	struct timespec ts = { sleep_ms / 1000, (sleep_ms % 1000) * 1000000L };
+	struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
 	char name[16];
 
-	printf("  %5.2fs  task %ld runs in pid %d, thread %s\n", stamp(), (long)n,
-	       (int)getpid(), thread_name(name, sizeof(name)));
+	printf("  %5.2fs  task %ld runs in pid %d, thread %s\n", stamp(), (long)n, (int)getpid(),
+	       thread_name(name, sizeof(name)));
 	nanosleep(&ts, NULL);
 	*result = (void *)(n * n);
 	return 0;
@@ -70,7 +70,7 @@ static int task(void *arg, void **result)
 struct cb_state {
 	intptr_t sum;
 	int calls;
-	int bad_place; /* callbacks that ran somewhere they should not */
+	int bad_place;             /* callbacks that ran somewhere they should not */
 	const char *expect_prefix; /* thread name prefix the callback should see */
 };
 
@@ -87,8 +87,8 @@ static int parse(struct exe_future *f, void *arg)
 		return 0;
 	}
 	thread_name(name, sizeof(name));
-	printf("  %5.2fs  callback got %ld in pid %d, thread %s\n", stamp(),
-	       (long)(intptr_t)v, (int)getpid(), name);
+	printf("  %5.2fs  callback got %ld in pid %d, thread %s\n", stamp(), (long)(intptr_t)v, (int)getpid(),
+	       name);
 	/* With four workers, several callbacks may run at once. */
 	__atomic_add_fetch(&st->sum, (intptr_t)v, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&st->calls, 1, __ATOMIC_RELAXED);
@@ -104,7 +104,7 @@ struct timings {
 static int run_all(struct exe_pool *pool, const char *cb_prefix, struct timings *tm)
 {
 	struct exe_future *fs[NTASKS];
-	struct cb_state st = { .expect_prefix = cb_prefix };
+	struct cb_state st = {.expect_prefix = cb_prefix};
 	intptr_t sum;
 	int64_t t0;
 	void *v;
@@ -154,7 +154,7 @@ static int run_all(struct exe_pool *pool, const char *cb_prefix, struct timings 
 	 * poll the counter the callbacks bump. */
 	exe_wait(fs, NTASKS, EXE_WAIT_ALL, 10 * EXE_NS_PER_S);
 	for (int i = 0; i < 1000 && __atomic_load_n(&st.calls, __ATOMIC_ACQUIRE) < NTASKS; i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
 	tm->callback = since(t0);
 	for (int i = 0; i < NTASKS; i++)
 		exe_future_unref(fs[i]);
@@ -176,11 +176,11 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "sleep-ms", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"sleep-ms", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct exe_pool_opts po = { .workers = NTASKS, .no_caller_runs = true };
+	struct exe_pool_opts po = {.workers = NTASKS, .no_caller_runs = true};
 	struct timings th, tp;
 	struct exe_pool *pool;
 	int c, rc, bad = 0;
@@ -197,8 +197,8 @@ int main(int argc, char **argv)
 	 * of this program and print too; each line goes out whole. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	t_prog = exe_now_ns();
-	printf("%d tasks, each sleeps %ld ms and returns n*n (sum 30); main is pid %d\n\n",
-	       NTASKS, sleep_ms, (int)getpid());
+	printf("%d tasks, each sleeps %ld ms and returns n*n (sum 30); main is pid %d\n\n", NTASKS, sleep_ms,
+	       (int)getpid());
 
 	/* The process pool first: its workers are forked before this program
 	 * starts any thread of its own. */
@@ -237,8 +237,8 @@ int main(int argc, char **argv)
 		bad = 1;
 	/* A lower bound holds on any machine; an upper one is a timing that a
 	 * busy machine can break: report it, do not fail on it. */
-	if (th.result > serial * 0.75 || th.callback > serial * 0.75 ||
-	    tp.result > serial * 0.75 || tp.callback > serial * 0.75)
+	if (th.result > serial * 0.75 || th.callback > serial * 0.75 || tp.result > serial * 0.75 ||
+	    tp.callback > serial * 0.75)
 		printf("(the overlapped runs were slower than expected: the machine is busy)\n");
 	printf("%s\n", bad ? "FAILED" : "OK");
 	return bad;

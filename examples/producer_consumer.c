@@ -50,7 +50,7 @@ static uint64_t mix(uint64_t x)
 static void work(unsigned *seed)
 {
 	long us = max_delay_ms > 0 ? rand_r(seed) % (max_delay_ms * 1000) : 0;
-	struct timespec ts = { us / 1000000, (us % 1000000) * 1000L };
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -114,17 +114,18 @@ static int run_threads(struct totals *made, struct totals *eaten, double *secs)
 
 	/* One worker per role: they block on the queue for as long as it
 	 * lives, so they must not wait behind each other. */
-	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){
-		.workers = (unsigned)(nprod + ncons), .name = "pc", .no_caller_runs = true });
+	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){.workers = (unsigned)(nprod + ncons),
+	                                                           .name = "pc",
+	                                                           .no_caller_runs = true});
 	if (rc)
 		return rc;
-	rc = exe_queue_create(&tq, &(struct exe_queue_opts){ .capacity = (size_t)capacity });
+	rc = exe_queue_create(&tq, &(struct exe_queue_opts){.capacity = (size_t)capacity});
 	if (rc) {
 		exe_pool_destroy(pool);
 		return rc;
 	}
 	for (long i = 0; i < nprod + ncons; i++) {
-		roles[i] = (struct role){ .id = i < nprod ? i : i - nprod };
+		roles[i] = (struct role){.id = i < nprod ? i : i - nprod};
 		exe_pool_submit(pool, i < nprod ? thread_producer : thread_consumer, &roles[i], &fs[i]);
 	}
 	/* The producers finish, then the queue closes behind them. */
@@ -186,7 +187,7 @@ static int proc_producer(const void *arg, size_t len)
 {
 	long id = *(const long *)arg;
 	unsigned seed = (unsigned)id * 7919u + (unsigned)getpid();
-	struct totals t = { 0 };
+	struct totals t = {0};
 	char msg[64];
 
 	(void)len;
@@ -209,7 +210,7 @@ static int proc_producer(const void *arg, size_t len)
 static int proc_consumer(const void *arg, size_t len)
 {
 	unsigned seed = (unsigned)getpid();
-	struct totals t = { 0 };
+	struct totals t = {0};
 	char msg[64];
 	size_t n;
 
@@ -240,7 +241,7 @@ static int run_processes(struct totals *made, struct totals *eaten, double *secs
 	int rc, failed = 0;
 	long started = 0;
 
-	rc = exe_ipc_queue_create(&pq, &(struct exe_ipc_queue_opts){ .max_msgs = (size_t)capacity });
+	rc = exe_ipc_queue_create(&pq, &(struct exe_ipc_queue_opts){.max_msgs = (size_t)capacity});
 	if (rc)
 		return rc;
 	rc = exe_ipc_mutex_create(&pm, sizeof(struct shared_totals));
@@ -251,7 +252,7 @@ static int run_processes(struct totals *made, struct totals *eaten, double *secs
 	for (long i = 0; i < nprod + ncons && rc == 0; i++, started++) {
 		ids[i] = i < nprod ? i : i - nprod;
 		rc = exe_process_start(&kids[i], i < nprod ? proc_producer : proc_consumer, &ids[i],
-				       sizeof(ids[i]), NULL);
+		                       sizeof(ids[i]), NULL);
 	}
 	if (rc)
 		started--;
@@ -281,21 +282,22 @@ static int run_processes(struct totals *made, struct totals *eaten, double *secs
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [--producers N] [--consumers N] [--items N] [--max-delay-ms N] "
-			"[--capacity N] [--quiet]\n", argv0);
+	fprintf(stderr,
+	        "usage: %s [--producers N] [--consumers N] [--items N] [--max-delay-ms N] "
+	        "[--capacity N] [--quiet]\n",
+	        argv0);
 	exit(2);
 }
 
 static int report(const char *what, int rc, const struct totals *made, const struct totals *eaten,
-		  double secs)
+                  double secs)
 {
-	int ok = rc == 0 && made->count == (uint64_t)(nprod * nitems) &&
-		 made->count == eaten->count && made->checksum == eaten->checksum;
+	int ok = rc == 0 && made->count == (uint64_t)(nprod * nitems) && made->count == eaten->count &&
+	         made->checksum == eaten->checksum;
 
-	printf("%-10s made %4lu (checksum %016lx)  eaten %4lu (checksum %016lx)  %.2f s  %s\n",
-	       what, (unsigned long)made->count, (unsigned long)made->checksum,
-	       (unsigned long)eaten->count, (unsigned long)eaten->checksum, secs,
-	       ok ? "match" : "MISMATCH");
+	printf("%-10s made %4lu (checksum %016lx)  eaten %4lu (checksum %016lx)  %.2f s  %s\n", what,
+	       (unsigned long)made->count, (unsigned long)made->checksum, (unsigned long)eaten->count,
+	       (unsigned long)eaten->checksum, secs, ok ? "match" : "MISMATCH");
 	if (rc)
 		printf("  error: %s\n", exe_strerror(rc));
 	return !ok;
@@ -304,16 +306,16 @@ static int report(const char *what, int rc, const struct totals *made, const str
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "producers", required_argument, NULL, 'p' },
-		{ "consumers", required_argument, NULL, 'c' },
-		{ "items", required_argument, NULL, 'n' },
-		{ "max-delay-ms", required_argument, NULL, 'd' },
-		{ "capacity", required_argument, NULL, 'k' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"producers", required_argument, NULL, 'p'},
+	    {"consumers", required_argument, NULL, 'c'},
+	    {"items", required_argument, NULL, 'n'},
+	    {"max-delay-ms", required_argument, NULL, 'd'},
+	    {"capacity", required_argument, NULL, 'k'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct totals tm = { 0 }, te = { 0 }, pmade = { 0 }, peaten = { 0 };
+	struct totals tm = {0}, te = {0}, pmade = {0}, peaten = {0};
 	double ts = 0, ps = 0;
 	int c, rc, prc, bad = 0;
 
@@ -332,8 +334,8 @@ int main(int argc, char **argv)
 	    max_delay_ms < 0 || max_delay_ms > 10000 || capacity < 1 || capacity > 4096)
 		usage(argv[0]);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	printf("%ld producers x %ld buns, %ld consumers, queue capacity %ld, work up to %ld ms\n\n",
-	       nprod, nitems, ncons, capacity, max_delay_ms);
+	printf("%ld producers x %ld buns, %ld consumers, queue capacity %ld, work up to %ld ms\n\n", nprod,
+	       nitems, ncons, capacity, max_delay_ms);
 
 	/* Processes first, while this program has no other thread to copy. */
 	printf("== processes over exe_ipc_queue\n");

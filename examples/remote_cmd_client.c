@@ -64,12 +64,12 @@ static void outcome_free(struct outcome *o)
 {
 	free(o->out.data);
 	free(o->err.data);
-	*o = (struct outcome){ 0 };
+	*o = (struct outcome){0};
 }
 
 static int dial(void)
 {
-	struct timeval tv = { .tv_sec = 10 };
+	struct timeval tv = {.tv_sec = 10};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
@@ -89,7 +89,7 @@ static int dial(void)
  * a message printed. */
 static int remote_run(int fd, struct rp_reader *rd, uint64_t id, const char *cmd, struct outcome *o)
 {
-	struct rp_header h = { .type = RP_EXEC, .id = id, .timeout_ms = (uint64_t)timeout_ms };
+	struct rp_header h = {.type = RP_EXEC, .id = id, .timeout_ms = (uint64_t)timeout_ms};
 	const void *body;
 	const char *why = "";
 	int rc;
@@ -100,13 +100,14 @@ static int remote_run(int fd, struct rp_reader *rd, uint64_t id, const char *cmd
 		rc = rp_recv(fd, rd, RP_MAX_BODY, &h, &body, &why);
 		if (rc <= 0) {
 			fprintf(stderr, "remote_cmd_client: %s\n",
-				rc == 0 ? "server closed the connection" :
-				rc == -EBADMSG || rc == -EMSGSIZE ? why : exe_strerror(rc));
+			        rc == 0                             ? "server closed the connection"
+			        : rc == -EBADMSG || rc == -EMSGSIZE ? why
+			                                            : exe_strerror(rc));
 			return rc ? rc : -EPIPE;
 		}
 		if (h.id != id) {
 			fprintf(stderr, "remote_cmd_client: answer to request %lu, not %lu\n",
-				(unsigned long)h.id, (unsigned long)id);
+			        (unsigned long)h.id, (unsigned long)id);
 			return -EBADMSG;
 		}
 		switch (h.type) {
@@ -161,7 +162,7 @@ struct bad_frame {
 };
 
 static void raw_frame(struct bad_frame *b, const char *what, uint32_t hlen, const char *header,
-		      const char *body)
+                      const char *body)
 {
 	size_t hl = strlen(header), bl = strlen(body);
 
@@ -178,8 +179,8 @@ static void raw_frame(struct bad_frame *b, const char *what, uint32_t hlen, cons
 	memcpy(b->bytes + 4 + hl, body, bl);
 }
 
-static void encoded_frame(struct bad_frame *b, const char *what, const struct rp_header *h,
-			  const char *body, size_t len)
+static void encoded_frame(struct bad_frame *b, const char *what, const struct rp_header *h, const char *body,
+                          size_t len)
 {
 	b->what = what;
 	if (rp_encode(h, body, len, &b->bytes, &b->len))
@@ -190,7 +191,7 @@ static void encoded_frame(struct bad_frame *b, const char *what, const struct rp
  * with an error frame or closed the connection. */
 static int try_bad_frame(const struct bad_frame *b)
 {
-	struct rp_reader rd = { 0 };
+	struct rp_reader rd = {0};
 	struct rp_header h;
 	const void *body;
 	const char *why = "";
@@ -211,8 +212,11 @@ static int try_bad_frame(const struct bad_frame *b)
 		verdict = "(connection closed)";
 	else
 		verdict = NULL;
-	printf("  %-28s -> %s\n", b->what, verdict ? verdict : rc == -EAGAIN ? "NO ANSWER (hang)" :
-	       rc == 1 ? "NOT AN ERROR FRAME" : exe_strerror(rc));
+	printf("  %-28s -> %s\n", b->what,
+	       verdict         ? verdict
+	       : rc == -EAGAIN ? "NO ANSWER (hang)"
+	       : rc == 1       ? "NOT AN ERROR FRAME"
+	                       : exe_strerror(rc));
 	rp_reader_free(&rd);
 	close(fd);
 	return verdict ? 0 : -1;
@@ -220,8 +224,8 @@ static int try_bad_frame(const struct bad_frame *b)
 
 static int malformed(void)
 {
-	struct bad_frame bf[12] = { 0 };
-	struct rp_header h = { .type = RP_EXEC, .id = 7 };
+	struct bad_frame bf[12] = {0};
+	struct rp_header h = {.type = RP_EXEC, .id = 7};
 	char big[160];
 	int n = 0, failed = 0;
 
@@ -230,11 +234,13 @@ static int malformed(void)
 	raw_frame(&bf[n++], "header length 0", 0, "", "");
 	raw_frame(&bf[n++], "header not JSON", 11, "not json!!!", "");
 	raw_frame(&bf[n++], "header a JSON array", 7, "[1,2,3]", "");
-	snprintf(big, sizeof(big), "{\"type\":\"exec\",\"id\":-1,\"total_size\":0,"
-		 "\"hash\":\"cbf29ce484222325\",\"token\":\"x\"}");
+	snprintf(big, sizeof(big),
+	         "{\"type\":\"exec\",\"id\":-1,\"total_size\":0,"
+	         "\"hash\":\"cbf29ce484222325\",\"token\":\"x\"}");
 	raw_frame(&bf[n++], "negative id", (uint32_t)strlen(big), big, "");
-	snprintf(big, sizeof(big), "{\"type\":\"exec\",\"id\":1,\"total_size\":1000000000,"
-		 "\"hash\":\"0000000000000000\",\"token\":\"x\"}");
+	snprintf(big, sizeof(big),
+	         "{\"type\":\"exec\",\"id\":1,\"total_size\":1000000000,"
+	         "\"hash\":\"0000000000000000\",\"token\":\"x\"}");
 	raw_frame(&bf[n++], "body of 1 GB announced", (uint32_t)strlen(big), big, "");
 	encoded_frame(&bf[n], "bad hash", &h, "echo hi", 7);
 	bf[n].bytes[bf[n].len - 1] ^= 1; /* the body no longer matches */
@@ -260,26 +266,28 @@ static int malformed(void)
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s --token T [--port N] [--host ADDR] [--verify] [--malformed] "
-			"[--quiet] [--timeout-ms N] COMMAND...\n", argv0);
+	fprintf(stderr,
+	        "usage: %s --token T [--port N] [--host ADDR] [--verify] [--malformed] "
+	        "[--quiet] [--timeout-ms N] COMMAND...\n",
+	        argv0);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "port", required_argument, NULL, 'p' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "token", required_argument, NULL, 'T' },
-		{ "timeout-ms", required_argument, NULL, 't' },
-		{ "verify", no_argument, NULL, 'v' },
-		{ "malformed", no_argument, NULL, 'm' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"port", required_argument, NULL, 'p'},
+	    {"host", required_argument, NULL, 'H'},
+	    {"token", required_argument, NULL, 'T'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"verify", no_argument, NULL, 'v'},
+	    {"malformed", no_argument, NULL, 'm'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	const char *host = "127.0.0.1";
-	struct rp_reader rd = { 0 };
+	struct rp_reader rd = {0};
 	long port = 8081;
 	int c, fd, verify = 0, bad_frames = 0, failed = 0;
 
@@ -318,7 +326,7 @@ int main(int argc, char **argv)
 	}
 	/* All commands over one connection, like the original's loop. */
 	for (int i = optind; i < argc; i++) {
-		struct outcome ro = { 0 }, lo = { 0 };
+		struct outcome ro = {0}, lo = {0};
 		int64_t t0 = exe_now_ns();
 
 		if (!quiet)
@@ -343,7 +351,7 @@ int main(int argc, char **argv)
 			       (!ro.out.len || memcmp(ro.out.data, lo.out.data, ro.out.len) == 0) &&
 			       (!ro.err.len || memcmp(ro.err.data, lo.err.data, ro.err.len) == 0);
 			printf("  verify: %s\n", same ? "same stdout, stderr and status as a local run"
-						      : "DIFFERS from a local run");
+			                              : "DIFFERS from a local run");
 			failed |= !same;
 		}
 		outcome_free(&ro);

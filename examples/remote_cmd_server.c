@@ -53,8 +53,7 @@ static struct config {
 	const char *token;
 	size_t token_len;
 	long timeout_ms, max_clients, max_output, max_cmd, idle_s;
-} cfg = { .timeout_ms = 5000, .max_clients = 8, .max_output = 1 << 20, .max_cmd = 4096,
-	  .idle_s = 10 };
+} cfg = {.timeout_ms = 5000, .max_clients = 8, .max_output = 1 << 20, .max_cmd = 4096, .idle_s = 10};
 
 /* Connections being served, so a stop can shut them down at once. */
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -102,7 +101,7 @@ static bool token_ok(const char *t)
 
 static void send_error(int fd, uint64_t id, const char *what, const char *detail)
 {
-	struct rp_header h = { .type = RP_ERROR, .id = id };
+	struct rp_header h = {.type = RP_ERROR, .id = id};
 
 	snprintf(h.error, sizeof(h.error), "%s%s", what, detail);
 	rp_send(fd, &h, NULL, 0);
@@ -120,7 +119,7 @@ struct stream_state {
 static int stream_out(enum rp_stream stream, const void *data, size_t len, void *arg)
 {
 	struct stream_state *st = arg;
-	struct rp_header h = { .type = RP_OUT, .id = st->id, .stream = stream };
+	struct rp_header h = {.type = RP_OUT, .id = st->id, .stream = stream};
 
 	if (st->sizes[RP_STDOUT] + st->sizes[RP_STDERR] + len > (uint64_t)cfg.max_output) {
 		st->too_much = true;
@@ -136,8 +135,8 @@ static int stream_out(enum rp_stream stream, const void *data, size_t len, void 
 
 static void run_command(int fd, const struct rp_header *req, const void *body)
 {
-	struct stream_state st = { .fd = fd, .id = req->id };
-	struct rp_header h = { .type = RP_EXIT, .id = req->id };
+	struct stream_state st = {.fd = fd, .id = req->id};
+	struct rp_header h = {.type = RP_EXIT, .id = req->id};
 	int64_t timeout = cfg.timeout_ms;
 	struct cmd_result res;
 	char *cmd;
@@ -175,7 +174,7 @@ static void run_command(int fd, const struct rp_header *req, const void *body)
 static int serve(void *arg, void **result)
 {
 	int fd = (int)(intptr_t)arg;
-	struct rp_reader rd = { 0 };
+	struct rp_reader rd = {0};
 	struct rp_header h;
 	const void *body;
 	const char *why = "";
@@ -218,27 +217,29 @@ static int serve(void *arg, void **result)
 
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s --token T [--port N] [--host ADDR] [--timeout-ms N] "
-			"[--max-clients N] [--max-output N] [--max-cmd N] [--idle-s N]\n"
-			"       (or REMOTE_CMD_TOKEN=T in the environment)\n", argv0);
+	fprintf(stderr,
+	        "usage: %s --token T [--port N] [--host ADDR] [--timeout-ms N] "
+	        "[--max-clients N] [--max-output N] [--max-cmd N] [--idle-s N]\n"
+	        "       (or REMOTE_CMD_TOKEN=T in the environment)\n",
+	        argv0);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "port", required_argument, NULL, 'p' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "token", required_argument, NULL, 'T' },
-		{ "timeout-ms", required_argument, NULL, 't' },
-		{ "max-clients", required_argument, NULL, 'c' },
-		{ "max-output", required_argument, NULL, 'o' },
-		{ "max-cmd", required_argument, NULL, 'm' },
-		{ "idle-s", required_argument, NULL, 'i' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"port", required_argument, NULL, 'p'},
+	    {"host", required_argument, NULL, 'H'},
+	    {"token", required_argument, NULL, 'T'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"max-clients", required_argument, NULL, 'c'},
+	    {"max-output", required_argument, NULL, 'o'},
+	    {"max-cmd", required_argument, NULL, 'm'},
+	    {"idle-s", required_argument, NULL, 'i'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct sockaddr_in addr = { .sin_family = AF_INET };
+	struct sockaddr_in addr = {.sin_family = AF_INET};
 	socklen_t alen = sizeof(addr);
 	const char *host = "127.0.0.1";
 	long port = 8081;
@@ -293,21 +294,22 @@ int main(int argc, char **argv)
 
 	/* One more worker than slots: the extra one answers "busy". A bounded
 	 * queue behind them refuses floods instead of buffering them. */
-	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){
-		.workers = (unsigned)cfg.max_clients + 1, .queue_capacity = 16, .name = "rcmd",
-		.no_caller_runs = true });
+	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){.workers = (unsigned)cfg.max_clients + 1,
+	                                                           .queue_capacity = 16,
+	                                                           .name = "rcmd",
+	                                                           .no_caller_runs = true});
 	if (rc) {
 		fprintf(stderr, "remote_cmd_server: pool: %s\n", exe_strerror(rc));
 		return 1;
 	}
 	printf("remote_cmd_server: listening on %s:%u, %ld clients at most, commands limited to "
-	       "%ld ms and %ld bytes of output\n", host, ntohs(addr.sin_port), cfg.max_clients,
-	       cfg.timeout_ms, cfg.max_output);
+	       "%ld ms and %ld bytes of output\n",
+	       host, ntohs(addr.sin_port), cfg.max_clients, cfg.timeout_ms, cfg.max_output);
 
-	pfd[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
-	pfd[1] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+	pfd[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+	pfd[1] = (struct pollfd){.fd = sfd, .events = POLLIN};
 	for (;;) {
-		struct timeval tv = { .tv_sec = cfg.idle_s };
+		struct timeval tv = {.tv_sec = cfg.idle_s};
 		int fd;
 
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
@@ -343,7 +345,7 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&conns_lock);
 	exe_pool_destroy(pool);
 	close(sfd);
-	printf("remote_cmd_server: %ld connections served, %ld refused, %ld commands run\n", served,
-	       refused, __atomic_load_n(&commands, __ATOMIC_RELAXED));
+	printf("remote_cmd_server: %ld connections served, %ld refused, %ld commands run\n", served, refused,
+	       __atomic_load_n(&commands, __ATOMIC_RELAXED));
 	return 0;
 }

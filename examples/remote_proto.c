@@ -66,7 +66,7 @@ static json_t *header_json(const struct rp_header *h, size_t len, uint64_t hash)
 		break;
 	case RP_OUT:
 		bad |= json_object_set_new(o, "stream",
-					   json_string(h->stream == RP_STDERR ? "stderr" : "stdout"));
+		                           json_string(h->stream == RP_STDERR ? "stderr" : "stdout"));
 		break;
 	case RP_EXIT:
 		bad |= json_object_set_new(o, "exit_status", json_integer(h->exit_status));
@@ -74,9 +74,7 @@ static json_t *header_json(const struct rp_header *h, size_t len, uint64_t hash)
 		bad |= json_object_set_new(o, "stdout_size", json_integer((json_int_t)h->stdout_size));
 		bad |= json_object_set_new(o, "stderr_size", json_integer((json_int_t)h->stderr_size));
 		break;
-	case RP_ERROR:
-		bad |= json_object_set_new(o, "error", json_string(h->error));
-		break;
+	case RP_ERROR: bad |= json_object_set_new(o, "error", json_string(h->error)); break;
 	}
 	if (bad) {
 		json_decref(o);
@@ -91,8 +89,8 @@ int rp_encode(const struct rp_header *h, const void *body, size_t len, char **ou
 	char *js, *frame;
 	size_t hl;
 
-	if (!h || !out || !out_len || (len && !body) || len > RP_MAX_BODY ||
-	    h->type < RP_EXEC || h->type > RP_ERROR || h->id > INT64_MAX)
+	if (!h || !out || !out_len || (len && !body) || len > RP_MAX_BODY || h->type < RP_EXEC ||
+	    h->type > RP_ERROR || h->id > INT64_MAX)
 		return -EINVAL;
 	/* Strings must be valid UTF-8 for JSON: json_string() refuses others. */
 	o = header_json(h, len, rp_hash(body, len));
@@ -174,7 +172,11 @@ static int parse_hash(const char *s, uint64_t *v)
 	return 0;
 }
 
-#define FAIL(msg) do { *why = (msg); goto bad; } while (0)
+#define FAIL(msg)                                                                                            \
+	do {                                                                                                 \
+		*why = (msg);                                                                                \
+		goto bad;                                                                                    \
+	} while (0)
 
 int rp_decode_header(const void *json, size_t len, struct rp_header *h, const char **why)
 {
@@ -249,8 +251,8 @@ bad:
 	return -EBADMSG;
 }
 
-long rp_parse(const void *buf, size_t len, size_t max_body, struct rp_header *h,
-	      const void **body, const char **why)
+long rp_parse(const void *buf, size_t len, size_t max_body, struct rp_header *h, const void **body,
+              const char **why)
 {
 	const unsigned char *p = buf;
 	const char *dummy;

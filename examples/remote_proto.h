@@ -34,8 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RP_MAX_HEADER 4096u        /* header bytes, both directions */
-#define RP_MAX_BODY (1u << 20)     /* body bytes of any frame */
+#define RP_MAX_HEADER 4096u    /* header bytes, both directions */
+#define RP_MAX_BODY (1u << 20) /* body bytes of any frame */
 #define RP_TOKEN_MAX 128u
 #define RP_ERROR_MAX 256u
 
@@ -96,8 +96,8 @@ int rp_decode_header(const void *json, size_t len, struct rp_header *h, const ch
  * header or a body that does not match its hash. On error *@why (may be
  * NULL) says why.
  */
-long rp_parse(const void *buf, size_t len, size_t max_body, struct rp_header *h,
-	      const void **body, const char **why);
+long rp_parse(const void *buf, size_t len, size_t max_body, struct rp_header *h, const void **body,
+              const char **why);
 
 /* rp_type_name - "exec", "out", "exit", "error", or "?". */
 const char *rp_type_name(enum rp_type t);

@@ -41,7 +41,7 @@ int rp_send(int fd, const struct rp_header *h, const void *body, size_t len)
 void rp_reader_free(struct rp_reader *r)
 {
 	free(r->buf);
-	*r = (struct rp_reader){ 0 };
+	*r = (struct rp_reader){0};
 }
 
 /* Drop the frame handed out last time: it is at the start of the buffer. */
@@ -52,7 +52,7 @@ static void consume(struct rp_reader *r, size_t n)
 }
 
 int rp_recv(int fd, struct rp_reader *r, size_t max_body, struct rp_header *h, const void **body,
-	    const char **why)
+            const char **why)
 {
 	size_t limit = 4 + RP_MAX_HEADER + max_body;
 
@@ -118,11 +118,10 @@ static int child_exec(const void *arg, size_t len)
 	return 127;
 }
 
-int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg,
-	    struct cmd_result *res)
+int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg, struct cmd_result *res)
 {
 	int out[2], err[2];
-	struct child_spec cs = { .cmd = cmd };
+	struct child_spec cs = {.cmd = cmd};
 	struct exe_process *p;
 	struct pollfd pfd[2];
 	int64_t deadline = exe_now_ns() + timeout_ns;
@@ -130,7 +129,7 @@ int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg,
 	int rc, open_pipes = 2, code = -1;
 	pid_t pid;
 
-	*res = (struct cmd_result){ 0 };
+	*res = (struct cmd_result){0};
 	/* Close-on-exec: the child gets them only through its dup2()s, so
 	 * commands running for other clients never hold these pipes open. */
 	if (pipe2(out, O_CLOEXEC))
@@ -152,8 +151,8 @@ int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg,
 		return rc;
 	}
 	pid = exe_process_pid(p);
-	pfd[0] = (struct pollfd){ .fd = out[0], .events = POLLIN };
-	pfd[1] = (struct pollfd){ .fd = err[0], .events = POLLIN };
+	pfd[0] = (struct pollfd){.fd = out[0], .events = POLLIN};
+	pfd[1] = (struct pollfd){.fd = err[0], .events = POLLIN};
 	while (open_pipes > 0) {
 		int64_t left = deadline - exe_now_ns();
 		int n;

@@ -30,7 +30,7 @@ int rp_send(int fd, const struct rp_header *h, const void *body, size_t len);
  * receive timeout passed; -errno of recv; -ENOMEM.
  */
 int rp_recv(int fd, struct rp_reader *r, size_t max_body, struct rp_header *h, const void **body,
-	    const char **why);
+            const char **why);
 
 void rp_reader_free(struct rp_reader *r);
 
@@ -41,7 +41,7 @@ typedef int cmd_output_fn(enum rp_stream stream, const void *data, size_t len, v
 struct cmd_result {
 	int exit_status; /* exit status, or -signo when killed by a signal */
 	bool timed_out;
-	bool stopped;    /* the output callback asked to stop */
+	bool stopped; /* the output callback asked to stop */
 };
 
 /*
@@ -51,7 +51,6 @@ struct cmd_result {
  * killed (SIGKILL) and ->timed_out set.
  * Return: 0 with *@res; a negative code when the child could not start.
  */
-int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg,
-	    struct cmd_result *res);
+int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg, struct cmd_result *res);
 
 #endif /* REMOTE_UTIL_H */

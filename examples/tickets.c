@@ -37,7 +37,7 @@ static int64_t t_prog;
 
 static void network_delay(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -94,8 +94,7 @@ static int buy(void)
 		printf("  %5.2fs  pid %d: cannot write the database\n", stamp(), (int)getpid());
 		return 2;
 	}
-	printf("  %5.2fs  pid %d: bought a ticket (%ld -> %ld)\n", stamp(), (int)getpid(), count,
-	       count - 1);
+	printf("  %5.2fs  pid %d: bought a ticket (%ld -> %ld)\n", stamp(), (int)getpid(), count, count - 1);
 	return 0;
 }
 
@@ -130,20 +129,20 @@ static int buyer(const void *arg, size_t len)
 static void usage(const char *argv0)
 {
 	fprintf(stderr, "usage: %s [--tickets N] [--buyers N] [--delay-ms N] [--no-lock] [--db FILE]\n",
-		argv0);
+	        argv0);
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "tickets", required_argument, NULL, 't' },
-		{ "buyers", required_argument, NULL, 'b' },
-		{ "delay-ms", required_argument, NULL, 'd' },
-		{ "no-lock", no_argument, NULL, 'n' },
-		{ "db", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"tickets", required_argument, NULL, 't'},
+	    {"buyers", required_argument, NULL, 'b'},
+	    {"delay-ms", required_argument, NULL, 'd'},
+	    {"no-lock", no_argument, NULL, 'n'},
+	    {"db", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct exe_process *kids[MAX_BUYERS];
 	long tickets = 3, nbuyers = 10, left;
@@ -182,9 +181,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	printf("database %s holds {\"count\": %ld}; %ld buyer processes, network delay %ld ms, %s\n",
-	       db_path, tickets, nbuyers, delay_ms,
-	       use_lock ? "purchases under the process-shared mutex" : "NO LOCK");
+	printf("database %s holds {\"count\": %ld}; %ld buyer processes, network delay %ld ms, %s\n", db_path,
+	       tickets, nbuyers, delay_ms, use_lock ? "purchases under the process-shared mutex" : "NO LOCK");
 
 	for (long i = 0; i < nbuyers; i++) {
 		rc = exe_process_start(&kids[i], buyer, NULL, 0, NULL);
@@ -213,17 +211,16 @@ int main(int argc, char **argv)
 	if (own_db)
 		unlink(db_path);
 
-	printf("\navailable %ld, sold %d, sold out %d, errors %d, database now says %ld left\n",
-	       tickets, sold, soldout, errors, left);
+	printf("\navailable %ld, sold %d, sold out %d, errors %d, database now says %ld left\n", tickets,
+	       sold, soldout, errors, left);
 	if (use_lock) {
-		bad = errors || sold != (tickets < nbuyers ? tickets : nbuyers) ||
-		      left != tickets - sold;
+		bad = errors || sold != (tickets < nbuyers ? tickets : nbuyers) || left != tickets - sold;
 		printf("%s\n", bad ? "FAILED: the lock did not keep the count right"
-				   : "OK: with the lock exactly the available tickets were sold");
+		                   : "OK: with the lock exactly the available tickets were sold");
 	} else {
 		bad = !(sold > tickets || left != tickets - sold);
 		printf("%s\n", bad ? "FAILED: no oversell this time (try a longer --delay-ms)"
-				   : "OK: without the lock more tickets were sold than existed");
+		                   : "OK: without the lock more tickets were sold than existed");
 	}
 	return bad;
 }

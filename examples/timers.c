@@ -25,8 +25,8 @@ static int64_t t_start;
 
 struct shot {
 	const char *name;
-	int64_t due_ns;   /* absolute CLOCK_MONOTONIC deadline */
-	int64_t ran_ns;   /* 0: never ran */
+	int64_t due_ns; /* absolute CLOCK_MONOTONIC deadline */
+	int64_t ran_ns; /* 0: never ran */
 };
 
 static int later_fn(void *arg)
@@ -36,9 +36,8 @@ static int later_fn(void *arg)
 
 	s->ran_ns = exe_now_ns();
 	pthread_getname_np(pthread_self(), name, sizeof(name));
-	printf("  %7.1f ms  %-10s fired on thread %s, %.3f ms late\n",
-	       (double)(s->ran_ns - t_start) / 1e6, s->name, name,
-	       (double)(s->ran_ns - s->due_ns) / 1e6);
+	printf("  %7.1f ms  %-10s fired on thread %s, %.3f ms late\n", (double)(s->ran_ns - t_start) / 1e6,
+	       s->name, name, (double)(s->ran_ns - s->due_ns) / 1e6);
 	return 0;
 }
 
@@ -74,15 +73,15 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "unit-ms", required_argument, NULL, 'u' },
-		{ "ticks", required_argument, NULL, 't' },
-		{ "max-late-ms", required_argument, NULL, 'm' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"unit-ms", required_argument, NULL, 'u'},
+	    {"ticks", required_argument, NULL, 't'},
+	    {"max-late-ms", required_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct shot shots[3] = { { .name = "later x3" }, { .name = "later x1" }, { .name = "later x2" } };
-	struct shot cancelled = { .name = "cancelled" };
-	struct ticker tk = { 0 };
+	struct shot shots[3] = {{.name = "later x3"}, {.name = "later x1"}, {.name = "later x2"}};
+	struct shot cancelled = {.name = "cancelled"};
+	struct ticker tk = {0};
 	struct exe_future *fs[3], *fc, *fe, *fsl;
 	struct exe_io *io;
 	long unit_ms = 50, max_late_ms = 100;
@@ -114,7 +113,7 @@ int main(int argc, char **argv)
 	t_start = exe_now_ns();
 
 	/* Armed out of order on purpose: they fire in deadline order. */
-	int64_t mult[3] = { 3, 1, 2 };
+	int64_t mult[3] = {3, 1, 2};
 
 	for (int i = 0; i < 3; i++) {
 		shots[i].due_ns = t_start + mult[i] * unit;
@@ -149,8 +148,8 @@ int main(int argc, char **argv)
 		int64_t late = shots[i].ran_ns - shots[i].due_ns;
 
 		printf("  %-12s %9.1f  %9.1f   %9.3f\n", shots[i].name,
-		       (double)(shots[i].due_ns - t_start) / 1e6,
-		       (double)(shots[i].ran_ns - t_start) / 1e6, (double)late / 1e6);
+		       (double)(shots[i].due_ns - t_start) / 1e6, (double)(shots[i].ran_ns - t_start) / 1e6,
+		       (double)late / 1e6);
 		if (!shots[i].ran_ns || late < 0)
 			bad = 1;
 		if (late > worst)

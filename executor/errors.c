@@ -23,8 +23,8 @@ static _Atomic(struct hook *) current_hook;
 static void default_hook(const char *what, int code, const char *msg, void *arg)
 {
 	(void)arg;
-	fprintf(stderr, "libexecutor: %s failed: %s%s%s\n", what, exe_strerror(code),
-		msg ? ": " : "", msg ? msg : "");
+	fprintf(stderr, "libexecutor: %s failed: %s%s%s\n", what, exe_strerror(code), msg ? ": " : "",
+	        msg ? msg : "");
 }
 
 void exe_set_error_hook(exe_error_hook_fn *fn, void *arg)

@@ -27,7 +27,7 @@ static inline int exe__futex_wait(_Atomic uint32_t *word, uint32_t expected, int
 		tsp = &ts;
 	}
 	if (syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, tsp, NULL,
-		    FUTEX_BITSET_MATCH_ANY) == 0)
+	            FUTEX_BITSET_MATCH_ANY) == 0)
 		return 0;
 	return errno == ETIMEDOUT ? -ETIMEDOUT : 0;
 }

@@ -73,7 +73,7 @@ struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owne
 }
 
 struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
-					 uint32_t refs)
+                                         uint32_t refs)
 {
 	struct exe_future *f = exe__malloc(size);
 
@@ -143,7 +143,7 @@ static void run_node(struct exe_future *f, const struct exe__cb *node)
 			exe__free(m);
 		}
 		exe__report_error("moving a done callback to its pool", rc,
-				  "the callback ran on the finishing thread instead");
+		                  "the callback ran on the finishing thread instead");
 	}
 	invoke(f, node->fn, node->arg);
 }
@@ -283,7 +283,7 @@ static void publish(struct exe_future *f, enum exe_future_state final)
 		/* release: pairs with the acquire loads of readers, so value,
 		 * code and msg written before are visible with the state. */
 	} while (!atomic_compare_exchange_weak_explicit(&f->state, &s, n, memory_order_acq_rel,
-							memory_order_relaxed));
+	                                                memory_order_relaxed));
 	if (s & EXE__WAITERS)
 		exe__futex_wake(&f->state, EXE_FUTEX_WAKE_ALL);
 	run_callbacks(f);
@@ -317,7 +317,7 @@ static bool begin_completion(struct exe_future *f)
 
 	while (!exe__state_finished(s) && !(s & EXE__COMPLETING)) {
 		if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__COMPLETING,
-							  memory_order_acquire, memory_order_relaxed))
+		                                          memory_order_acquire, memory_order_relaxed))
 			return true;
 	}
 	return false;
@@ -378,7 +378,8 @@ enum exe_future_state exe_future_state(const struct exe_future *f)
 
 bool exe_future_is_finished(const struct exe_future *f)
 {
-	return exe__state_finished(atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
+	return exe__state_finished(
+	    atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
 }
 
 int exe_future_code(const struct exe_future *f)
@@ -445,7 +446,7 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 			return 0;
 		if (!(s & EXE__WAITERS) &&
 		    !atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__WAITERS,
-							   memory_order_acquire, memory_order_acquire))
+		                                           memory_order_acquire, memory_order_acquire))
 			continue;
 		/* The completer's CAS sees WAITERS and wakes us; if it won
 		 * first, the word differs and the wait returns at once. */
@@ -495,16 +496,15 @@ static int cancel(struct exe_future *f, bool pending_only)
 			continue;
 		}
 		switch (state_of(s)) {
-		case EXE_FUTURE_CANCELLED:
-			return 0;
+		case EXE_FUTURE_CANCELLED: return 0;
 		case EXE_FUTURE_DONE:
-		case EXE_FUTURE_FAILED:
-			return -EALREADY;
+		case EXE_FUTURE_FAILED: return -EALREADY;
 		case EXE_FUTURE_PENDING:
 			if (atomic_compare_exchange_weak_explicit(&f->state, &s,
-								  (s & ~(EXE__STATE_MASK | EXE__WAITERS)) |
-									  EXE__CANCEL_REQ | EXE_FUTURE_CANCELLED,
-								  memory_order_acq_rel, memory_order_acquire)) {
+			                                          (s & ~(EXE__STATE_MASK | EXE__WAITERS)) |
+			                                              EXE__CANCEL_REQ | EXE_FUTURE_CANCELLED,
+			                                          memory_order_acq_rel,
+			                                          memory_order_acquire)) {
 				/* One cancel transition wakes everyone: sleepers
 				 * here, exe_wait()/as_completed() through their
 				 * callbacks below. */
@@ -516,14 +516,13 @@ static int cancel(struct exe_future *f, bool pending_only)
 				return 0;
 			}
 			continue;
-		default:
-			break;
+		default: break;
 		}
 		/* RUNNING: ask it to stop. */
 		if (pending_only)
 			return -EBUSY;
 		if (atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__CANCEL_REQ,
-							  memory_order_acq_rel, memory_order_acquire)) {
+		                                          memory_order_acq_rel, memory_order_acquire)) {
 			if (!(s & EXE__CANCEL_REQ) && f->ops && f->ops->cancel_running)
 				f->ops->cancel_running(f);
 			return -EBUSY;
@@ -583,7 +582,7 @@ void exe_future_unref(struct exe_future *f)
 
 /* ---- promises ---- */
 
-static const struct exe__future_ops promise_ops = { 0 };
+static const struct exe__future_ops promise_ops = {0};
 
 int exe_future_create(struct exe_future **out)
 {
@@ -698,4 +697,3 @@ void exe_task_set_result_free(exe_free_fn *free_fn)
 	if (tls_current_task)
 		tls_current_task->value_free = free_fn;
 }
-

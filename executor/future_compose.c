@@ -12,7 +12,7 @@
 #include "executor/alloc.h"
 #include "executor/future_internal.h"
 
-static const struct exe__future_ops derived_ops = { 0 };
+static const struct exe__future_ops derived_ops = {0};
 
 static char *copy_msg(const struct exe_future *f)
 {
@@ -43,8 +43,8 @@ static void forward_failure(struct exe_future *out, struct exe_future *in)
 struct then_ctx {
 	exe_then_fn *fn;
 	void *arg;
-	struct exe_future *prev;  /* reference */
-	struct exe_future *out;   /* reference */
+	struct exe_future *prev; /* reference */
+	struct exe_future *out;  /* reference */
 };
 
 static void then_free(struct then_ctx *c)
@@ -97,7 +97,7 @@ static int then_cb(struct exe_future *prev, void *arg)
 }
 
 int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn, void *arg,
-		    struct exe_future **out)
+                    struct exe_future **out)
 {
 	struct then_ctx *c;
 	struct exe_future *o;
@@ -139,13 +139,13 @@ struct member {
 };
 
 struct group {
-	struct exe_future *out;   /* reference */
-	struct exe_future **fs;   /* references */
+	struct exe_future *out; /* reference */
+	struct exe_future **fs; /* references */
 	struct member *members;
 	size_t n;
 	bool any;
 	_Atomic size_t remaining;
-	_Atomic size_t refs;      /* one per registered callback + the creator */
+	_Atomic size_t refs; /* one per registered callback + the creator */
 };
 
 static void group_unref(struct group *g)

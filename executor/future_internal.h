@@ -15,10 +15,10 @@
 #include "executor.h"
 
 #define EXE__STATE_MASK 0x7u
-#define EXE__CANCEL_REQ (1u << 3)  /* exe_future_cancel() on RUNNING work */
-#define EXE__WAITERS (1u << 4)     /* a thread sleeps on the word: wake on finish */
-#define EXE__COMPLETING (1u << 5)  /* a completer won the race, fields being written */
-#define EXE__HELPABLE (1u << 6)    /* any infinite waiter may run the task itself */
+#define EXE__CANCEL_REQ (1u << 3) /* exe_future_cancel() on RUNNING work */
+#define EXE__WAITERS (1u << 4)    /* a thread sleeps on the word: wake on finish */
+#define EXE__COMPLETING (1u << 5) /* a completer won the race, fields being written */
+#define EXE__HELPABLE (1u << 6)   /* any infinite waiter may run the task itself */
 
 struct exe_future;
 
@@ -44,26 +44,26 @@ struct exe__cb {
 	struct exe__cb *next;
 	exe_done_fn *fn;
 	void *arg;
-	struct exe_pool *pool;  /* exe_future_on_done_in() */
-	bool heap;              /* allocated by exe_future_on_done(): freed after the call */
+	struct exe_pool *pool; /* exe_future_on_done_in() */
+	bool heap;             /* allocated by exe_future_on_done(): freed after the call */
 };
 
 struct exe_future {
 	_Atomic uint32_t state;
 	_Atomic uint32_t refs;
-	int code;                      /* FAILED: the negative code */
-	_Atomic uint8_t cb_lock;       /* guards cbs, cbs_tail, cb_running */
-	bool cb_running;               /* a thread is draining cbs */
+	int code;                /* FAILED: the negative code */
+	_Atomic uint8_t cb_lock; /* guards cbs, cbs_tail, cb_running */
+	bool cb_running;         /* a thread is draining cbs */
 	const struct exe__future_ops *ops;
-	void *owner;                   /* the pool or io context; NULL for promises */
-	exe_task_fn *fn;               /* the work, for the owner */
+	void *owner;     /* the pool or io context; NULL for promises */
+	exe_task_fn *fn; /* the work, for the owner */
 	void *arg;
 	void *value;
 	exe_free_fn *value_free;
-	char *msg;                     /* failure message, or NULL */
+	char *msg; /* failure message, or NULL */
 	struct exe__cb *cbs;
 	struct exe__cb **cbs_tail;
-	struct exe_future *next;       /* the owner's intrusive link (queues) */
+	struct exe_future *next; /* the owner's intrusive link (queues) */
 };
 
 /* A new PENDING future with @refs references. NULL on allocation failure. */
@@ -74,7 +74,7 @@ struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owne
  * operation. The rest of the object is uninitialized; the last unref frees
  * the whole object. */
 struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
-					 uint32_t refs);
+                                         uint32_t refs);
 
 /* PENDING -> RUNNING. False when cancelled or already claimed. */
 static inline bool exe__future_claim(struct exe_future *f)
@@ -85,8 +85,9 @@ static inline bool exe__future_claim(struct exe_future *f)
 		/* acquire: pairs with the release of the submitter's publication
 		 * of fn/arg (the queue hand-off already orders it; this keeps the
 		 * claim self-contained for helpers that found @f elsewhere). */
-		if (atomic_compare_exchange_weak_explicit(&f->state, &s, (s & ~EXE__STATE_MASK) | EXE_FUTURE_RUNNING,
-							  memory_order_acquire, memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(&f->state, &s,
+		                                          (s & ~EXE__STATE_MASK) | EXE_FUTURE_RUNNING,
+		                                          memory_order_acquire, memory_order_relaxed))
 			return true;
 	}
 	return false;

@@ -188,12 +188,12 @@ struct exe_as_completed {
 	_Atomic uint32_t refs;
 	size_t n;
 	int64_t deadline;
-	struct exe_future **fs;        /* distinct futures, one reference each */
+	struct exe_future **fs; /* distinct futures, one reference each */
 	struct exe__cb *nodes;
-	size_t yielded;                /* read position in order[] (iterator thread) */
-	_Atomic size_t tail;           /* next free position in order[] */
-	struct exe_future **order;     /* finish order */
-	_Atomic uint8_t *ready;        /* order[i] is published */
+	size_t yielded;            /* read position in order[] (iterator thread) */
+	_Atomic size_t tail;       /* next free position in order[] */
+	struct exe_future **order; /* finish order */
+	_Atomic uint8_t *ready;    /* order[i] is published */
 };
 
 static void it_free(struct exe_as_completed *it)
@@ -237,7 +237,7 @@ static int cmp_ptr(const void *a, const void *b)
 }
 
 int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *const *fs, size_t n,
-			    int64_t timeout_ns)
+                            int64_t timeout_ns)
 {
 	struct exe_as_completed *it;
 	size_t i, m = 0;

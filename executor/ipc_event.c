@@ -40,8 +40,8 @@ struct event_shm {
 
 struct exe_ipc_event {
 	struct event_shm *shm;
-	pid_t owner;  /* the process that built the event */
-	bool mapped;  /* we mmap()ed it (create) rather than the caller */
+	pid_t owner; /* the process that built the event */
+	bool mapped; /* we mmap()ed it (create) rather than the caller */
 };
 
 static uint64_t header_check(const struct event_shm *s)
@@ -109,7 +109,7 @@ int exe_ipc_event_init_at(void *mem, size_t len, struct exe_ipc_event **out)
 
 int exe_ipc_event_attach_at(void *mem, size_t len, struct exe_ipc_event **out)
 {
-	struct exe_ipc_event tmp = { .shm = mem }, *e;
+	struct exe_ipc_event tmp = {.shm = mem}, *e;
 
 	if (!mem || !out || len < sizeof(struct event_shm) || (uintptr_t)mem % 8)
 		return -EINVAL;

@@ -118,7 +118,7 @@ size_t exe_ipc_queue_size(const struct exe_ipc_queue_opts *opts)
 static uint64_t header_check(const struct queue_shm *s)
 {
 	return exe__ipc_check((uint64_t)s->magic << 32 | s->version, s->max_msgs, s->max_bytes,
-			      s->ring_size ^ (uint64_t)sizeof(*s) << 48);
+	                      s->ring_size ^ (uint64_t)sizeof(*s) << 48);
 }
 
 static struct queue_shm *valid(const struct exe_ipc_queue *q)
@@ -222,7 +222,7 @@ static void ring_read(const struct queue_shm *s, uint64_t at, void *dst, uint64_
 /* ---- create / attach / destroy ---- */
 
 static int build(void *mem, size_t len, const struct exe_ipc_queue_opts *opts, bool mapped,
-		 struct exe_ipc_queue **out)
+                 struct exe_ipc_queue **out)
 {
 	struct queue_shm *s = mem;
 	struct exe_ipc_queue *q;
@@ -280,7 +280,7 @@ int exe_ipc_queue_create(struct exe_ipc_queue **out, const struct exe_ipc_queue_
 }
 
 int exe_ipc_queue_init_at(void *mem, size_t len, const struct exe_ipc_queue_opts *opts,
-			  struct exe_ipc_queue **out)
+                          struct exe_ipc_queue **out)
 {
 	if (!mem || !out || (uintptr_t)mem % 8)
 		return -EINVAL;

@@ -19,7 +19,7 @@ int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_f
 }
 
 int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-			 struct exe_future **out)
+                         struct exe_future **out)
 {
 	if (!p || !fn || (o && (o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL))))
 		return -EINVAL;
@@ -66,9 +66,9 @@ int64_t exe__pool_remaining(int64_t deadline)
 }
 
 int exe__pool_map_each(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		       int64_t deadline, size_t *failed_index)
+                       int64_t deadline, size_t *failed_index)
 {
-	struct exe_submit_opts o = { .flags = EXE_SUBMIT_BLOCK };
+	struct exe_submit_opts o = {.flags = EXE_SUBMIT_BLOCK};
 	struct exe_future **fs;
 	size_t i, submitted = 0;
 	int rc = 0;
@@ -110,7 +110,7 @@ int exe__pool_map_each(struct exe_pool *p, exe_task_fn *fn, void *const *args, s
 }
 
 int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		 int64_t timeout_ns, size_t *failed_index)
+                 int64_t timeout_ns, size_t *failed_index)
 {
 	int64_t deadline = exe__deadline(timeout_ns);
 
@@ -122,7 +122,7 @@ int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t 
 }
 
 int exe_pool_map_opts(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		      const struct exe_map_opts *o, size_t *failed_index)
+                      const struct exe_map_opts *o, size_t *failed_index)
 {
 	int64_t deadline;
 

@@ -9,7 +9,7 @@
 
 struct exe__pool_ops {
 	int (*submit)(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-		      struct exe_future **out);
+	              struct exe_future **out);
 	int (*shutdown)(struct exe_pool *p, unsigned flags);
 	void (*destroy)(struct exe_pool *p);
 	void (*stats)(struct exe_pool *p, struct exe_pool_stats *st);
@@ -18,7 +18,7 @@ struct exe__pool_ops {
 	 * @deadline absolute or -1, @chunk as the caller gave it). NULL: one
 	 * submit per element (exe__pool_map_each()). */
 	int (*map)(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		   int64_t deadline, size_t chunk, size_t *failed_index);
+	           int64_t deadline, size_t chunk, size_t *failed_index);
 };
 
 struct exe_pool {
@@ -28,7 +28,7 @@ struct exe_pool {
 /* The generic map: one task per element through ops->submit, collected in
  * order. Same arguments as exe__pool_ops.map (the chunk is not needed). */
 int exe__pool_map_each(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		       int64_t deadline, size_t *failed_index);
+                       int64_t deadline, size_t *failed_index);
 
 /* Nanoseconds left before @deadline: -1 for none (-1), else >= 0. */
 int64_t exe__pool_remaining(int64_t deadline);

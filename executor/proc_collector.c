@@ -58,24 +58,24 @@
 enum wstate { W_SPAWNING, W_STARTING, W_READY, W_RETIRING };
 
 struct exe__pworker {
-	struct exe__pworker *next;   /* pp->workers */
+	struct exe__pworker *next; /* pp->workers */
 	uint64_t seq;
 	unsigned slot;
 	enum wstate state;
-	bool in_slot;                /* pp->slots[slot] == this */
+	bool in_slot; /* pp->slots[slot] == this */
 	bool chan_open;
-	bool counted;                /* in live_workers */
-	bool stop_sent;              /* SIGTERM or SIGKILL sent */
-	bool ready_early;            /* READY came before the server's SPAWNED */
+	bool counted;     /* in live_workers */
+	bool stop_sent;   /* SIGTERM or SIGKILL sent */
+	bool ready_early; /* READY came before the server's SPAWNED */
 	pid_t pid;
 	int chan, pidfd;
 	int exit_code, exit_status;
 	struct exe__ptask *head, *tail;
 	unsigned ninflight, dispatched;
-	unsigned cell;               /* its progress cell (pp->cells) */
-	int64_t kill_at;             /* SIGKILL after SIGTERM; 0: none */
-	int fail_code;               /* why we stopped it; 0: we did not */
-	uint64_t fail_id;            /* the task that reason is for; 0: all */
+	unsigned cell;    /* its progress cell (pp->cells) */
+	int64_t kill_at;  /* SIGKILL after SIGTERM; 0: none */
+	int fail_code;    /* why we stopped it; 0: we did not */
+	uint64_t fail_id; /* the task that reason is for; 0: all */
 	char *fail_msg;
 	struct exe__rx rx;
 };
@@ -108,10 +108,9 @@ static void describe(const struct exe__pworker *w, char *buf, size_t len)
 	case CLD_KILLED:
 	case CLD_DUMPED:
 		snprintf(buf, len, "worker %d killed by signal %d (%s%s)", (int)w->pid, w->exit_status,
-			 sd ? sd : "unknown signal", w->exit_code == CLD_DUMPED ? ", core dumped" : "");
+		         sd ? sd : "unknown signal", w->exit_code == CLD_DUMPED ? ", core dumped" : "");
 		break;
-	default:
-		snprintf(buf, len, "worker %d lost", (int)w->pid);
+	default: snprintf(buf, len, "worker %d lost", (int)w->pid);
 	}
 }
 
@@ -175,8 +174,8 @@ static bool closing(struct exe__proc_pool *pp);
 
 static void spawn(struct exe__proc_pool *pp, unsigned slot)
 {
-	struct exe__ctl_msg m = { .magic = EXE__CTL_MAGIC, .type = EXE__CTL_SPAWN, .slot = (int32_t)slot };
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct exe__ctl_msg m = {.magic = EXE__CTL_MAGIC, .type = EXE__CTL_SPAWN, .slot = (int32_t)slot};
+	struct epoll_event ev = {.events = EPOLLIN};
 	struct exe__pworker *w;
 	int sv[2], rc;
 
@@ -251,7 +250,7 @@ static void chan_close(struct exe__proc_pool *pp, struct exe__pworker *w)
 
 /* Stop a worker on purpose; its tasks fail when it is reaped. */
 static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int code, uint64_t id, char *msg,
-			int sig, int64_t now)
+                        int sig, int64_t now)
 {
 	if (!w->fail_code) {
 		w->fail_code = code;
@@ -273,7 +272,7 @@ static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int c
 static void bad_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const char *why, int64_t now)
 {
 	stop_worker(pp, w, -EBADMSG, w->head ? w->head->id : 0,
-		    fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why), SIGKILL, now);
+	            fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why), SIGKILL, now);
 	/* Nothing more from this channel can be trusted. */
 	chan_close(pp, w);
 }
@@ -297,7 +296,7 @@ static char *copy_msg(const struct exe__frame *h, const unsigned char *payload)
 /* A chunk's values and outcome: @h->word values, then @h->arg bytes of the
  * failing element's message. Only all values go with status 0. */
 static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-			    const unsigned char *payload, int fd, int64_t now)
+                            const unsigned char *payload, int fd, int64_t now)
 {
 	uint64_t len = w->head->in_len / sizeof(uint64_t);
 	struct exe__ptask *t;
@@ -324,11 +323,13 @@ static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, c
 }
 
 static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-		      const unsigned char *payload, int fd, int64_t now)
+                      const unsigned char *payload, int fd, int64_t now)
 {
 	struct exe__ptask *t = w->head;
-	uint16_t want = !t ? 0 : t->kind == EXE__F_TASK_PTR ? EXE__F_RESULT_PTR :
-			t->kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK : EXE__F_RESULT_BYTES;
+	uint16_t want = !t                             ? 0
+	                : t->kind == EXE__F_TASK_PTR   ? EXE__F_RESULT_PTR
+	                : t->kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK
+	                                               : EXE__F_RESULT_BYTES;
 	const char *why = "unexpected result";
 	void *map = NULL, *b;
 	int rc;
@@ -340,7 +341,8 @@ static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 		return;
 	}
 
-	if (!t || h->id != t->id || h->kind != want || (fd >= 0 && (h->status || want != EXE__F_RESULT_BYTES)) ||
+	if (!t || h->id != t->id || h->kind != want ||
+	    (fd >= 0 && (h->status || want != EXE__F_RESULT_BYTES)) ||
 	    (arena && (h->status || t->out_cls < 0 || h->len > exe__arena_class_size(t->out_cls)))) {
 		if (fd >= 0)
 			close(fd);
@@ -366,7 +368,8 @@ static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 		if (h->len > EXE__INLINE_MAX)
 			for (cls = 0; cls < EXE__ARENA_CLASSES && exe__arena_class_size(cls) < h->len; cls++)
 				;
-		atomic_store_explicit(&pp->out_hint, cls < EXE__ARENA_CLASSES ? cls : -1, memory_order_relaxed);
+		atomic_store_explicit(&pp->out_hint, cls < EXE__ARENA_CLASSES ? cls : -1,
+		                      memory_order_relaxed);
 	}
 	if (arena) {
 		b = exe__proc_bytes_arena(pp->arena, t->out_cls, t->out_off, h->len);
@@ -385,15 +388,16 @@ static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 		if (b)
 			exe__proc_task_finish(pp, t, 0, b, exe__proc_bytes_free, NULL);
 		else
-			exe__proc_task_finish(pp, t, -ENOMEM, NULL, NULL,
-					      fmt("no memory for a %llu byte result", (unsigned long long)h->len));
+			exe__proc_task_finish(
+			    pp, t, -ENOMEM, NULL, NULL,
+			    fmt("no memory for a %llu byte result", (unsigned long long)h->len));
 		if (!b && map)
 			munmap(map, h->len);
 	}
 }
 
 static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-		     const unsigned char *payload, int fd, int64_t now)
+                     const unsigned char *payload, int fd, int64_t now)
 {
 	if (h->kind != EXE__F_READY) {
 		on_result(pp, w, h, payload, fd, now);
@@ -407,7 +411,7 @@ static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const st
 	}
 	if (h->status) {
 		exe__proc_mark_broken(pp, "worker init failed in %s-%u: %s (%d)", pp->name, w->slot,
-				      exe_strerror(h->status), h->status);
+		                      exe_strerror(h->status), h->status);
 		w->state = W_RETIRING; /* it exits by itself */
 		vacate(pp, w, false);
 		return;
@@ -453,10 +457,11 @@ static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64
 			 * comes from the fork server. Bytes left over are a frame
 			 * cut short. */
 			if (n == 0 && w->rx.end > w->rx.start) {
-				stop_worker(pp, w, -EBADMSG, w->head ? w->head->id : 0,
-					    fmt("worker %d sent a truncated frame (%zu bytes, then end of file)",
-						(int)w->pid, w->rx.end - w->rx.start),
-					    SIGKILL, now);
+				stop_worker(
+				    pp, w, -EBADMSG, w->head ? w->head->id : 0,
+				    fmt("worker %d sent a truncated frame (%zu bytes, then end of file)",
+				        (int)w->pid, w->rx.end - w->rx.start),
+				    SIGKILL, now);
 			}
 			chan_close(pp, w);
 			return;
@@ -480,7 +485,7 @@ static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64
  * The cell is shared with other workers, so its count is only trusted up to
  * the chunk's length. */
 static void finish_dead(struct exe__proc_pool *pp, struct exe__pworker *w, struct exe__ptask *t, int code,
-			char *msg)
+                        char *msg)
 {
 	const struct exe__cell *cell = &pp->cells[w->cell];
 	uint64_t len = t->in_len / sizeof(uint64_t), done = 0;
@@ -512,7 +517,7 @@ static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w, int
 	t = pop_head(w, now);
 	if (w->fail_code && (w->fail_id == 0 || w->fail_id == t->id))
 		finish_dead(pp, w, t, w->fail_code,
-			    fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
+		            fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
 	else
 		finish_dead(pp, w, t, -ECHILD, fmt("%s", what));
 	rest = w->head;
@@ -522,7 +527,7 @@ static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w, int
 		/* Destroy ran out of patience: nothing more runs. */
 		while (w->head)
 			exe__proc_task_finish(pp, pop_head(w, now), -ECANCELED, NULL, NULL,
-					      fmt("pool destroyed before the task started"));
+			                      fmt("pool destroyed before the task started"));
 		return;
 	}
 	redo_front(pp, rest, w->tail);
@@ -607,8 +612,9 @@ static void read_server(struct exe__proc_pool *pp, int64_t now)
 		if (m.type == EXE__CTL_SPAWNED && (w = find_worker(pp, m.seq, 0)) && w->pid == 0) {
 			if (m.pid < 0 || fd < 0) {
 				if (!closing(pp))
-					exe__proc_mark_broken(pp, "cannot start worker %s-%u: %s", pp->name, w->slot,
-							      exe_strerror(m.pid < 0 ? m.pid : -EBADMSG));
+					exe__proc_mark_broken(pp, "cannot start worker %s-%u: %s", pp->name,
+					                      w->slot,
+					                      exe_strerror(m.pid < 0 ? m.pid : -EBADMSG));
 				if (fd >= 0)
 					close(fd);
 				vacate(pp, w, false);
@@ -645,7 +651,7 @@ static void retire(struct exe__proc_pool *pp, struct exe__pworker *w, bool repla
 
 static bool send_task(struct exe__proc_pool *pp, struct exe__pworker *w, struct exe__ptask *t, int64_t now)
 {
-	struct exe__frame h = { .kind = t->kind, .id = t->id, .word = t->fn, .arg = t->arg, .len = t->in_len };
+	struct exe__frame h = {.kind = t->kind, .id = t->id, .word = t->fn, .arg = t->arg, .len = t->in_len};
 	int hint = atomic_load_explicit(&pp->out_hint, memory_order_relaxed);
 
 	if (t->memfd >= 0)
@@ -746,11 +752,14 @@ static int64_t check_workers(struct exe__proc_pool *pp, bool draining, int64_t n
 			continue;
 		if (t->deadline && now >= t->deadline) {
 			stop_worker(pp, w, -ETIMEDOUT, t->id,
-				    fmt("task timed out after %.3f s", (double)t->timeout_ns / 1e9), SIGTERM, now);
+			            fmt("task timed out after %.3f s", (double)t->timeout_ns / 1e9), SIGTERM,
+			            now);
 		} else if (t->kill_on_cancel && exe_future_cancel_requested(t->f)) {
-			stop_worker(pp, w, -ECANCELED, t->id, fmt("task cancelled while running"), SIGTERM, now);
+			stop_worker(pp, w, -ECANCELED, t->id, fmt("task cancelled while running"), SIGTERM,
+			            now);
 		} else if (draining && pp->drain_deadline > 0 && now >= pp->drain_deadline) {
-			stop_worker(pp, w, -ECANCELED, 0, fmt("pool destroyed while the task ran"), SIGTERM, now);
+			stop_worker(pp, w, -ECANCELED, 0, fmt("pool destroyed while the task ran"), SIGTERM,
+			            now);
 		} else {
 			next = earliest(next, t->deadline);
 			continue;
@@ -843,7 +852,8 @@ static void run(struct exe__proc_pool *pp)
 			if (!pp->slots[i])
 				spawn(pp, (unsigned)i);
 		dispatch(pp, now);
-		if (destroying && qempty && !pp->redo_head && pp->drain_deadline == 0 && pp->destroy_grace_ns > 0)
+		if (destroying && qempty && !pp->redo_head && pp->drain_deadline == 0 &&
+		    pp->destroy_grace_ns > 0)
 			pp->drain_deadline = now + pp->destroy_grace_ns;
 		next = check_workers(pp, destroying && qempty, now);
 

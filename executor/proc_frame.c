@@ -124,8 +124,8 @@ int exe__frame_send(int sock, struct exe__frame *h, const void *payload, int fd)
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} cm;
-	struct iovec iov[2] = { { h, sizeof(*h) }, { (void *)payload, 0 } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 1 };
+	struct iovec iov[2] = {{h, sizeof(*h)}, {(void *)payload, 0}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 1};
 
 	if (fd >= 0) {
 		struct cmsghdr *c;
@@ -202,7 +202,7 @@ ssize_t exe__rx_fill(struct exe__rx *rx, int sock, bool nonblock)
 		struct cmsghdr align;
 	} cm;
 	struct iovec iov;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t n;
 	int rc;
 
@@ -230,7 +230,7 @@ ssize_t exe__rx_fill(struct exe__rx *rx, int sock, bool nonblock)
 }
 
 int exe__rx_next(struct exe__rx *rx, struct exe__frame *h, const unsigned char **payload, int *fd,
-		 const char **why)
+                 const char **why)
 {
 	size_t have = rx->end - rx->start;
 
@@ -331,8 +331,8 @@ int exe__ctl_send(int sock, const struct exe__ctl_msg *m, int fd)
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} cm;
-	struct iovec iov = { (void *)m, sizeof(*m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct iovec iov = {(void *)m, sizeof(*m)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t n;
 
 	if (fd >= 0) {
@@ -361,9 +361,9 @@ int exe__ctl_recv(int sock, struct exe__ctl_msg *m, int *fd, bool nonblock)
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 		struct cmsghdr align;
 	} cm;
-	struct iovec iov = { m, sizeof(*m) };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-			     .msg_controllen = sizeof(cm.buf) };
+	struct iovec iov = {m, sizeof(*m)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
 	struct cmsghdr *c;
 	ssize_t n;
 

@@ -23,9 +23,9 @@
 
 /* ---- the channel frame ---- */
 
-#define EXE__FRAME_MAGIC 0x45584546u       /* "FEXE" little-endian */
-#define EXE__INLINE_MAX (32u * 1024)       /* larger payloads travel in a memfd */
-#define EXE__PAYLOAD_MAX (1ull << 40)      /* memfd payloads: sanity bound */
+#define EXE__FRAME_MAGIC 0x45584546u  /* "FEXE" little-endian */
+#define EXE__INLINE_MAX (32u * 1024)  /* larger payloads travel in a memfd */
+#define EXE__PAYLOAD_MAX (1ull << 40) /* memfd payloads: sanity bound */
 #define EXE__RX_CAP (2 * (EXE__INLINE_MAX + 64))
 #define EXE__RX_FDS 8
 
@@ -37,13 +37,13 @@ enum exe__frame_kind {
 	EXE__F_RESULT_BYTES = 5, /* worker -> parent: status, payload = bytes or message */
 	EXE__F_TASK_CHUNK = 6,   /* parent -> worker: word = fn, payload = args, out = cell */
 	EXE__F_RESULT_CHUNK = 7, /* worker -> parent: word = values, arg = message length,
-				  * status, payload = values then message */
+	                          * status, payload = values then message */
 	EXE__F_KIND_MAX = 7,
 };
 
-#define EXE__FF_MEMFD (1u << 0)  /* the payload is the memfd sent with the header */
-#define EXE__FF_MSG (1u << 1)    /* the payload is an error message (status != 0) */
-#define EXE__FF_ARENA (1u << 2)  /* the payload is in the arena (task: at arg; result: at out) */
+#define EXE__FF_MEMFD (1u << 0) /* the payload is the memfd sent with the header */
+#define EXE__FF_MSG (1u << 1)   /* the payload is an error message (status != 0) */
+#define EXE__FF_ARENA (1u << 2) /* the payload is in the arena (task: at arg; result: at out) */
 #define EXE__FF_ALL (EXE__FF_MEMFD | EXE__FF_MSG | EXE__FF_ARENA)
 
 /* Fixed-size header, then @len payload bytes (none with EXE__FF_MEMFD).
@@ -52,14 +52,14 @@ struct exe__frame {
 	uint32_t magic;
 	uint16_t kind;
 	uint16_t flags;
-	uint64_t id;      /* task id; 0 for READY */
+	uint64_t id; /* task id; 0 for READY */
 	uint64_t word;
 	uint64_t arg;
 	uint64_t len;
 	uint64_t out;     /* TASK_BYTES: arena offset for the result */
 	uint64_t out_cap; /* ... and its capacity; 0: none */
 	int32_t status;
-	uint32_t check;   /* hash of every field above */
+	uint32_t check; /* hash of every field above */
 };
 _Static_assert(sizeof(struct exe__frame) == 64, "frame header layout");
 
@@ -84,7 +84,7 @@ struct exe__rx {
 };
 
 int exe__rx_init(struct exe__rx *rx);
-void exe__rx_fini(struct exe__rx *rx);  /* closes descriptors still held */
+void exe__rx_fini(struct exe__rx *rx); /* closes descriptors still held */
 
 /* Read what is available (@nonblock) or at least one byte. Return bytes
  * read, 0 at end of stream, -EAGAIN, -EBADMSG (descriptors truncated), or
@@ -95,7 +95,7 @@ ssize_t exe__rx_fill(struct exe__rx *rx, int sock, bool nonblock);
  * the next fill) and *@fd (its memfd, now the caller's, or -1); 0 when more
  * bytes are needed; -EBADMSG with *@why. */
 int exe__rx_next(struct exe__rx *rx, struct exe__frame *h, const unsigned char **payload, int *fd,
-		 const char **why);
+                 const char **why);
 
 /* A sealed memfd holding a copy of @len bytes. Return the fd or -errno. */
 int exe__memfd_from(const void *data, size_t len, const char *name);
@@ -106,8 +106,8 @@ int exe__memfd_map(int fd, uint64_t len, void **map, const char **why);
 
 /* ---- the shared payload arena (proc_arena.c) ---- */
 
-#define EXE__ARENA_SIZE ((size_t)256 << 20)   /* virtual; pages come on use */
-#define EXE__ARENA_CLASSES 9                  /* 64 KiB .. 16 MiB blocks */
+#define EXE__ARENA_SIZE ((size_t)256 << 20) /* virtual; pages come on use */
+#define EXE__ARENA_CLASSES 9                /* 64 KiB .. 16 MiB blocks */
 
 struct exe__arena;
 
@@ -124,16 +124,16 @@ void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
 
 /* ---- map chunks ---- */
 
-#define EXE__CHUNK_MAX 1024u      /* elements per chunk: 8 KiB of arguments */
-#define EXE__CHUNK_AUTO_MAX 256u  /* the largest automatic chunk */
+#define EXE__CHUNK_MAX 1024u     /* elements per chunk: 8 KiB of arguments */
+#define EXE__CHUNK_AUTO_MAX 256u /* the largest automatic chunk */
 
 /* A worker's progress through its current chunk, in memory shared with
  * every worker (mapped before the fork server). Each worker process owns one
  * cell for its life; the parent reads it only after the worker died, to keep
  * the values finished before the death. */
 struct exe__cell {
-	_Atomic uint64_t id;    /* the chunk task being run */
-	_Atomic uint64_t done;  /* elements finished, their values below */
+	_Atomic uint64_t id;   /* the chunk task being run */
+	_Atomic uint64_t done; /* elements finished, their values below */
 	uint64_t vals[EXE__CHUNK_MAX];
 };
 
@@ -143,8 +143,8 @@ struct exe__cell {
  * chunk task (a map that stopped early may leave chunks running). */
 struct exe__pmap {
 	_Atomic uint32_t refs;
-	uint64_t *vals;   /* n values, in element order */
-	uint32_t *done;   /* per chunk: elements finished (before its failure) */
+	uint64_t *vals; /* n values, in element order */
+	uint32_t *done; /* per chunk: elements finished (before its failure) */
 };
 
 void exe__pmap_unref(struct exe__pmap *m);
@@ -154,18 +154,18 @@ void exe__pmap_unref(struct exe__pmap *m);
 #define EXE__CTL_MAGIC 0x4c544345u
 
 enum exe__ctl_type {
-	EXE__CTL_SPAWN = 1,    /* parent -> server, with the worker's channel end */
-	EXE__CTL_SPAWNED = 2,  /* server -> parent: pid (or -errno), with its pidfd */
-	EXE__CTL_EXITED = 3,   /* server -> parent: pid reaped, si_code, si_status */
+	EXE__CTL_SPAWN = 1,   /* parent -> server, with the worker's channel end */
+	EXE__CTL_SPAWNED = 2, /* server -> parent: pid (or -errno), with its pidfd */
+	EXE__CTL_EXITED = 3,  /* server -> parent: pid reaped, si_code, si_status */
 };
 
 struct exe__ctl_msg {
 	uint32_t magic;
 	uint32_t type;
-	uint64_t seq;      /* the parent's worker serial */
+	uint64_t seq; /* the parent's worker serial */
 	int32_t slot;
 	int32_t pid;
-	int32_t code;      /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
+	int32_t code; /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
 	int32_t status;
 };
 
@@ -176,23 +176,23 @@ int exe__ctl_recv(int sock, struct exe__ctl_msg *m, int *fd, bool nonblock);
 /* ---- tasks and the pool ---- */
 
 struct exe__ptask {
-	struct exe__ptask *prev, *next;  /* the pool queue (lock), or collector lists */
-	struct exe_future *f;            /* the producer's reference */
+	struct exe__ptask *prev, *next; /* the pool queue (lock), or collector lists */
+	struct exe_future *f;           /* the producer's reference */
 	uint64_t id;
 	uint64_t fn, arg;
-	int64_t timeout_ns;              /* 0: none */
-	int64_t deadline;                /* set when the task starts */
-	int memfd;                       /* large input, or -1 */
-	int in_cls, out_cls;             /* arena blocks (input, result), or -1 */
+	int64_t timeout_ns;  /* 0: none */
+	int64_t deadline;    /* set when the task starts */
+	int memfd;           /* large input, or -1 */
+	int in_cls, out_cls; /* arena blocks (input, result), or -1 */
 	uint64_t in_off, out_off;
-	struct exe__pmap *map;           /* EXE__F_TASK_CHUNK: its map (a reference) */
-	size_t first;                    /* ... its first element */
-	size_t chunk;                    /* ... its index in the map */
-	uint16_t kind;                   /* EXE__F_TASK_PTR / _BYTES / _CHUNK */
+	struct exe__pmap *map; /* EXE__F_TASK_CHUNK: its map (a reference) */
+	size_t first;          /* ... its first element */
+	size_t chunk;          /* ... its index in the map */
+	uint16_t kind;         /* EXE__F_TASK_PTR / _BYTES / _CHUNK */
 	bool kill_on_cancel;
-	bool queued;                     /* linked in the pool queue */
+	bool queued; /* linked in the pool queue */
 	size_t in_len;
-	unsigned char in[];              /* small input (a chunk: its arguments) */
+	unsigned char in[]; /* small input (a chunk: its arguments) */
 };
 
 struct exe__pworker;
@@ -211,29 +211,29 @@ struct exe__proc_pool {
 	int64_t term_grace_ns;
 	int64_t destroy_grace_ns;
 	bool kill_on_cancel;
-	unsigned depth;                  /* tasks handed to a worker ahead */
+	unsigned depth; /* tasks handed to a worker ahead */
 	pid_t parent_pid;
 	struct exe__arena *arena;
-	struct exe__cell *cells;         /* kid_cap progress cells, shared */
+	struct exe__cell *cells; /* kid_cap progress cells, shared */
 	size_t cells_size;
-	_Atomic int out_hint;            /* arena class for the next large result, or -1 */
+	_Atomic int out_hint; /* arena class for the next large result, or -1 */
 
 	/* The queue and lifecycle flags. */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;             /* room in a bounded queue; collector start */
-	struct exe__ptask qhead;         /* sentinel of a circular list */
+	pthread_cond_t cond;     /* room in a bounded queue; collector start */
+	struct exe__ptask qhead; /* sentinel of a circular list */
 	size_t queued;
 	unsigned space_waiters;
 	uint64_t next_id;
 	bool shutdown, destroying;
-	int start_rc;                    /* collector start: 1 pending, 0 ok, <0 failed */
+	int start_rc; /* collector start: 1 pending, 0 ok, <0 failed */
 
 	/* Counters: written by submitters, cancellers and the collector. */
 	_Atomic uint64_t submitted, started, completed, failed, cancelled, restarts;
 	_Atomic unsigned live_workers;
-	_Atomic uint32_t broken;         /* 0 ok, 1 being set, 2 broken (msg valid) */
+	_Atomic uint32_t broken; /* 0 ok, 1 being set, 2 broken (msg valid) */
 	char broken_msg[192];
-	_Atomic bool stopped;            /* the collector has exited */
+	_Atomic bool stopped; /* the collector has exited */
 
 	/* Waking the collector: one eventfd write per sleep. */
 	int evfd;
@@ -241,23 +241,23 @@ struct exe__proc_pool {
 
 	/* Collector thread. */
 	pthread_t collector;
-	pthread_mutex_t life_lock;       /* serializes join */
+	pthread_mutex_t life_lock; /* serializes join */
 	bool joined;
 	struct exe__proc_pool *live_next; /* registry of live pools (cancel wake) */
 
 	/* Owned by the collector thread (and set up before it starts). */
 	int epfd;
-	int ctl;                         /* our end of the fork-server socket */
-	int ctl_child;                   /* the server's end, closed after fork */
+	int ctl;       /* our end of the fork-server socket */
+	int ctl_child; /* the server's end, closed after fork */
 	pid_t server_pid;
 	int server_pidfd;
-	struct exe__pworker *workers;    /* every worker process not yet reaped */
-	struct exe__pworker **slots;     /* the active worker of each slot */
+	struct exe__pworker *workers;             /* every worker process not yet reaped */
+	struct exe__pworker **slots;              /* the active worker of each slot */
 	struct exe__ptask *redo_head, *redo_tail; /* started, handed back by a dead worker */
 	uint64_t worker_seq;
-	int64_t drain_deadline;          /* destroy: when stragglers get killed */
-	unsigned nprocs;                 /* worker objects alive (limit: kid_cap) */
-	unsigned char *cell_used;        /* kid_cap flags: cells owned by a worker */
+	int64_t drain_deadline;   /* destroy: when stragglers get killed */
+	unsigned nprocs;          /* worker objects alive (limit: kid_cap) */
+	unsigned char *cell_used; /* kid_cap flags: cells owned by a worker */
 
 	/* The fork server's tables, allocated before it is forked so that it
 	 * never allocates. */
@@ -267,7 +267,7 @@ struct exe__proc_pool {
 
 /* Set once when a worker fails init or cannot start. */
 void exe__proc_mark_broken(struct exe__proc_pool *pp, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 char *exe__proc_broken_copy(struct exe__proc_pool *pp);
 
 /* Wake the collector (any thread). */
@@ -281,7 +281,7 @@ struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp);
 /* Finish a claimed task: complete, count, drop the producer reference,
  * free the record. Collector thread. */
 void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int code, void *value,
-			   exe_free_fn *value_free, char *msg);
+                           exe_free_fn *value_free, char *msg);
 /* Return a task's arena blocks (pool lock or collector). */
 void exe__proc_task_release(struct exe__proc_pool *pp, struct exe__ptask *t);
 /* Result bytes -> the future's value: a copy, a mapping, or an arena block
@@ -293,7 +293,7 @@ void exe__proc_bytes_free(void *b);
  * map) and the outcome of the element after them (@code 0: all done).
  * Collector thread. */
 void exe__proc_chunk_finish(struct exe__proc_pool *pp, struct exe__ptask *t, size_t done, const void *vals,
-			    int code, char *msg);
+                            int code, char *msg);
 
 /* Child side (proc_worker.c). The server's tables, allocated before the
  * fork; the server itself never returns. */

@@ -100,7 +100,7 @@ static void reply(int chan, struct exe__frame *h, const void *payload, int fd)
 
 static void reply_error(int chan, uint16_t kind, uint64_t id, int code, const char *msg)
 {
-	struct exe__frame h = { .kind = kind, .id = id, .status = code };
+	struct exe__frame h = {.kind = kind, .id = id, .status = code};
 	size_t len = msg ? strlen(msg) : 0;
 
 	if (len >= EXE__INLINE_MAX)
@@ -124,7 +124,7 @@ static int fix_code(int rc)
 static void run_ptr(int chan, const struct exe__frame *t, struct exe_future *cur)
 {
 	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->word;
-	struct exe__frame h = { .kind = EXE__F_RESULT_PTR, .id = t->id };
+	struct exe__frame h = {.kind = EXE__F_RESULT_PTR, .id = t->id};
 	void *value = NULL;
 	int rc;
 
@@ -142,10 +142,10 @@ static void run_ptr(int chan, const struct exe__frame *t, struct exe_future *cur
 }
 
 static void run_bytes(int chan, const struct exe__frame *t, const unsigned char *payload, int fd,
-		      struct exe_future *cur, void *scratch)
+                      struct exe_future *cur, void *scratch)
 {
 	exe_proc_task_fn *fn = (exe_proc_task_fn *)(uintptr_t)t->word;
-	struct exe__frame h = { .kind = EXE__F_RESULT_BYTES, .id = t->id };
+	struct exe__frame h = {.kind = EXE__F_RESULT_BYTES, .id = t->id};
 	const void *in = NULL;
 	void *map = NULL, *out = NULL;
 	size_t out_len = 0;
@@ -163,7 +163,7 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 		close(fd);
 		if (rc) {
 			snprintf(msg, sizeof(msg), "worker could not map its %llu byte input: %s",
-				 (unsigned long long)t->len, rc == -EBADMSG ? why : strerror(-rc));
+			         (unsigned long long)t->len, rc == -EBADMSG ? why : strerror(-rc));
 			reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, msg);
 			return;
 		}
@@ -187,8 +187,8 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 	if (rc) {
 		free(out);
 		reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, cur->msg);
-	} else if (out_len > EXE__INLINE_MAX && out_len <= t->out_cap && pp_arena &&
-		   t->out <= arena_size && t->out_cap <= arena_size - t->out) {
+	} else if (out_len > EXE__INLINE_MAX && out_len <= t->out_cap && pp_arena && t->out <= arena_size &&
+	           t->out_cap <= arena_size - t->out) {
 		/* The block the parent chose at dispatch: one copy, no new
 		 * pages. */
 		memcpy((unsigned char *)pp_arena + t->out, out, out_len);
@@ -202,7 +202,7 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 		free(out);
 		if (mfd < 0) {
 			snprintf(msg, sizeof(msg), "worker could not pass its %zu byte result: %s", out_len,
-				 strerror(-mfd));
+			         strerror(-mfd));
 			reply_error(chan, EXE__F_RESULT_BYTES, t->id, mfd, msg);
 		} else {
 			h.flags = EXE__FF_MEMFD;
@@ -230,11 +230,11 @@ static size_t ncells;
  * values before the element that killed it. The reply carries the values
  * again: the cell is reused by the next chunk before the parent reads it.
  */
-static void run_chunk(int chan, const struct exe__frame *t, const unsigned char *payload, struct exe_future *cur,
-		      void *scratch)
+static void run_chunk(int chan, const struct exe__frame *t, const unsigned char *payload,
+                      struct exe_future *cur, void *scratch)
 {
 	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->word;
-	struct exe__frame h = { .kind = EXE__F_RESULT_CHUNK, .id = t->id };
+	struct exe__frame h = {.kind = EXE__F_RESULT_CHUNK, .id = t->id};
 	size_t len = t->len / sizeof(uint64_t), i, mlen = 0;
 	struct exe__cell *cell;
 	unsigned char *out = scratch;
@@ -282,8 +282,8 @@ static void run_chunk(int chan, const struct exe__frame *t, const unsigned char 
 
 static void reset_signals(void)
 {
-	static const int crash[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS, SIGTERM };
-	struct sigaction sa = { .sa_handler = SIG_DFL };
+	static const int crash[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS, SIGTERM};
+	struct sigaction sa = {.sa_handler = SIG_DFL};
 	size_t i;
 
 	sigemptyset(&sa.sa_mask);
@@ -294,7 +294,7 @@ static void reset_signals(void)
 __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int slot, int chan, pid_t server)
 {
 	static alignas(64) unsigned char scratch[EXE__INLINE_MAX];
-	struct exe__frame h = { .kind = EXE__F_READY };
+	struct exe__frame h = {.kind = EXE__F_READY};
 	struct exe_future *cur;
 	struct exe__rx rx;
 	char name[32];
@@ -352,10 +352,10 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 /* ---- the fork server ---- */
 
 static void spawn(struct exe__proc_pool *pp, int ctl, struct kid *kids, unsigned *nkids,
-		  const struct exe__ctl_msg *req, int chan)
+                  const struct exe__ctl_msg *req, int chan)
 {
-	struct exe__ctl_msg m = { .magic = EXE__CTL_MAGIC, .type = EXE__CTL_SPAWNED, .seq = req->seq,
-				  .slot = req->slot };
+	struct exe__ctl_msg m = {
+	    .magic = EXE__CTL_MAGIC, .type = EXE__CTL_SPAWNED, .seq = req->seq, .slot = req->slot};
 	pid_t self = getpid(), pid;
 	int pidfd = -1;
 
@@ -396,7 +396,7 @@ out:
 
 static void reap(int ctl, struct kid *k)
 {
-	struct exe__ctl_msg m = { .magic = EXE__CTL_MAGIC, .type = EXE__CTL_EXITED, .pid = k->pid };
+	struct exe__ctl_msg m = {.magic = EXE__CTL_MAGIC, .type = EXE__CTL_EXITED, .pid = k->pid};
 	siginfo_t si;
 
 	memset(&si, 0, sizeof(si));
@@ -413,7 +413,7 @@ __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, 
 {
 	struct kid *kids = pp->server_mem;
 	struct pollfd *pfds = (struct pollfd *)(kids + pp->kid_cap);
-	struct sigaction sa = { .sa_handler = SIG_IGN };
+	struct sigaction sa = {.sa_handler = SIG_IGN};
 	unsigned nkids = 0, i;
 	sigset_t none;
 	char name[32];
@@ -443,9 +443,9 @@ __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, 
 		struct exe__ctl_msg m;
 		int fd, rc;
 
-		pfds[0] = (struct pollfd){ .fd = ctl, .events = POLLIN };
+		pfds[0] = (struct pollfd){.fd = ctl, .events = POLLIN};
 		for (i = 0; i < nkids; i++)
-			pfds[i + 1] = (struct pollfd){ .fd = kids[i].pidfd, .events = POLLIN };
+			pfds[i + 1] = (struct pollfd){.fd = kids[i].pidfd, .events = POLLIN};
 		if (poll(pfds, nkids + 1, -1) < 0)
 			continue;
 		/* Reap first: a worker's status goes out before any answer

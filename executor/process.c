@@ -75,7 +75,7 @@ static _Noreturn void child_main(exe_process_fn *fn, const void *arg, size_t len
 }
 
 int exe_process_start(struct exe_process **out, exe_process_fn *fn, const void *arg, size_t len,
-		      const struct exe_process_opts *opts)
+                      const struct exe_process_opts *opts)
 {
 	bool daemon = opts && opts->daemon;
 	pid_t parent = getpid(), pid;

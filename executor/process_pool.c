@@ -168,7 +168,7 @@ struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp)
 }
 
 void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int code, void *value,
-			   exe_free_fn *value_free, char *msg)
+                           exe_free_fn *value_free, char *msg)
 {
 	struct exe_future *f = t->f;
 
@@ -183,7 +183,7 @@ void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int 
 }
 
 void exe__proc_chunk_finish(struct exe__proc_pool *pp, struct exe__ptask *t, size_t done, const void *vals,
-			    int code, char *msg)
+                            int code, char *msg)
 {
 	if (done)
 		memcpy(t->map->vals + t->first, vals, done * sizeof(uint64_t));
@@ -229,13 +229,13 @@ static void task_cancel_running(struct exe_future *f)
 }
 
 static const struct exe__future_ops ptr_task_ops = {
-	.cancelled = task_cancelled,
-	.cancel_running = task_cancel_running,
+    .cancelled = task_cancelled,
+    .cancel_running = task_cancel_running,
 };
 
 static const struct exe__future_ops bytes_task_ops = {
-	.cancelled = task_cancelled,
-	.cancel_running = task_cancel_running,
+    .cancelled = task_cancelled,
+    .cancel_running = task_cancel_running,
 };
 
 /* ---- result bytes ---- */
@@ -328,10 +328,10 @@ static int wait_for_room(struct exe__proc_pool *pp, const struct exe_submit_opts
 		if (deadline < 0) {
 			pthread_cond_wait(&pp->cond, &pp->lock);
 		} else {
-			struct timespec ts = { deadline / EXE_NS_PER_S, deadline % EXE_NS_PER_S };
+			struct timespec ts = {deadline / EXE_NS_PER_S, deadline % EXE_NS_PER_S};
 
-			if (pthread_cond_timedwait(&pp->cond, &pp->lock, &ts) == ETIMEDOUT &&
-			    !pp->shutdown && pp->queued >= pp->capacity) {
+			if (pthread_cond_timedwait(&pp->cond, &pp->lock, &ts) == ETIMEDOUT && !pp->shutdown &&
+			    pp->queued >= pp->capacity) {
 				pp->space_waiters--;
 				return -ETIMEDOUT;
 			}
@@ -343,7 +343,7 @@ static int wait_for_room(struct exe__proc_pool *pp, const struct exe_submit_opts
 
 /* Queue @t (its input already copied). Takes ownership of @t. */
 static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,
-		   const struct exe_submit_opts *o, struct exe_future **out)
+                   const struct exe_submit_opts *o, struct exe_future **out)
 {
 	struct exe_future *f;
 	int rc = 0;
@@ -403,7 +403,7 @@ static struct exe__ptask *task_new(size_t inline_len)
 }
 
 static int pp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-		     struct exe_future **out)
+                     struct exe_future **out)
 {
 	struct exe__ptask *t;
 
@@ -420,7 +420,7 @@ static int pp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 }
 
 int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *in, size_t in_len,
-			  const struct exe_submit_opts *o, struct exe_future **out)
+                          const struct exe_submit_opts *o, struct exe_future **out)
 {
 	struct exe__proc_pool *pp = pool_of(p);
 	struct exe__ptask *t;
@@ -429,7 +429,7 @@ int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *
 	if (!p || p->ops != &process_pool_ops || !fn || (!in && in_len))
 		return -EINVAL;
 	if (o && ((o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL)) || o->result_free ||
-		  o->task_timeout_ns < 0))
+	          o->task_timeout_ns < 0))
 		return -EINVAL;
 	t = task_new(big ? 0 : in_len);
 	if (!t)
@@ -480,7 +480,7 @@ static int64_t chunk_timeout(int64_t per_task, size_t len)
 }
 
 static struct exe__ptask *chunk_new(struct exe__pmap *m, exe_task_fn *fn, void *const *args, size_t first,
-				    size_t len, size_t c)
+                                    size_t len, size_t c)
 {
 	struct exe__ptask *t = task_new(len * sizeof(uint64_t));
 	size_t i;
@@ -506,10 +506,10 @@ static struct exe__ptask *chunk_new(struct exe__pmap *m, exe_task_fn *fn, void *
  * bounded queues, shutdown, a broken pool, deaths and time limits work as
  * for single tasks), and one future per chunk. */
 static int pp_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-		  int64_t deadline, size_t chunk, size_t *failed_index)
+                  int64_t deadline, size_t chunk, size_t *failed_index)
 {
 	struct exe__proc_pool *pp = pool_of(p);
-	struct exe_submit_opts o = { .flags = EXE_SUBMIT_BLOCK };
+	struct exe_submit_opts o = {.flags = EXE_SUBMIT_BLOCK};
 	struct exe_future **fs;
 	struct exe__pmap *m;
 	size_t nchunks, c, i, submitted = 0, fail_at = 0;
@@ -707,19 +707,19 @@ static const char *pp_error(struct exe_pool *p)
 }
 
 static const struct exe__pool_ops process_pool_ops = {
-	.submit = pp_submit,
-	.shutdown = pp_shutdown,
-	.destroy = pp_destroy,
-	.stats = pp_stats,
-	.error = pp_error,
-	.map = pp_map,
+    .submit = pp_submit,
+    .shutdown = pp_shutdown,
+    .destroy = pp_destroy,
+    .stats = pp_stats,
+    .error = pp_error,
+    .map = pp_map,
 };
 
 /* ---- create ---- */
 
 static int setup(struct exe__proc_pool *pp)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = {.events = EPOLLIN};
 	pthread_condattr_t ca;
 	int sv[2];
 
@@ -783,10 +783,10 @@ static int start(struct exe__proc_pool *pp)
 }
 
 int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_opts *opts,
-				 const struct exe_process_pool_opts *popts)
+                                 const struct exe_process_pool_opts *popts)
 {
-	struct exe_pool_opts defaults = { 0 };
-	struct exe_process_pool_opts pdefaults = { 0 };
+	struct exe_pool_opts defaults = {0};
+	struct exe_process_pool_opts pdefaults = {0};
 	struct exe__proc_pool *pp;
 	int rc;
 
@@ -835,8 +835,8 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 	 * before the fork server exists so every worker has it. Pages come on
 	 * use: a worker that never runs a chunk never touches its cell. */
 	pp->cells_size = pp->kid_cap * sizeof(struct exe__cell);
-	pp->cells = mmap(NULL, pp->cells_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-			 -1, 0);
+	pp->cells = mmap(NULL, pp->cells_size, PROT_READ | PROT_WRITE,
+	                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pp->cells == MAP_FAILED) {
 		pp->cells = NULL;
 		rc = -ENOMEM;

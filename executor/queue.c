@@ -160,12 +160,8 @@ static void push(struct exe_queue *q, void *item, int64_t prio)
 	struct slot s = {.item = item, .prio = prio, .seq = q->seq++};
 
 	switch (q->kind) {
-	case EXE_QUEUE_FIFO:
-		q->slots[ring_index(q, q->count)] = s;
-		break;
-	case EXE_QUEUE_LIFO:
-		q->slots[q->count] = s;
-		break;
+	case EXE_QUEUE_FIFO: q->slots[ring_index(q, q->count)] = s; break;
+	case EXE_QUEUE_LIFO: q->slots[q->count] = s; break;
 	case EXE_QUEUE_PRIORITY:
 		q->slots[q->count] = s;
 		heap_up(q->slots, q->count);
@@ -184,9 +180,7 @@ static struct slot pop(struct exe_queue *q)
 		q->head = (q->head + 1) % q->alloc;
 		q->count--;
 		break;
-	case EXE_QUEUE_LIFO:
-		s = q->slots[--q->count];
-		break;
+	case EXE_QUEUE_LIFO: s = q->slots[--q->count]; break;
 	case EXE_QUEUE_PRIORITY:
 	default:
 		s = q->slots[0];

@@ -89,8 +89,8 @@ struct thread_pool {
 
 	/* Producers. */
 	alignas(64) _Atomic uint64_t submitted;
-	_Atomic uint64_t rejected;     /* counted in submitted, then refused */
-	_Atomic int64_t queued;        /* bounded pools only: not yet started */
+	_Atomic uint64_t rejected; /* counted in submitted, then refused */
+	_Atomic int64_t queued;    /* bounded pools only: not yet started */
 
 	/* Producers' side of the ring, and the overflow list (ring full). */
 	alignas(64) pthread_mutex_t submit_lock;
@@ -100,7 +100,7 @@ struct thread_pool {
 	/* Parking. */
 	alignas(64) _Atomic uint32_t park_seq;
 	_Atomic uint32_t sleepers;
-	_Atomic uint32_t spinners;     /* idle workers still polling the queue */
+	_Atomic uint32_t spinners; /* idle workers still polling the queue */
 
 	/* Finishes by threads outside the pool. */
 	alignas(64) _Atomic uint64_t ext_started, ext_completed, ext_failed, cancelled;
@@ -112,10 +112,10 @@ struct thread_pool {
 
 	/* Lifecycle. */
 	_Atomic uint32_t shutdown;
-	_Atomic uint32_t broken;       /* 0 ok, 1 being set, 2 broken (msg valid) */
+	_Atomic uint32_t broken; /* 0 ok, 1 being set, 2 broken (msg valid) */
 	char broken_msg[160];
 	_Atomic unsigned live_workers;
-	pthread_mutex_t life_lock;     /* serializes join/teardown */
+	pthread_mutex_t life_lock; /* serializes join/teardown */
 	bool joined;
 };
 
@@ -220,8 +220,7 @@ static void park(struct thread_pool *tp, bool shutting_down)
 
 	atomic_fetch_add_explicit(&tp->sleepers, 1, memory_order_seq_cst);
 	if (!queue_nonempty(tp) && shutting_down == !!atomic_load(&tp->shutdown))
-		exe__futex_wait(&tp->park_seq, seq,
-				shutting_down ? exe_now_ns() + SHUTDOWN_POLL_NS : -1);
+		exe__futex_wait(&tp->park_seq, seq, shutting_down ? exe_now_ns() + SHUTDOWN_POLL_NS : -1);
 	atomic_fetch_sub_explicit(&tp->sleepers, 1, memory_order_relaxed);
 }
 
@@ -244,7 +243,7 @@ static void space_released(struct thread_pool *tp)
 static uint64_t finished_count(struct thread_pool *tp)
 {
 	uint64_t n = atomic_load(&tp->rejected) + atomic_load(&tp->ext_completed) +
-		     atomic_load(&tp->ext_failed) + atomic_load(&tp->cancelled);
+	             atomic_load(&tp->ext_failed) + atomic_load(&tp->cancelled);
 	unsigned i;
 
 	for (i = 0; i < tp->nworkers; i++)
@@ -265,7 +264,7 @@ static void bump(_Atomic uint64_t *counter)
 {
 	/* Owned by one thread: a load and a store, no locked instruction. */
 	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
+	                      memory_order_relaxed);
 }
 
 /* Run a task this thread claimed. Return its code. */
@@ -353,9 +352,9 @@ static bool task_help_other(struct exe_future *f)
 }
 
 static const struct exe__future_ops task_ops = {
-	.cancelled = task_cancelled,
-	.help = task_help,
-	.help_other = task_help_other,
+    .cancelled = task_cancelled,
+    .help = task_help,
+    .help_other = task_help_other,
 };
 
 /* ---- workers ---- */
@@ -367,7 +366,7 @@ static void mark_broken(struct thread_pool *tp, unsigned index, int code)
 	if (!atomic_compare_exchange_strong(&tp->broken, &expect, 1))
 		return;
 	snprintf(tp->broken_msg, sizeof(tp->broken_msg), "worker init failed in %s-%u: %s (%d)", tp->name,
-		 index, exe_strerror(code), code);
+	         index, exe_strerror(code), code);
 	/* release: the message is complete before anyone sees "broken". */
 	atomic_store_explicit(&tp->broken, 2, memory_order_release);
 	notify(tp, true);
@@ -457,7 +456,7 @@ static int wait_for_space(struct thread_pool *tp, int64_t deadline)
 		if (deadline < 0) {
 			pthread_cond_wait(&tp->space_cond, &tp->space_lock);
 		} else {
-			struct timespec ts = { deadline / 1000000000, deadline % 1000000000 };
+			struct timespec ts = {deadline / 1000000000, deadline % 1000000000};
 
 			if (pthread_cond_timedwait(&tp->space_cond, &tp->space_lock, &ts) == ETIMEDOUT &&
 			    atomic_load(&tp->queued) >= (int64_t)tp->capacity) {
@@ -492,7 +491,7 @@ static int reserve(struct thread_pool *tp, const struct exe_submit_opts *o)
 }
 
 static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-		     struct exe_future **out)
+                     struct exe_future **out)
 {
 	struct thread_pool *tp = pool_of(p);
 	struct exe_future *f;
@@ -552,7 +551,7 @@ static void join_workers(struct thread_pool *tp)
 	/* Threads that run a task while waiting for it may still hold a claim:
 	 * wait until they counted it. Rare and short-lived: sleep-poll. */
 	for (long ns = 1000; !all_finished(tp); ns = ns < 1000000 ? ns * 2 : ns) {
-		struct timespec ts = { 0, ns };
+		struct timespec ts = {0, ns};
 
 		nanosleep(&ts, NULL);
 	}
@@ -643,11 +642,11 @@ static const char *tp_error(struct exe_pool *p)
 }
 
 static const struct exe__pool_ops thread_pool_ops = {
-	.submit = tp_submit,
-	.shutdown = tp_shutdown,
-	.destroy = tp_destroy,
-	.stats = tp_stats,
-	.error = tp_error,
+    .submit = tp_submit,
+    .shutdown = tp_shutdown,
+    .destroy = tp_destroy,
+    .stats = tp_stats,
+    .error = tp_error,
 };
 
 /* ---- create ---- */
@@ -663,7 +662,7 @@ static unsigned pow2_at_least(size_t n)
 
 int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *opts)
 {
-	struct exe_pool_opts defaults = { 0 };
+	struct exe_pool_opts defaults = {0};
 	struct thread_pool *tp;
 	unsigned i;
 	int rc = 0;

@@ -45,7 +45,7 @@ enum exe__io_req {
 struct exe__io_node {
 	struct exe__io_node *next;
 	struct exe_future *f;
-	uint8_t kind;              /* enum exe__io_req: set before each push */
+	uint8_t kind; /* enum exe__io_req: set before each push */
 };
 
 /*
@@ -56,37 +56,37 @@ struct exe__io_node {
  */
 struct exe__io_op {
 	struct exe_future fut;
-	struct exe__io_node sub;   /* REQ_START, then REQ_DONE (fallback) */
-	struct exe__io_node cxl;   /* REQ_CANCEL */
-	uint8_t opcode;            /* enum exe__io_opcode */
-	bool in_kernel;            /* io thread: started, no completion yet */
-	bool cancel_seen;          /* io thread: the REQ_CANCEL entry was popped */
-	bool await_cancel;         /* io thread: finished, waiting for that entry */
-	bool cancel_sent;          /* io thread: a kernel cancel was issued */
-	bool in_pool;              /* fallback: running on the file thread pool */
+	struct exe__io_node sub; /* REQ_START, then REQ_DONE (fallback) */
+	struct exe__io_node cxl; /* REQ_CANCEL */
+	uint8_t opcode;          /* enum exe__io_opcode */
+	bool in_kernel;          /* io thread: started, no completion yet */
+	bool cancel_seen;        /* io thread: the REQ_CANCEL entry was popped */
+	bool await_cancel;       /* io thread: finished, waiting for that entry */
+	bool cancel_sent;        /* io thread: a kernel cancel was issued */
+	bool in_pool;            /* fallback: running on the file thread pool */
 	int fd;
 	int flags;
-	unsigned len;              /* bytes, iovec count, poll events, addrlen */
-	void *buf;                 /* buffer, iovec array, sockaddr, path */
-	unsigned *addrlen;         /* accept */
+	unsigned len;      /* bytes, iovec count, poll events, addrlen */
+	void *buf;         /* buffer, iovec array, sockaddr, path */
+	unsigned *addrlen; /* accept */
 	int64_t off;
-	int64_t res;               /* fallback: the result */
-	struct exe__io_op *prev, *next; /* io thread: in-flight list */
-	struct exe__io_op *wnext;  /* fallback: the fd's waiter list */
+	int64_t res;                     /* fallback: the result */
+	struct exe__io_op *prev, *next;  /* io thread: in-flight list */
+	struct exe__io_op *wnext;        /* fallback: the fd's waiter list */
 	_Alignas(16) char inline_data[]; /* copied path or sockaddr */
 };
 
 /* A periodic timer (exe_call_every). One-shot timers are bare futures whose
  * fn/arg hold the timer function: nothing more, so a million fit in memory. */
 struct exe__every {
-	struct exe_future fut;     /* fn/arg hold the timer function */
-	struct exe__io_node cxl;   /* REQ_CANCEL */
-	bool in_heap;              /* io thread (and arm, before the first firing) */
+	struct exe_future fut;   /* fn/arg hold the timer function */
+	struct exe__io_node cxl; /* REQ_CANCEL */
+	bool in_heap;            /* io thread (and arm, before the first firing) */
 	bool cancel_seen;
 	bool await_cancel;
 	int64_t start;
 	int64_t interval;
-	uint64_t k;                /* the next firing is start + k * interval */
+	uint64_t k; /* the next firing is start + k * interval */
 };
 
 /* The timer heap: a 4-ary min-heap of (deadline, future) under one mutex. */
@@ -99,7 +99,7 @@ struct exe__timers {
 	pthread_mutex_t lock;
 	struct exe__timer_slot *heap;
 	size_t n, cap;
-	size_t compact_at;         /* rebuild without cancelled entries at this size */
+	size_t compact_at;           /* rebuild without cancelled entries at this size */
 	uint64_t cancels_at_compact; /* the global cancel count at the last rebuild */
 };
 
@@ -131,7 +131,7 @@ struct exe_io {
 	/* Read-mostly after create. */
 	const struct exe__io_backend *be;
 	void *be_data;
-	int efd;                   /* eventfd: wakes a sleeping io thread */
+	int efd; /* eventfd: wakes a sleeping io thread */
 	bool manual;
 	unsigned entries;
 	unsigned file_workers;
@@ -140,20 +140,20 @@ struct exe_io {
 
 	/* Submitters. */
 	_Alignas(64) _Atomic(struct exe__io_node *) stack; /* request stack head */
-	_Atomic uint32_t active;   /* submitters and cancellers touching io */
+	_Atomic uint32_t active;                           /* submitters and cancellers touching io */
 	_Atomic uint32_t shutdown;
 
 	/* Wake-up protocol (see io.c). */
 	_Alignas(64) _Atomic uint32_t sleeping;
 	_Atomic int64_t wait_deadline; /* what the sleeping io thread waits for */
-	_Atomic uint32_t stop;     /* exe_io_stop() */
+	_Atomic uint32_t stop;         /* exe_io_stop() */
 
 	/* Timers. */
 	_Alignas(64) struct exe__timers timers;
 
 	/* io thread only. */
 	_Alignas(64) struct exe__io_op *inflight; /* started, not retired */
-	uint64_t live;             /* in the list, plus periodic timers awaiting cancel entries */
+	uint64_t live; /* in the list, plus periodic timers awaiting cancel entries */
 	int init_rc;
 	_Atomic uint32_t init_done;
 };

@@ -61,8 +61,8 @@ static struct fallback *fb(struct exe_io *io)
 
 static int fb_init(struct exe_io *io, unsigned entries)
 {
-	struct exe_pool_opts po = { 0 };
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EFD_TAG };
+	struct exe_pool_opts po = {0};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = EFD_TAG};
 	struct fallback *b = exe__calloc(1, sizeof(*b));
 	int rc;
 
@@ -123,26 +123,24 @@ static int file_task(void *arg, void **result)
 	switch (op->opcode) {
 	case EXE__OP_READ:
 		res = sysres(op->off < 0 ? read(op->fd, op->buf, op->len)
-					 : pread(op->fd, op->buf, op->len, op->off));
+		                         : pread(op->fd, op->buf, op->len, op->off));
 		break;
 	case EXE__OP_WRITE:
 		res = sysres(op->off < 0 ? write(op->fd, op->buf, op->len)
-					 : pwrite(op->fd, op->buf, op->len, op->off));
+		                         : pwrite(op->fd, op->buf, op->len, op->off));
 		break;
 	case EXE__OP_READV:
 		res = sysres(op->off < 0 ? readv(op->fd, op->buf, (int)op->len)
-					 : preadv(op->fd, op->buf, (int)op->len, op->off));
+		                         : preadv(op->fd, op->buf, (int)op->len, op->off));
 		break;
 	case EXE__OP_WRITEV:
 		res = sysres(op->off < 0 ? writev(op->fd, op->buf, (int)op->len)
-					 : pwritev(op->fd, op->buf, (int)op->len, op->off));
+		                         : pwritev(op->fd, op->buf, (int)op->len, op->off));
 		break;
 	case EXE__OP_FSYNC:
 		res = sysres((op->flags & EXE_IO_FSYNC_DATASYNC) ? fdatasync(op->fd) : fsync(op->fd));
 		break;
-	case EXE__OP_OPENAT:
-		res = sysres(openat(op->fd, op->buf, op->flags, (mode_t)op->len));
-		break;
+	case EXE__OP_OPENAT: res = sysres(openat(op->fd, op->buf, op->flags, (mode_t)op->len)); break;
 	}
 	op->res = res;
 	op->sub.f = &op->fut;
@@ -178,15 +176,9 @@ static bool attempt(struct exe__io_op *op, uint32_t revents, int64_t *res)
 	int err;
 
 	switch (op->opcode) {
-	case EXE__OP_RECV:
-		r = recv(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT);
-		break;
-	case EXE__OP_SEND:
-		r = send(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT | MSG_NOSIGNAL);
-		break;
-	case EXE__OP_ACCEPT:
-		r = accept4(op->fd, op->buf, (socklen_t *)op->addrlen, op->flags);
-		break;
+	case EXE__OP_RECV: r = recv(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT); break;
+	case EXE__OP_SEND: r = send(op->fd, op->buf, op->len, op->flags | MSG_DONTWAIT | MSG_NOSIGNAL); break;
+	case EXE__OP_ACCEPT: r = accept4(op->fd, op->buf, (socklen_t *)op->addrlen, op->flags); break;
 	case EXE__OP_CONNECT:
 		if (op->res == 0) {
 			/* First try. */
@@ -209,9 +201,7 @@ static bool attempt(struct exe__io_op *op, uint32_t revents, int64_t *res)
 			return false;
 		*res = revents & (op->len | POLLERR | POLLHUP | POLLNVAL);
 		return true;
-	default:
-		*res = -EINVAL;
-		return true;
+	default: *res = -EINVAL; return true;
 	}
 	if (r < 0 && again(errno))
 		return false;
@@ -223,12 +213,9 @@ static uint32_t wanted(const struct exe__io_op *op)
 {
 	switch (op->opcode) {
 	case EXE__OP_SEND:
-	case EXE__OP_CONNECT:
-		return EPOLLOUT;
-	case EXE__OP_POLL:
-		return op->len;
-	default:
-		return EPOLLIN;
+	case EXE__OP_CONNECT: return EPOLLOUT;
+	case EXE__OP_POLL: return op->len;
+	default: return EPOLLIN;
 	}
 }
 
@@ -255,7 +242,7 @@ static struct fdw *fd_slot(struct fallback *b, int fd)
 /* (Re-)arm @fd for what its waiters want. Return: 0 or -errno. */
 static int arm(struct fallback *b, int fd, struct fdw *w)
 {
-	struct epoll_event ev = { .events = EPOLLONESHOT, .data.u64 = (uint64_t)fd };
+	struct epoll_event ev = {.events = EPOLLONESHOT, .data.u64 = (uint64_t)fd};
 	struct exe__io_op *op;
 
 	for (op = w->head; op; op = op->wnext)
@@ -393,19 +380,13 @@ static int fd_ready(struct exe_io *io, int fd, uint32_t revents)
 static void fb_start(struct exe_io *io, struct exe__io_op *op)
 {
 	switch (op->opcode) {
-	case EXE__OP_NOP:
-		exe__io_op_done(io, op, 0);
-		return;
-	case EXE__OP_CLOSE:
-		exe__io_op_done(io, op, sysres(close(op->fd)));
-		return;
+	case EXE__OP_NOP: exe__io_op_done(io, op, 0); return;
+	case EXE__OP_CLOSE: exe__io_op_done(io, op, sysres(close(op->fd))); return;
 	case EXE__OP_RECV:
 	case EXE__OP_SEND:
 	case EXE__OP_ACCEPT:
 	case EXE__OP_CONNECT:
-	case EXE__OP_POLL:
-		sock_start(io, op);
-		return;
+	case EXE__OP_POLL: sock_start(io, op); return;
 	default: {
 		int rc;
 
@@ -476,10 +457,10 @@ static int fb_wait(struct exe_io *io, int64_t deadline)
 }
 
 const struct exe__io_backend exe__io_fallback_backend = {
-	.name = "fallback",
-	.init = fb_init,
-	.fini = fb_fini,
-	.start = fb_start,
-	.cancel = fb_cancel,
-	.wait = fb_wait,
+    .name = "fallback",
+    .init = fb_init,
+    .fini = fb_fini,
+    .start = fb_start,
+    .cancel = fb_cancel,
+    .wait = fb_wait,
 };

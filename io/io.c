@@ -62,10 +62,10 @@
 static void op_cancel_running(struct exe_future *f);
 
 const struct exe__future_ops exe__io_op_ops = {
-	/* A queued operation cancelled before the io thread claimed it: the
-	 * io thread drops it when popped, nothing to do here. */
-	.cancelled = NULL,
-	.cancel_running = op_cancel_running,
+    /* A queued operation cancelled before the io thread claimed it: the
+     * io thread drops it when popped, nothing to do here. */
+    .cancelled = NULL,
+    .cancel_running = op_cancel_running,
 };
 
 /* ---- the request stack ---- */
@@ -80,7 +80,7 @@ void exe__io_push(struct exe_io *io, struct exe__io_node *node)
 		 * exchange in pop_all()) and orders the push before the read of
 		 * `sleeping` in exe__io_wake() (Dekker with prepare_sleep). */
 	} while (!atomic_compare_exchange_weak_explicit(&io->stack, &head, node, memory_order_seq_cst,
-							memory_order_relaxed));
+	                                                memory_order_relaxed));
 }
 
 void exe__io_wake(struct exe_io *io)
@@ -308,7 +308,8 @@ static int run_pass(struct exe_io *io, int64_t deadline)
 	if (n > 0 || atomic_load_explicit(&io->stop, memory_order_relaxed) ||
 	    (is_shutdown(io) && drained(io))) {
 		until = 0;
-	} else if (!io->manual && !is_shutdown(io) && idle_spin(io, next_timer < until ? next_timer : until)) {
+	} else if (!io->manual && !is_shutdown(io) &&
+	           idle_spin(io, next_timer < until ? next_timer : until)) {
 		until = 0;
 	} else {
 		/* seq_cst: pairs with the push + read in exe__io_wake(). */
@@ -426,7 +427,7 @@ static int start_backend(struct exe_io *io, const struct exe__io_backend *be)
 
 int exe_io_create(struct exe_io **out, const struct exe_io_opts *opts)
 {
-	struct exe_io_opts o = { 0 };
+	struct exe_io_opts o = {0};
 	struct exe_io *io;
 	int kind, rc;
 

@@ -49,7 +49,7 @@ static int op_submit(struct exe_io *io, struct exe__io_op *op, struct exe_future
 
 /* Allocate inside the submit window. */
 static int prepare(struct exe_io *io, int opcode, size_t extra, struct exe_future **out,
-		   struct exe__io_op **opp)
+                   struct exe__io_op **opp)
 {
 	int rc;
 
@@ -67,7 +67,7 @@ static int prepare(struct exe_io *io, int opcode, size_t extra, struct exe_futur
 }
 
 static int rw(struct exe_io *io, int opcode, int fd, void *buf, size_t len, int64_t offset,
-	      struct exe_future **out)
+              struct exe_future **out)
 {
 	struct exe__io_op *op;
 	int rc;
@@ -90,13 +90,13 @@ int exe_io_read(struct exe_io *io, int fd, void *buf, size_t len, int64_t offset
 }
 
 int exe_io_write(struct exe_io *io, int fd, const void *buf, size_t len, int64_t offset,
-		 struct exe_future **out)
+                 struct exe_future **out)
 {
 	return rw(io, EXE__OP_WRITE, fd, (void *)buf, len, offset, out);
 }
 
 static int rwv(struct exe_io *io, int opcode, int fd, const struct iovec *iov, unsigned iovcnt,
-	       int64_t offset, struct exe_future **out)
+               int64_t offset, struct exe_future **out)
 {
 	struct exe__io_op *op;
 	int rc;
@@ -114,13 +114,13 @@ static int rwv(struct exe_io *io, int opcode, int fd, const struct iovec *iov, u
 }
 
 int exe_io_readv(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
-		 struct exe_future **out)
+                 struct exe_future **out)
 {
 	return rwv(io, EXE__OP_READV, fd, iov, iovcnt, offset, out);
 }
 
 int exe_io_writev(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
-		  struct exe_future **out)
+                  struct exe_future **out)
 {
 	return rwv(io, EXE__OP_WRITEV, fd, iov, iovcnt, offset, out);
 }
@@ -141,7 +141,7 @@ int exe_io_fsync(struct exe_io *io, int fd, unsigned flags, struct exe_future **
 }
 
 int exe_io_openat(struct exe_io *io, int dirfd, const char *path, int flags, unsigned mode,
-		  struct exe_future **out)
+                  struct exe_future **out)
 {
 	struct exe__io_op *op;
 	size_t n;
@@ -173,7 +173,7 @@ int exe_io_close(struct exe_io *io, int fd, struct exe_future **out)
 }
 
 int exe_io_accept(struct exe_io *io, int fd, struct sockaddr *addr, unsigned *addrlen, int flags,
-		  struct exe_future **out)
+                  struct exe_future **out)
 {
 	struct exe__io_op *op;
 	int rc;
@@ -191,7 +191,7 @@ int exe_io_accept(struct exe_io *io, int fd, struct sockaddr *addr, unsigned *ad
 }
 
 int exe_io_connect(struct exe_io *io, int fd, const struct sockaddr *addr, unsigned addrlen,
-		   struct exe_future **out)
+                   struct exe_future **out)
 {
 	struct exe__io_op *op;
 	int rc;
@@ -209,7 +209,7 @@ int exe_io_connect(struct exe_io *io, int fd, const struct sockaddr *addr, unsig
 }
 
 static int sock_rw(struct exe_io *io, int opcode, int fd, void *buf, size_t len, int flags,
-		   struct exe_future **out)
+                   struct exe_future **out)
 {
 	struct exe__io_op *op;
 	int rc;

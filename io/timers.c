@@ -51,11 +51,11 @@ static void every_cancel_running(struct exe_future *f);
 static void timer_cancelled(struct exe_future *f);
 
 static const struct exe__future_ops oneshot_ops = {
-	.cancelled = timer_cancelled,
+    .cancelled = timer_cancelled,
 };
 static const struct exe__future_ops every_ops = {
-	.cancelled = timer_cancelled,
-	.cancel_running = every_cancel_running,
+    .cancelled = timer_cancelled,
+    .cancel_running = every_cancel_running,
 };
 
 /* Cancels of pending timers, all contexts. The cancelled hook must not
@@ -247,7 +247,7 @@ static int64_t every_deadline(const struct exe__every *e)
 }
 
 static int add_timer(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *arg,
-		     struct exe_future **out)
+                     struct exe_future **out)
 {
 	struct exe_future *f;
 	int64_t deadline;
@@ -280,8 +280,7 @@ int exe_io_sleep(struct exe_io *io, int64_t ns, struct exe_future **out)
 	return add_timer(io, ns, NULL, NULL, out);
 }
 
-int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *arg,
-		   struct exe_future **out)
+int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *arg, struct exe_future **out)
 {
 	if (!fn)
 		return -EINVAL;
@@ -289,7 +288,7 @@ int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *
 }
 
 int exe_call_every(struct exe_io *io, int64_t interval_ns, exe_timer_fn *fn, void *arg,
-		   struct exe_future **out)
+                   struct exe_future **out)
 {
 	struct exe__every *e;
 	int rc;

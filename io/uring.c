@@ -40,9 +40,9 @@ struct uring {
 };
 
 static const int needed_ops[] = {
-	IORING_OP_NOP, IORING_OP_READ, IORING_OP_WRITE, IORING_OP_READV, IORING_OP_WRITEV,
-	IORING_OP_FSYNC, IORING_OP_OPENAT, IORING_OP_CLOSE, IORING_OP_ACCEPT, IORING_OP_CONNECT,
-	IORING_OP_RECV, IORING_OP_SEND, IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL,
+    IORING_OP_NOP,   IORING_OP_READ,   IORING_OP_WRITE,    IORING_OP_READV,        IORING_OP_WRITEV,
+    IORING_OP_FSYNC, IORING_OP_OPENAT, IORING_OP_CLOSE,    IORING_OP_ACCEPT,       IORING_OP_CONNECT,
+    IORING_OP_RECV,  IORING_OP_SEND,   IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL,
 };
 
 static struct uring *ur(struct exe_io *io)
@@ -78,8 +78,8 @@ static int uring_init(struct exe_io *io, unsigned entries)
 	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
 	p.cq_entries = entries * 4;
 	if (!io->manual)
-		p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-			   IORING_SETUP_TASKRUN_FLAG;
+		p.flags |=
+		    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	rc = io_uring_queue_init_params(entries, &u->ring, &p);
 	if (rc == -EINVAL && !io->manual) {
 		/* Before 6.1: no DEFER_TASKRUN. */
@@ -144,45 +144,24 @@ static void uring_start(struct exe_io *io, struct exe__io_op *op)
 	uint64_t off = (uint64_t)op->off;
 
 	switch (op->opcode) {
-	case EXE__OP_NOP:
-		io_uring_prep_nop(sqe);
-		break;
-	case EXE__OP_READ:
-		io_uring_prep_read(sqe, op->fd, op->buf, op->len, off);
-		break;
-	case EXE__OP_WRITE:
-		io_uring_prep_write(sqe, op->fd, op->buf, op->len, off);
-		break;
-	case EXE__OP_READV:
-		io_uring_prep_readv(sqe, op->fd, op->buf, op->len, off);
-		break;
-	case EXE__OP_WRITEV:
-		io_uring_prep_writev(sqe, op->fd, op->buf, op->len, off);
-		break;
+	case EXE__OP_NOP: io_uring_prep_nop(sqe); break;
+	case EXE__OP_READ: io_uring_prep_read(sqe, op->fd, op->buf, op->len, off); break;
+	case EXE__OP_WRITE: io_uring_prep_write(sqe, op->fd, op->buf, op->len, off); break;
+	case EXE__OP_READV: io_uring_prep_readv(sqe, op->fd, op->buf, op->len, off); break;
+	case EXE__OP_WRITEV: io_uring_prep_writev(sqe, op->fd, op->buf, op->len, off); break;
 	case EXE__OP_FSYNC:
-		io_uring_prep_fsync(sqe, op->fd, (op->flags & EXE_IO_FSYNC_DATASYNC) ? IORING_FSYNC_DATASYNC : 0);
+		io_uring_prep_fsync(sqe, op->fd,
+		                    (op->flags & EXE_IO_FSYNC_DATASYNC) ? IORING_FSYNC_DATASYNC : 0);
 		break;
-	case EXE__OP_OPENAT:
-		io_uring_prep_openat(sqe, op->fd, op->buf, op->flags, op->len);
-		break;
-	case EXE__OP_CLOSE:
-		io_uring_prep_close(sqe, op->fd);
-		break;
+	case EXE__OP_OPENAT: io_uring_prep_openat(sqe, op->fd, op->buf, op->flags, op->len); break;
+	case EXE__OP_CLOSE: io_uring_prep_close(sqe, op->fd); break;
 	case EXE__OP_ACCEPT:
 		io_uring_prep_accept(sqe, op->fd, op->buf, (socklen_t *)op->addrlen, op->flags);
 		break;
-	case EXE__OP_CONNECT:
-		io_uring_prep_connect(sqe, op->fd, op->buf, op->len);
-		break;
-	case EXE__OP_RECV:
-		io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags);
-		break;
-	case EXE__OP_SEND:
-		io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags);
-		break;
-	case EXE__OP_POLL:
-		io_uring_prep_poll_add(sqe, op->fd, op->len);
-		break;
+	case EXE__OP_CONNECT: io_uring_prep_connect(sqe, op->fd, op->buf, op->len); break;
+	case EXE__OP_RECV: io_uring_prep_recv(sqe, op->fd, op->buf, op->len, op->flags); break;
+	case EXE__OP_SEND: io_uring_prep_send(sqe, op->fd, op->buf, op->len, op->flags); break;
+	case EXE__OP_POLL: io_uring_prep_poll_add(sqe, op->fd, op->len); break;
 	}
 	io_uring_sqe_set_data(sqe, op);
 	op->in_kernel = true;
@@ -218,7 +197,8 @@ static int reap(struct exe_io *io, struct uring *u)
 
 	/* Completing runs done callbacks here; they may submit or cancel,
 	 * which only pushes to the request stack: the ring is not re-entered. */
-	io_uring_for_each_cqe(&u->ring, head, cqe) {
+	io_uring_for_each_cqe(&u->ring, head, cqe)
+	{
 		uint64_t ud = cqe->user_data;
 
 		seen++;
@@ -255,8 +235,8 @@ static int uring_wait(struct exe_io *io, int64_t deadline)
 			io_uring_submit_and_get_events(&u->ring);
 		} else {
 			struct __kernel_timespec ts = {
-				.tv_sec = rel / 1000000000,
-				.tv_nsec = rel % 1000000000,
+			    .tv_sec = rel / 1000000000,
+			    .tv_nsec = rel % 1000000000,
 			};
 
 			/* -ETIME on timeout, -EINTR: both just end the wait. */
@@ -278,11 +258,11 @@ static bool uring_pending(struct exe_io *io)
 }
 
 const struct exe__io_backend exe__io_uring_backend = {
-	.name = "io_uring",
-	.init = uring_init,
-	.fini = uring_fini,
-	.start = uring_start,
-	.cancel = uring_cancel,
-	.wait = uring_wait,
-	.pending = uring_pending,
+    .name = "io_uring",
+    .init = uring_init,
+    .fini = uring_fini,
+    .start = uring_start,
+    .cancel = uring_cancel,
+    .wait = uring_wait,
+    .pending = uring_pending,
 };

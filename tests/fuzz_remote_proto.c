@@ -34,9 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (rp_encode(&h, body, h.total_size, &frame, &n) != 0)
 		return 0; /* e.g. a string the encoder will not write back */
-	if (rp_parse(frame, n, 4096, &g, &body2, NULL) != (long)n || g.type != h.type ||
-	    g.id != h.id || g.total_size != h.total_size || g.hash != h.hash ||
-	    memcmp(body, body2, h.total_size) != 0)
+	if (rp_parse(frame, n, 4096, &g, &body2, NULL) != (long)n || g.type != h.type || g.id != h.id ||
+	    g.total_size != h.total_size || g.hash != h.hash || memcmp(body, body2, h.total_size) != 0)
 		abort();
 	free(frame);
 	return 0;

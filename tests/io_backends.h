@@ -20,7 +20,7 @@
 
 static inline struct exe_io *io_test_make(int backend, bool manual)
 {
-	struct exe_io_opts o = { .backend = backend, .manual = manual };
+	struct exe_io_opts o = {.backend = backend, .manual = manual};
 	struct exe_io *io = NULL;
 	int rc = exe_io_create(&io, &o);
 
@@ -34,18 +34,24 @@ static inline struct exe_io *io_test_make(int backend, bool manual)
 	return io;
 }
 
-#define IO_TEST_OPTS(suite, name, ...)                                                   \
-	static void suite##_##name##_body(struct exe_io *io, int backend __attribute__((unused)));               \
-	static void suite##_##name##_run(int backend)                                    \
-	{                                                                                \
-		struct exe_io *io = io_test_make(backend, false);                        \
-		if (!io)                                                                 \
-			return;                                                          \
-		suite##_##name##_body(io, backend);                                      \
-		exe_io_destroy(io);                                                      \
-	}                                                                                \
-	Test(suite##_uring, name, ##__VA_ARGS__) { suite##_##name##_run(EXE_IO_URING); } \
-	Test(suite##_fallback, name, ##__VA_ARGS__) { suite##_##name##_run(EXE_IO_FALLBACK); } \
+#define IO_TEST_OPTS(suite, name, ...)                                                                       \
+	static void suite##_##name##_body(struct exe_io *io, int backend __attribute__((unused)));           \
+	static void suite##_##name##_run(int backend)                                                        \
+	{                                                                                                    \
+		struct exe_io *io = io_test_make(backend, false);                                            \
+		if (!io)                                                                                     \
+			return;                                                                              \
+		suite##_##name##_body(io, backend);                                                          \
+		exe_io_destroy(io);                                                                          \
+	}                                                                                                    \
+	Test(suite##_uring, name, ##__VA_ARGS__)                                                             \
+	{                                                                                                    \
+		suite##_##name##_run(EXE_IO_URING);                                                          \
+	}                                                                                                    \
+	Test(suite##_fallback, name, ##__VA_ARGS__)                                                          \
+	{                                                                                                    \
+		suite##_##name##_run(EXE_IO_FALLBACK);                                                       \
+	}                                                                                                    \
 	static void suite##_##name##_body(struct exe_io *io, int backend __attribute__((unused)))
 
 #define IO_TEST(suite, name) IO_TEST_OPTS(suite, name)

@@ -92,7 +92,7 @@ int main(void)
 		rounds = atol(env);
 	pthread_barrier_init(&go, NULL, 3);
 	for (n = 0; n < rounds; n++) {
-		struct round r = { .go = &go };
+		struct round r = {.go = &go};
 		struct exe_future *all, *any, *then0;
 		struct exe_as_completed *it;
 		struct exe_future *f;
@@ -157,6 +157,7 @@ int main(void)
 			exe_future_unref(r.in[i]);
 	}
 	pthread_barrier_destroy(&go);
-	printf("stress_future: %ld rounds of %d promises, %ld failures\n", rounds, WIDTH, atomic_load(&failures));
+	printf("stress_future: %ld rounds of %d promises, %ld failures\n", rounds, WIDTH,
+	       atomic_load(&failures));
 	return atomic_load(&failures) ? 1 : 0;
 }

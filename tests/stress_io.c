@@ -33,8 +33,8 @@ enum kind { K_NONE, K_NOP, K_SLEEP, K_LATER, K_EVERY, K_RECV, K_READ };
 struct slot {
 	enum kind kind;
 	struct exe_future *f;
-	int cancel_rc;      /* 1: not cancelled */
-	_Atomic int ran;    /* timer function calls */
+	int cancel_rc;   /* 1: not cancelled */
+	_Atomic int ran; /* timer function calls */
 	char buf[512];
 };
 
@@ -146,8 +146,7 @@ static void settle(struct worker *w, struct slot *s)
 		    exe_future_code(s->f) != -EINTR)
 			fail("recv ended without cancel", st, exe_future_code(s->f));
 		break;
-	default:
-		break;
+	default: break;
 	}
 	if (s->cancel_rc == 0)
 		w->cancels_won++;
@@ -185,8 +184,8 @@ static void *cancel_tail(void *arg)
 
 static void destroy_round(int backend, unsigned round)
 {
-	struct exe_io_opts o = { .backend = backend };
-	struct tail t = { .seed = round * 7919u + 1 };
+	struct exe_io_opts o = {.backend = backend};
+	struct tail t = {.seed = round * 7919u + 1};
 	struct exe_io *io;
 	pthread_t th;
 	int i, rc, sv[2];
@@ -200,18 +199,10 @@ static void destroy_round(int backend, unsigned round)
 		char *buf = malloc(8);
 
 		switch (i % 4) {
-		case 0:
-			rc = exe_io_sleep(io, 30 * EXE_NS_PER_S, &t.f[i]);
-			break;
-		case 1:
-			rc = exe_call_every(io, 50 * EXE_NS_PER_US, count_every, &ticks, &t.f[i]);
-			break;
-		case 2:
-			rc = exe_io_nop(io, &t.f[i]);
-			break;
-		default:
-			rc = exe_io_recv(io, sv[0], buf, 8, 0, &t.f[i]);
-			break;
+		case 0: rc = exe_io_sleep(io, 30 * EXE_NS_PER_S, &t.f[i]); break;
+		case 1: rc = exe_call_every(io, 50 * EXE_NS_PER_US, count_every, &ticks, &t.f[i]); break;
+		case 2: rc = exe_io_nop(io, &t.f[i]); break;
+		default: rc = exe_io_recv(io, sv[0], buf, 8, 0, &t.f[i]); break;
 		}
 		if (rc)
 			fail("tail submit", rc, i);
@@ -223,7 +214,7 @@ static void destroy_round(int backend, unsigned round)
 	}
 	pthread_create(&th, NULL, cancel_tail, &t);
 	if (round % 2) {
-		struct timespec ts = { 0, (long)(rand_r(&t.seed) % 200) * 1000 };
+		struct timespec ts = {0, (long)(rand_r(&t.seed) % 200) * 1000};
 
 		nanosleep(&ts, NULL);
 	}
@@ -269,14 +260,15 @@ static void *worker_main(void *arg)
 			rc = exe_io_sleep(w->io, rand_r(&w->seed) % 500 * EXE_NS_PER_US, &s->f);
 		} else if (r < 85) {
 			s->kind = K_LATER;
-			rc = exe_call_later(w->io, rand_r(&w->seed) % 300 * EXE_NS_PER_US, timer_fn, s, &s->f);
+			rc =
+			    exe_call_later(w->io, rand_r(&w->seed) % 300 * EXE_NS_PER_US, timer_fn, s, &s->f);
 		} else if (r < 90) {
 			s->kind = K_EVERY;
 			rc = exe_call_every(w->io, 100 * EXE_NS_PER_US, every_fn, s, &s->f);
 		} else if (r < 95) {
 			s->kind = K_READ;
 			rc = exe_io_read(w->io, w->file, s->buf, sizeof(s->buf),
-					 (int64_t)(rand_r(&w->seed) % 64) * 512, &s->f);
+			                 (int64_t)(rand_r(&w->seed) % 64) * 512, &s->f);
 		} else {
 			s->kind = K_RECV;
 			rc = exe_io_recv(w->io, w->sv[0], s->buf, sizeof(s->buf), 0, &s->f);
@@ -303,7 +295,7 @@ static void *worker_main(void *arg)
 
 static int run(int backend, long iters)
 {
-	struct exe_io_opts o = { .backend = backend };
+	struct exe_io_opts o = {.backend = backend};
 	struct worker *w = calloc(THREADS, sizeof(*w));
 	struct exe_io *io;
 	int64_t t0 = exe_now_ns();
@@ -348,9 +340,8 @@ static int run(int backend, long iters)
 	if (atomic_load(&cb_called) != atomic_load(&cb_added))
 		fail("callbacks", atomic_load(&cb_called), atomic_load(&cb_added));
 	printf("stress_io %s: %d threads, %ld ops, %ld cancels won, %ld callbacks, %.2f s: %s\n",
-	       backend == EXE_IO_URING ? "io_uring" : "fallback", THREADS, ops, won,
-	       atomic_load(&cb_called), (double)(exe_now_ns() - t0) / 1e9,
-	       atomic_load(&failed) ? "FAILED" : "ok");
+	       backend == EXE_IO_URING ? "io_uring" : "fallback", THREADS, ops, won, atomic_load(&cb_called),
+	       (double)(exe_now_ns() - t0) / 1e9, atomic_load(&failed) ? "FAILED" : "ok");
 	for (i = 0; i < THREADS; i++) {
 		close(w[i].sv[0]);
 		close(w[i].sv[1]);

@@ -59,7 +59,7 @@ static void *produce(void *arg)
 		int rc;
 
 		while ((rc = exe_queue_put_prio(ph->q, (void *)(uintptr_t)v, (int64_t)(v % 17), timeout)) ==
-			   -EAGAIN ||
+		           -EAGAIN ||
 		       rc == -ETIMEDOUT) {
 			t->waits++;
 			if (rc == -EAGAIN)
@@ -170,7 +170,7 @@ static int run_phase(struct phase *ph, unsigned long *waits)
 	exe_queue_destroy(ph->q);
 	if (nin != ph->n || nout != ph->n || in != out || insq != outsq) {
 		fprintf(stderr, "stress_queue: kind %d: put %lu, got %lu of %lu; checksum %s\n", ph->kind,
-			nin, nout, ph->n, in == out && insq == outsq ? "ok" : "MISMATCH");
+		        nin, nout, ph->n, in == out && insq == outsq ? "ok" : "MISMATCH");
 		atomic_store(&failed, 1);
 	}
 	return atomic_load(&failed) ? -1 : 0;

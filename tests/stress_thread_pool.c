@@ -125,7 +125,7 @@ int main(void)
 	if (env)
 		total = atol(env);
 	tasks_per_thread = total / SUBMITTERS;
-	if (exe_thread_pool_create(&pool, &(struct exe_pool_opts){ .workers = 2, .name = "stress" }))
+	if (exe_thread_pool_create(&pool, &(struct exe_pool_opts){.workers = 2, .name = "stress"}))
 		return 1;
 	for (int t = 0; t < SUBMITTERS; t++)
 		pthread_create(&threads[t], NULL, submitter, (void *)(uintptr_t)(t + 1));
@@ -147,7 +147,7 @@ int main(void)
 	if (atomic_load(&results_ok) + atomic_load(&cancelled_ok) != tasks_per_thread * SUBMITTERS)
 		fail("results + cancels != tasks", atomic_load(&results_ok), 0);
 	printf("stress_thread_pool: %ld tasks (+%ld nested), %ld cancelled, %ld callbacks, %ld failures\n",
-	       tasks_per_thread * SUBMITTERS, nested_extra, atomic_load(&cancelled_ok), atomic_load(&callbacks),
-	       atomic_load(&failures));
+	       tasks_per_thread * SUBMITTERS, nested_extra, atomic_load(&cancelled_ok),
+	       atomic_load(&callbacks), atomic_load(&failures));
 	return atomic_load(&failures) ? 1 : 0;
 }

@@ -23,7 +23,7 @@ TestSuite(any, .timeout = 30);
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -55,7 +55,7 @@ static void unref_all(struct exe_future **fs, size_t n)
 
 static struct exe_pool *pool_of(unsigned workers)
 {
-	struct exe_pool_opts o = { .workers = workers };
+	struct exe_pool_opts o = {.workers = workers};
 	struct exe_pool *p = NULL;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
@@ -70,8 +70,8 @@ struct step {
 	enum exe_future_state prev_state;
 	intptr_t add;
 	intptr_t mul;
-	int fail;                 /* non-zero: return this code */
-	const char *fail_msg;     /* with exe_task_set_error() */
+	int fail;             /* non-zero: return this code */
+	const char *fail_msg; /* with exe_task_set_error() */
 };
 
 static int step_fn(void *arg, struct exe_future *prev, void **result)
@@ -99,7 +99,7 @@ static intptr_t value_of(struct exe_future *f)
 	void *v = (void *)-1;
 
 	cr_assert_eq(exe_future_result(f, &v, 20 * EXE_NS_PER_S), 0, "code %d (%s)", exe_future_code(f),
-		     exe_future_error(f) ? exe_future_error(f) : "-");
+	             exe_future_error(f) ? exe_future_error(f) : "-");
 	return (intptr_t)v;
 }
 
@@ -109,7 +109,7 @@ Test(then, on_a_pool_runs_the_continuation_on_a_worker_after_success)
 {
 	struct exe_pool *p = pool_of(1);
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { .add = 1 };
+	struct step s = {.add = 1};
 
 	cr_assert_eq(exe_future_then(src, p, step_fn, &s, &d), 0);
 	cr_assert_not_null(d);
@@ -131,7 +131,7 @@ Test(then, on_a_pool_runs_the_continuation_on_a_worker_after_success)
 Test(then, with_pool_null_runs_inline_on_the_completing_thread)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { .add = 2 };
+	struct step s = {.add = 2};
 
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &s, &d), 0);
 	cr_assert_eq(atomic_load(&s.calls), 0);
@@ -147,7 +147,7 @@ Test(then, with_pool_null_runs_inline_on_the_completing_thread)
 Test(then, on_an_already_done_future_with_pool_null_runs_before_returning)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { .mul = 3 };
+	struct step s = {.mul = 3};
 
 	cr_assert_eq(exe_future_set_result(src, (void *)4, NULL), 0);
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &s, &d), 0);
@@ -168,7 +168,7 @@ static void *complete_later(void *arg)
 Test(then, with_pool_null_runs_on_the_thread_that_completes_the_source)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { .add = 1 };
+	struct step s = {.add = 1};
 	pthread_t th;
 
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &s, &d), 0);
@@ -183,7 +183,7 @@ Test(then, with_pool_null_runs_on_the_thread_that_completes_the_source)
 static void check_error_flows(struct exe_pool *p)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { .add = 1 };
+	struct step s = {.add = 1};
 
 	cr_assert_eq(exe_future_then(src, p, step_fn, &s, &d), 0);
 	cr_assert_eq(exe_future_set_error(src, -EIO, "disk %d failed", 7), 0);
@@ -211,7 +211,7 @@ Test(then, a_failure_flows_through_with_the_same_code_and_message_on_a_pool)
 Test(then, a_failure_without_message_keeps_the_generic_text)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { 0 };
+	struct step s = {0};
 
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &s, &d), 0);
 	cr_assert_eq(exe_future_set_error(src, ENOENT, NULL), 0);
@@ -225,8 +225,8 @@ Test(then, a_failing_continuation_fails_the_derived_future)
 {
 	struct exe_pool *p = pool_of(1);
 	struct exe_future *src = promise(), *d1 = NULL, *d2 = NULL, *d3 = NULL;
-	struct step plain = { .fail = -ENOSPC }, positive = { .fail = ENOSPC },
-		    msg = { .fail = -EACCES, .fail_msg = "no entry for user 12" };
+	struct step plain = {.fail = -ENOSPC}, positive = {.fail = ENOSPC},
+		    msg = {.fail = -EACCES, .fail_msg = "no entry for user 12"};
 
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &plain, &d1), 0);
 	cr_assert_eq(exe_future_then(src, p, step_fn, &positive, &d2), 0);
@@ -248,7 +248,7 @@ Test(then, cancel_of_the_source_cancels_the_derived_future)
 {
 	struct exe_pool *p = pool_of(1);
 	struct exe_future *src = promise(), *d1 = NULL, *d2 = NULL;
-	struct step s = { 0 };
+	struct step s = {0};
 
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &s, &d1), 0);
 	cr_assert_eq(exe_future_then(src, p, step_fn, &s, &d2), 0);
@@ -266,7 +266,7 @@ Test(then, cancel_of_the_source_cancels_the_derived_future)
 static void check_cancel_derived_first(struct exe_pool *p)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { 0 };
+	struct step s = {0};
 	void *v = NULL;
 
 	cr_assert_eq(exe_future_then(src, p, step_fn, &s, &d), 0);
@@ -314,11 +314,11 @@ static int gate_task(void *arg, void **result)
 
 Test(then, cancelling_the_derived_future_while_its_continuation_is_queued_prevents_it)
 {
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 	struct exe_pool *p = NULL;
 	struct exe_future *blocker = NULL, *src = promise(), *d = NULL;
-	struct gate g = { 0 };
-	struct step s = { 0 };
+	struct gate g = {0};
+	struct step s = {0};
 	int i;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
@@ -376,7 +376,7 @@ Test(then, chains_pass_values_along)
 {
 	struct exe_pool *p = pool_of(2);
 	struct exe_future *src = promise(), *d1 = NULL, *d2 = NULL, *d3 = NULL;
-	struct step a = { .add = 1 }, b = { .mul = 2 }, c = { .add = 3 };
+	struct step a = {.add = 1}, b = {.mul = 2}, c = {.add = 3};
 
 	cr_assert_eq(exe_future_then(src, p, step_fn, &a, &d1), 0);
 	cr_assert_eq(exe_future_then(d1, NULL, step_fn, &b, &d2), 0);
@@ -398,7 +398,7 @@ Test(then, a_failure_in_the_middle_of_a_chain_reaches_the_end)
 {
 	struct exe_pool *p = pool_of(2);
 	struct exe_future *src = promise(), *d1 = NULL, *d2 = NULL, *d3 = NULL;
-	struct step a = { .add = 1 }, b = { .fail = -EDOM, .fail_msg = "out of range" }, c = { .add = 3 };
+	struct step a = {.add = 1}, b = {.fail = -EDOM, .fail_msg = "out of range"}, c = {.add = 3};
 
 	cr_assert_eq(exe_future_then(src, p, step_fn, &a, &d1), 0);
 	cr_assert_eq(exe_future_then(d1, p, step_fn, &b, &d2), 0);
@@ -420,7 +420,7 @@ Test(then, the_source_may_be_dropped_by_the_caller_after_then)
 {
 	struct exe_pool *p = pool_of(1);
 	struct exe_future *src = promise(), *keep, *d = NULL;
-	struct step s = { .add = 1 };
+	struct step s = {.add = 1};
 
 	keep = src;
 	cr_assert_eq(exe_future_then(src, p, step_fn, &s, &d), 0);
@@ -474,7 +474,7 @@ Test(then, on_a_shut_down_pool_fails_the_derived_future_with_eshutdown)
 {
 	struct exe_pool *p = pool_of(1);
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { 0 };
+	struct step s = {0};
 
 	cr_assert_eq(exe_future_then(src, p, step_fn, &s, &d), 0);
 	cr_assert_eq(exe_pool_shutdown(p, EXE_SHUTDOWN_WAIT), 0);
@@ -489,7 +489,7 @@ Test(then, on_a_shut_down_pool_fails_the_derived_future_with_eshutdown)
 Test(then, bad_arguments_return_einval)
 {
 	struct exe_future *src = promise(), *d = (struct exe_future *)&d;
-	struct step s = { 0 };
+	struct step s = {0};
 
 	cr_assert_eq(exe_future_then(NULL, NULL, step_fn, &s, &d), -EINVAL);
 	cr_assert_eq(exe_future_then(src, NULL, NULL, &s, &d), -EINVAL);
@@ -503,7 +503,7 @@ Test(then, bad_arguments_return_einval)
 Test(then, allocation_failure_returns_enomem_and_registers_nothing)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { 0 };
+	struct step s = {0};
 	long k;
 	int rc;
 
@@ -522,7 +522,7 @@ Test(then, allocation_failure_returns_enomem_and_registers_nothing)
 Test(then, a_derived_future_cannot_be_completed_or_started_by_the_user)
 {
 	struct exe_future *src = promise(), *d = NULL;
-	struct step s = { .add = 1 };
+	struct step s = {.add = 1};
 
 	cr_assert_eq(exe_future_then(src, NULL, step_fn, &s, &d), 0);
 	cr_assert_eq(exe_future_set_result(d, (void *)5, NULL), -EINVAL);
@@ -624,7 +624,7 @@ Test(all, of_already_finished_inputs_is_decided_at_once)
 Test(all, accepts_duplicates)
 {
 	struct exe_future *p = promise(), *a = NULL;
-	struct exe_future *fs[3] = { p, p, p };
+	struct exe_future *fs[3] = {p, p, p};
 
 	cr_assert_eq(exe_future_all(fs, 3, &a), 0);
 	cr_assert_eq(exe_future_state(a), EXE_FUTURE_PENDING);
@@ -675,7 +675,7 @@ Test(all, keeps_pool_task_inputs_alive_after_the_caller_drops_them)
 Test(all, bad_arguments_return_einval)
 {
 	struct exe_future *p = promise(), *a = (struct exe_future *)&a;
-	struct exe_future *fs[2] = { p, NULL };
+	struct exe_future *fs[2] = {p, NULL};
 
 	cr_assert_eq(exe_future_all(fs, 2, &a), -EINVAL);
 	cr_assert_eq(exe_future_all(NULL, 2, &a), -EINVAL);
@@ -873,7 +873,7 @@ Test(any, racing_completions_decide_it_exactly_once)
 		promises(fs, 2);
 		cr_assert_eq(exe_future_any(fs, 2, &a), 0);
 		for (i = 0; i < 2; i++) {
-			r[i] = (struct any_race){ fs[i], i };
+			r[i] = (struct any_race){fs[i], i};
 			cr_assert_eq(pthread_create(&th[i], NULL, race_complete, &r[i]), 0);
 		}
 		for (i = 0; i < 2; i++)

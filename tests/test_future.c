@@ -22,7 +22,7 @@ TestSuite(future, .timeout = 30);
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -123,8 +123,8 @@ struct cb_log {
 struct cb_arg {
 	struct cb_log *log;
 	int id;
-	int ret;                    /* what the callback returns */
-	struct cb_arg *add;         /* a callback to add from inside this one */
+	int ret;            /* what the callback returns */
+	struct cb_arg *add; /* a callback to add from inside this one */
 	int add_rc;
 };
 
@@ -180,7 +180,7 @@ static void gate_wait_entered(struct gate *g)
 
 static struct exe_pool *pool_of(unsigned workers, bool no_caller_runs)
 {
-	struct exe_pool_opts o = { .workers = workers, .no_caller_runs = no_caller_runs };
+	struct exe_pool_opts o = {.workers = workers, .no_caller_runs = no_caller_runs};
 	struct exe_pool *p = NULL;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
@@ -366,7 +366,7 @@ Test(future, positive_timeout_expires_and_leaves_the_future_unchanged)
 Test(future, positive_timeout_returns_the_result_when_completed_in_time)
 {
 	struct exe_future *f = promise();
-	struct completer c = { .value = (void *)0x1234 };
+	struct completer c = {.value = (void *)0x1234};
 	void *v = NULL;
 
 	completer_start(&c, f, 20, DO_RESULT);
@@ -380,7 +380,7 @@ Test(future, positive_timeout_returns_the_result_when_completed_in_time)
 Test(future, negative_timeout_waits_until_another_thread_completes_it)
 {
 	struct exe_future *f = promise();
-	struct completer c = { .value = (void *)0xbeef };
+	struct completer c = {.value = (void *)0xbeef};
 	void *v = NULL;
 
 	completer_start(&c, f, 30, DO_RESULT);
@@ -394,7 +394,7 @@ Test(future, negative_timeout_waits_until_another_thread_completes_it)
 Test(future, negative_timeout_reports_a_failure_from_another_thread)
 {
 	struct exe_future *f = promise();
-	struct completer c = { .code = -ENOENT };
+	struct completer c = {.code = -ENOENT};
 
 	completer_start(&c, f, 30, DO_ERROR);
 	cr_assert_eq(exe_future_wait(f, -5), 0);
@@ -452,8 +452,8 @@ Test(future, set_error_turns_code_zero_into_einval)
 
 Test(future, code_reports_each_state)
 {
-	struct exe_future *pending = promise(), *running = promise(), *done = promise(),
-			  *failed = promise(), *cancelled = promise();
+	struct exe_future *pending = promise(), *running = promise(), *done = promise(), *failed = promise(),
+			  *cancelled = promise();
 
 	cr_assert_eq(exe_future_start(running), 0);
 	cr_assert_eq(exe_future_set_result(done, NULL, NULL), 0);
@@ -502,8 +502,8 @@ Test(future, cancel_runs_callbacks_on_the_cancelling_thread_with_ecanceled)
 	struct cb_arg a, b;
 
 	log_init(&log);
-	a = (struct cb_arg){ .log = &log, .id = 1 };
-	b = (struct cb_arg){ .log = &log, .id = 2 };
+	a = (struct cb_arg){.log = &log, .id = 1};
+	b = (struct cb_arg){.log = &log, .id = 2};
 	cr_assert_eq(exe_future_on_done(f, log_cb, &a), 0);
 	cr_assert_eq(exe_future_on_done(f, log_cb, &b), 0);
 	cr_assert_eq(atomic_load(&log.n), 0);
@@ -633,7 +633,7 @@ Test(future, cancel_of_running_task_returns_ebusy_and_the_task_sees_the_request)
 {
 	struct exe_pool *p = pool_of(1, false);
 	struct exe_future *f = NULL;
-	struct spin s = { 0 };
+	struct spin s = {0};
 	int i;
 
 	cr_assert_eq(exe_pool_submit(p, spin_until_cancelled, &s, &f), 0);
@@ -646,7 +646,8 @@ Test(future, cancel_of_running_task_returns_ebusy_and_the_task_sees_the_request)
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), -ECANCELED);
 	cr_assert(atomic_load(&s.saw_cancel));
 	cr_assert_eq(s.self, f, "exe_task_future() is the task's own future");
-	cr_assert_eq(exe_future_state(f), EXE_FUTURE_FAILED, "it ran, so it failed rather than being cancelled");
+	cr_assert_eq(exe_future_state(f), EXE_FUTURE_FAILED,
+	             "it ran, so it failed rather than being cancelled");
 	cr_assert_eq(exe_future_cancel(f), -EALREADY);
 	exe_future_unref(f);
 	exe_pool_destroy(p);
@@ -665,7 +666,7 @@ Test(future, cancel_of_a_queued_task_makes_it_cancelled_and_it_never_runs)
 {
 	struct exe_pool *p = pool_of(1, true);
 	struct exe_future *blocker = NULL, *f = NULL;
-	struct gate g = { 0 };
+	struct gate g = {0};
 
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
 	gate_wait_entered(&g);
@@ -686,7 +687,7 @@ Test(future, start_and_set_result_on_a_pool_task_return_einval)
 {
 	struct exe_pool *p = pool_of(1, true);
 	struct exe_future *blocker = NULL, *f = NULL;
-	struct gate g = { 0 };
+	struct gate g = {0};
 	void *v = NULL;
 
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
@@ -713,7 +714,7 @@ Test(future, on_done_runs_inline_when_already_done)
 	struct cb_arg a;
 
 	log_init(&log);
-	a = (struct cb_arg){ .log = &log, .id = 1 };
+	a = (struct cb_arg){.log = &log, .id = 1};
 	cr_assert_eq(exe_future_set_result(f, NULL, NULL), 0);
 	cr_assert_eq(exe_future_on_done(f, log_cb, &a), 0);
 	cr_assert_eq(atomic_load(&log.n), 1, "ran before on_done returned");
@@ -725,12 +726,12 @@ Test(future, on_done_runs_inline_when_already_done)
 Test(future, on_done_runs_on_the_finishing_thread_otherwise)
 {
 	struct exe_future *f = promise();
-	struct completer c = { .value = NULL };
+	struct completer c = {.value = NULL};
 	struct cb_log log;
 	struct cb_arg a;
 
 	log_init(&log);
-	a = (struct cb_arg){ .log = &log, .id = 1 };
+	a = (struct cb_arg){.log = &log, .id = 1};
 	cr_assert_eq(exe_future_on_done(f, log_cb, &a), 0);
 	cr_assert_eq(atomic_load(&log.n), 0, "not run while pending");
 	completer_start(&c, f, 10, DO_RESULT);
@@ -751,7 +752,7 @@ Test(future, callbacks_run_exactly_once_in_registration_order)
 
 	log_init(&log);
 	for (i = 0; i < 8; i++)
-		a[i] = (struct cb_arg){ .log = &log, .id = i };
+		a[i] = (struct cb_arg){.log = &log, .id = i};
 	for (i = 0; i < 5; i++)
 		cr_assert_eq(exe_future_on_done(f, log_cb, &a[i]), 0);
 	cr_assert_eq(exe_future_set_error(f, -EIO, NULL), 0);
@@ -775,9 +776,9 @@ Test(future, callback_added_inside_a_running_callback_runs_after_the_queued_ones
 	struct cb_arg a, b, c;
 
 	log_init(&log);
-	c = (struct cb_arg){ .log = &log, .id = 3 };
-	a = (struct cb_arg){ .log = &log, .id = 1, .add = &c, .add_rc = 1 };
-	b = (struct cb_arg){ .log = &log, .id = 2 };
+	c = (struct cb_arg){.log = &log, .id = 3};
+	a = (struct cb_arg){.log = &log, .id = 1, .add = &c, .add_rc = 1};
+	b = (struct cb_arg){.log = &log, .id = 2};
 	cr_assert_eq(exe_future_on_done(f, log_cb, &a), 0);
 	cr_assert_eq(exe_future_on_done(f, log_cb, &b), 0);
 	cr_assert_eq(exe_future_set_result(f, NULL, NULL), 0);
@@ -797,9 +798,9 @@ Test(future, callback_added_inside_an_inline_callback_runs_after_it_returns)
 	struct cb_arg a, c, d;
 
 	log_init(&log);
-	d = (struct cb_arg){ .log = &log, .id = 4 };
-	c = (struct cb_arg){ .log = &log, .id = 3, .add = &d, .add_rc = 1 };
-	a = (struct cb_arg){ .log = &log, .id = 1, .add = &c, .add_rc = 1 };
+	d = (struct cb_arg){.log = &log, .id = 4};
+	c = (struct cb_arg){.log = &log, .id = 3, .add = &d, .add_rc = 1};
+	a = (struct cb_arg){.log = &log, .id = 1, .add = &c, .add_rc = 1};
 	cr_assert_eq(exe_future_set_result(f, NULL, NULL), 0);
 	cr_assert_eq(exe_future_on_done(f, log_cb, &a), 0);
 	cr_assert_eq(atomic_load(&log.n), 3, "the whole chain ran before on_done returned");
@@ -852,7 +853,7 @@ static void *race_main(void *arg)
 	for (iter = 0; iter < RACE_ITERS; iter++) {
 		pthread_barrier_wait(&rt->r->start);
 		for (k = 0; k < RACE_CBS; k++) {
-			rt->cbs[k] = (struct race_cb){ rt->r, rt->t, k };
+			rt->cbs[k] = (struct race_cb){rt->r, rt->t, k};
 			if (exe_future_on_done(rt->r->f, race_cb, &rt->cbs[k]) != 0)
 				rt->r->add_failures++;
 		}
@@ -889,11 +890,13 @@ Test(future, callbacks_added_concurrently_with_completion_each_run_exactly_once)
 		/* Every on_done and the completion returned: all ran. */
 		for (t = 0; t < RACE_THREADS; t++) {
 			for (k = 0; k < RACE_CBS; k++) {
-				cr_assert_eq(atomic_load(&r.hits[t][k]), 1, "iteration %d: callback %d/%d ran %d times",
-					     iter, t, k, atomic_load(&r.hits[t][k]));
+				cr_assert_eq(atomic_load(&r.hits[t][k]), 1,
+				             "iteration %d: callback %d/%d ran %d times", iter, t, k,
+				             atomic_load(&r.hits[t][k]));
 				if (k > 0)
 					cr_assert_lt(r.order[t][k - 1], r.order[t][k],
-						     "iteration %d: thread %d's callbacks ran out of order", iter, t);
+					             "iteration %d: thread %d's callbacks ran out of order",
+					             iter, t);
 			}
 		}
 		exe_future_unref(r.f);
@@ -926,16 +929,16 @@ static void record_hook(const char *what, int code, const char *msg, void *arg)
 Test(future, callback_returning_nonzero_goes_to_the_error_hook_and_not_to_the_future)
 {
 	struct exe_future *f = promise();
-	struct hook_log h = { 0 };
+	struct hook_log h = {0};
 	struct cb_log log;
 	struct cb_arg a, b, c;
 	int x = 4;
 	void *v = NULL;
 
 	log_init(&log);
-	a = (struct cb_arg){ .log = &log, .id = 1, .ret = EPROTO };
-	b = (struct cb_arg){ .log = &log, .id = 2, .ret = -ENOSPC };
-	c = (struct cb_arg){ .log = &log, .id = 3 };
+	a = (struct cb_arg){.log = &log, .id = 1, .ret = EPROTO};
+	b = (struct cb_arg){.log = &log, .id = 2, .ret = -ENOSPC};
+	c = (struct cb_arg){.log = &log, .id = 3};
 	exe_set_error_hook(record_hook, &h);
 	cr_assert_eq(exe_future_on_done(f, log_cb, &a), 0);
 	cr_assert_eq(exe_future_on_done(f, log_cb, &b), 0);
@@ -974,8 +977,8 @@ Test(future, on_done_allocation_failure_returns_enomem_and_adds_nothing)
 	int rc;
 
 	log_init(&log);
-	a = (struct cb_arg){ .log = &log, .id = 1 };
-	b = (struct cb_arg){ .log = &log, .id = 2 };
+	a = (struct cb_arg){.log = &log, .id = 1};
+	b = (struct cb_arg){.log = &log, .id = 2};
 	exe__alloc_fail_after(0);
 	rc = exe_future_on_done(f, log_cb, &a);
 	exe__alloc_fail_after(-1);
@@ -1033,7 +1036,7 @@ Test(future, on_done_in_runs_the_callback_as_a_task_of_the_pool)
 {
 	struct exe_pool *p = pool_of(1, true);
 	struct exe_future *f = promise();
-	struct on_pool_log l = { 0 };
+	struct on_pool_log l = {0};
 
 	cr_assert_eq(exe_future_on_done_in(f, p, on_pool_cb, &l), 0);
 	cr_assert_eq(exe_future_set_result(f, NULL, NULL), 0);
@@ -1048,8 +1051,8 @@ Test(future, on_done_in_a_shut_down_pool_runs_on_the_finishing_thread_and_tells_
 {
 	struct exe_pool *p = pool_of(1, true);
 	struct exe_future *f = promise();
-	struct on_pool_log l = { 0 };
-	struct hook_log h = { 0 };
+	struct on_pool_log l = {0};
+	struct hook_log h = {0};
 
 	cr_assert_eq(exe_pool_shutdown(p, EXE_SHUTDOWN_WAIT), 0);
 	cr_assert_eq(exe_future_on_done_in(f, p, on_pool_cb, &l), 0);
@@ -1088,7 +1091,7 @@ static int drop_cb(struct exe_future *f, void *arg)
 Test(future, unref_of_an_unfinished_promise_cancels_it_and_runs_its_callbacks)
 {
 	struct exe_future *f = promise();
-	struct drop_log d = { 0 };
+	struct drop_log d = {0};
 
 	cr_assert_eq(exe_future_on_done(f, drop_cb, &d), 0);
 	exe_future_ref(f);
@@ -1104,7 +1107,7 @@ Test(future, unref_of_an_unfinished_promise_cancels_it_and_runs_its_callbacks)
 Test(future, unref_of_a_started_promise_cancels_it_too)
 {
 	struct exe_future *f = promise();
-	struct drop_log d = { 0 };
+	struct drop_log d = {0};
 
 	cr_assert_eq(exe_future_start(f), 0);
 	cr_assert_eq(exe_future_on_done(f, drop_cb, &d), 0);
@@ -1328,11 +1331,12 @@ Test(future, cancel_racing_set_result_on_a_pending_promise_has_exactly_one_winne
 			cancelled++;
 		} else {
 			cr_assert_eq(d.cancel_rc, -EALREADY,
-				     "round %d: a promise that never started cannot be busy (cancel gave %d)", round,
-				     d.cancel_rc);
+			             "round %d: a promise that never started cannot be busy (cancel gave %d)",
+			             round, d.cancel_rc);
 			cr_assert_eq(d.set_rc, 0, "round %d", round);
 			cr_assert_eq(exe_future_state(d.f), EXE_FUTURE_DONE, "round %d", round);
-			cr_assert_not(exe_future_cancel_requested(d.f), "round %d: DONE but cancel requested", round);
+			cr_assert_not(exe_future_cancel_requested(d.f), "round %d: DONE but cancel requested",
+			              round);
 			done++;
 		}
 		exe_future_unref(d.f);

@@ -28,7 +28,7 @@ TestSuite(io_fallback, .timeout = 60);
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
 }
@@ -118,8 +118,8 @@ IO_TEST(io, vectored_round_trip)
 {
 	char path[64], a[100], b[200], c[100], d[200];
 	int fd = temp_file(path, sizeof(path));
-	struct iovec wv[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
-	struct iovec rv[2] = { { c, sizeof(c) }, { d, sizeof(d) } };
+	struct iovec wv[2] = {{a, sizeof(a)}, {b, sizeof(b)}};
+	struct iovec rv[2] = {{c, sizeof(c)}, {d, sizeof(d)}};
 	struct exe_future *f;
 
 	memset(a, 'a', sizeof(a));
@@ -313,7 +313,8 @@ IO_TEST(io, tcp_echo_many_connections)
 	for (i = 0; i < CONNS; i++) {
 		c[i].cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		cr_assert_geq(c[i].cfd, 0);
-		cr_assert_eq(exe_io_connect(io, c[i].cfd, (struct sockaddr *)&addr, sizeof(addr), &con[i]), 0);
+		cr_assert_eq(exe_io_connect(io, c[i].cfd, (struct sockaddr *)&addr, sizeof(addr), &con[i]),
+		             0);
 	}
 	wait_all(con, CONNS);
 	wait_all(acc, CONNS);
@@ -389,7 +390,7 @@ static int on_done_record(struct exe_future *f, void *arg)
 
 IO_TEST(io, callbacks_run_on_the_io_thread)
 {
-	struct cb_seen seen = { 0 };
+	struct cb_seen seen = {0};
 	struct exe_future *f;
 	int sv[2];
 	char buf[4];
@@ -431,7 +432,7 @@ static void destroy_body(int backend)
 	struct exe_future *rf[N], *sf[N];
 	int sv[N][2], i;
 	char buf[N][8];
-	struct late_submit ls = { .io = io, .rc = 1 };
+	struct late_submit ls = {.io = io, .rc = 1};
 
 	if (!io)
 		return;
@@ -456,8 +457,14 @@ static void destroy_body(int backend)
 	cr_assert_eq(atomic_load(&ls.rc), -ESHUTDOWN);
 }
 
-Test(io_uring, destroy_cancels_in_flight_and_refuses_new_work) { destroy_body(EXE_IO_URING); }
-Test(io_fallback, destroy_cancels_in_flight_and_refuses_new_work) { destroy_body(EXE_IO_FALLBACK); }
+Test(io_uring, destroy_cancels_in_flight_and_refuses_new_work)
+{
+	destroy_body(EXE_IO_URING);
+}
+Test(io_fallback, destroy_cancels_in_flight_and_refuses_new_work)
+{
+	destroy_body(EXE_IO_FALLBACK);
+}
 
 /* ---- manual contexts ---- */
 
@@ -486,8 +493,14 @@ static void manual_body(int backend)
 	exe_future_unref(t);
 }
 
-Test(io_uring, manual_context_runs_on_the_caller) { manual_body(EXE_IO_URING); }
-Test(io_fallback, manual_context_runs_on_the_caller) { manual_body(EXE_IO_FALLBACK); }
+Test(io_uring, manual_context_runs_on_the_caller)
+{
+	manual_body(EXE_IO_URING);
+}
+Test(io_fallback, manual_context_runs_on_the_caller)
+{
+	manual_body(EXE_IO_FALLBACK);
+}
 
 static void *run_thread(void *arg)
 {
@@ -517,8 +530,14 @@ static void run_stop_body(int backend)
 	exe_io_destroy(io);
 }
 
-Test(io_uring, run_until_stop) { run_stop_body(EXE_IO_URING); }
-Test(io_fallback, run_until_stop) { run_stop_body(EXE_IO_FALLBACK); }
+Test(io_uring, run_until_stop)
+{
+	run_stop_body(EXE_IO_URING);
+}
+Test(io_fallback, run_until_stop)
+{
+	run_stop_body(EXE_IO_FALLBACK);
+}
 
 Test(io, threaded_context_refuses_run_calls)
 {
@@ -545,7 +564,7 @@ Test(io, environment_forces_the_fallback)
 
 Test(io, the_largest_ring_is_accepted)
 {
-	struct exe_io_opts o = { .entries = 32768 };
+	struct exe_io_opts o = {.entries = 32768};
 	struct exe_io *io = NULL;
 	struct exe_future *f;
 
@@ -560,7 +579,7 @@ Test(io, the_largest_ring_is_accepted)
 
 Test(io, bad_options_are_refused)
 {
-	struct exe_io_opts o = { .backend = 7 };
+	struct exe_io_opts o = {.backend = 7};
 	struct exe_io *io = NULL;
 
 	cr_assert_eq(exe_io_create(&io, &o), -EINVAL);

@@ -86,7 +86,7 @@ static void *try_lock_thread(void *arg)
 	struct exe_ipc_mutex *m = arg;
 	int64_t t0 = exe_now_ns();
 	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -EAGAIN && exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT &&
-		      exe_now_ns() - t0 >= 30 * MS;
+	              exe_now_ns() - t0 >= 30 * MS;
 
 	return (void *)ok;
 }
@@ -220,7 +220,7 @@ Test(ipc_mutex, processes_buying_tickets_never_get_the_same_number)
 	for (int i = 0; i < TICKET_PROCS; i++)
 		cr_assert_eq(wait_exit(pids[i]), 0);
 	cr_assert_eq(((struct ticket_state *)exe_ipc_mutex_data(m))->next_ticket,
-		     (long)TICKET_PROCS * TICKETS_EACH);
+	             (long)TICKET_PROCS * TICKETS_EACH);
 	exe_ipc_mutex_destroy(m);
 }
 
@@ -610,8 +610,8 @@ static int get_expects_m(void *arg)
 	size_t len;
 
 	return exe_ipc_queue_get(arg, buf, sizeof(buf), &len, EXE_FOREVER) == 0 && len == 1 && buf[0] == 'm'
-		   ? 0
-		   : 1;
+	           ? 0
+	           : 1;
 }
 
 Test(ipc_queue, a_waiter_killed_while_sleeping_swallows_no_wakeup)

@@ -36,7 +36,7 @@ static struct shared *shm;
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
 }
@@ -55,7 +55,7 @@ static void unmap_shared(void)
 
 static struct exe_pool *make_pool(unsigned workers)
 {
-	struct exe_pool_opts o = { .workers = workers, .name = "pp" };
+	struct exe_pool_opts o = {.workers = workers, .name = "pp"};
 	struct exe_pool *p = NULL;
 
 	cr_assert_eq(exe_process_pool_create(&p, &o), 0);
@@ -248,7 +248,7 @@ static int interrupt_self(void *arg, void **result)
 static void expect_failure(struct exe_future *f, int code, const char *needle)
 {
 	cr_assert_eq(exe_future_result(f, NULL, 20 * EXE_NS_PER_S), code, "code %d (%s)", exe_future_code(f),
-		     exe_future_error(f) ? exe_future_error(f) : "-");
+	             exe_future_error(f) ? exe_future_error(f) : "-");
 	cr_assert_not_null(strstr(exe_future_error(f), needle), "message: %s", exe_future_error(f));
 }
 
@@ -329,7 +329,7 @@ Test(process_pool, workers_are_processes_named_name_dash_index)
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0);
 	cr_assert_eq(exe_future_bytes(f, &data, &len), 0);
 	cr_assert(len == 4 && (!memcmp(data, "pp-0", 4) || !memcmp(data, "pp-1", 4)), "%.*s", (int)len,
-		  (const char *)data);
+	          (const char *)data);
 	exe_future_unref(f);
 	cr_assert_eq(exe_pool_submit(p, my_pid, NULL, &f), 0);
 	cr_assert_eq(exe_future_result(f, &pid, EXE_FOREVER), 0);
@@ -340,7 +340,7 @@ Test(process_pool, workers_are_processes_named_name_dash_index)
 
 Test(process_pool, init_runs_once_in_each_worker)
 {
-	struct exe_pool_opts o = { .workers = 3, .init = count_init };
+	struct exe_pool_opts o = {.workers = 3, .init = count_init};
 	struct exe_pool *p = NULL;
 
 	map_shared();
@@ -354,7 +354,7 @@ Test(process_pool, init_runs_once_in_each_worker)
 
 Test(process_pool, failing_init_breaks_pool_with_epipe)
 {
-	struct exe_pool_opts o = { .workers = 1, .init = failing_init, .name = "brk" };
+	struct exe_pool_opts o = {.workers = 1, .init = failing_init, .name = "brk"};
 	struct exe_pool *p = NULL;
 	struct exe_future *f;
 	struct exe_pool_stats st;
@@ -383,10 +383,12 @@ Test(process_pool, bad_arguments_return_einval)
 
 	cr_assert_eq(exe_pool_submit_bytes(p, NULL, NULL, 0, NULL, &f), -EINVAL);
 	cr_assert_eq(exe_pool_submit_bytes(p, upper, NULL, 3, NULL, &f), -EINVAL);
-	cr_assert_eq(exe_pool_submit_bytes(p, upper, "x", 1, &(struct exe_submit_opts){ .result_free = free }, &f),
-		     -EINVAL);
-	cr_assert_eq(exe_pool_submit_opts(p, square, NULL, &(struct exe_submit_opts){ .result_free = free }, &f),
-		     -EINVAL, "a worker's pointer cannot be freed here");
+	cr_assert_eq(
+	    exe_pool_submit_bytes(p, upper, "x", 1, &(struct exe_submit_opts){.result_free = free}, &f),
+	    -EINVAL);
+	cr_assert_eq(
+	    exe_pool_submit_opts(p, square, NULL, &(struct exe_submit_opts){.result_free = free}, &f),
+	    -EINVAL, "a worker's pointer cannot be freed here");
 	cr_assert_null(f);
 	cr_assert_eq(exe_process_pool_create(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_thread_pool_create(&tp, NULL), 0);
@@ -394,8 +396,8 @@ Test(process_pool, bad_arguments_return_einval)
 	exe_pool_destroy(tp);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &f), 0);
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0);
-	cr_assert_eq(exe_future_bytes(f, &(const void *){ NULL }, &(size_t){ 0 }), -EINVAL,
-		     "a pointer task has no bytes");
+	cr_assert_eq(exe_future_bytes(f, &(const void *){NULL}, &(size_t){0}), -EINVAL,
+	             "a pointer task has no bytes");
 	exe_future_unref(f);
 	exe_pool_destroy(p);
 }
@@ -456,7 +458,7 @@ static void crash_case(exe_task_fn *fn, int code, const char *needle)
 	expect_failure(crash, code, needle);
 	for (int i = 0; i < 4; i++) {
 		cr_assert_eq(exe_future_result(queued[i], &v, 20 * EXE_NS_PER_S), 0, "queued task %d: %s", i,
-			     exe_future_error(queued[i]));
+		             exe_future_error(queued[i]));
 		cr_assert_eq((intptr_t)v, (i + 2) * (i + 2));
 		exe_future_unref(queued[i]);
 	}
@@ -542,7 +544,7 @@ Test(process_pool, next_result_after_a_crash_arrives_quickly)
 Test(process_pool, task_past_its_timeout_fails_with_etimedout_and_worker_is_replaced)
 {
 	struct exe_pool *p = make_pool(1);
-	struct exe_submit_opts o = { .task_timeout_ns = 200 * EXE_NS_PER_MS };
+	struct exe_submit_opts o = {.task_timeout_ns = 200 * EXE_NS_PER_MS};
 	struct exe_future *f;
 	int64_t t0 = exe_now_ns();
 
@@ -557,7 +559,7 @@ Test(process_pool, task_past_its_timeout_fails_with_etimedout_and_worker_is_repl
 
 Test(process_pool, pool_task_timeout_applies_to_every_task)
 {
-	struct exe_pool_opts o = { .workers = 1, .task_timeout_ns = 150 * EXE_NS_PER_MS };
+	struct exe_pool_opts o = {.workers = 1, .task_timeout_ns = 150 * EXE_NS_PER_MS};
 	struct exe_pool *p = NULL;
 	struct exe_future *f;
 
@@ -572,7 +574,7 @@ Test(process_pool, pool_task_timeout_applies_to_every_task)
 Test(process_pool, cancel_with_kill_flag_kills_running_task)
 {
 	struct exe_pool *p = make_pool(1);
-	struct exe_submit_opts o = { .flags = EXE_SUBMIT_KILL_ON_CANCEL };
+	struct exe_submit_opts o = {.flags = EXE_SUBMIT_KILL_ON_CANCEL};
 	struct exe_future *f;
 
 	cr_assert_eq(exe_pool_submit_bytes(p, spin_forever, NULL, 0, &o, &f), 0);
@@ -692,7 +694,8 @@ static int echo(const void *in, size_t len, void **out, size_t *out_len)
 
 Test(process_pool, mib_payloads_round_trip_intact_in_any_size_order)
 {
-	static const size_t sizes[] = { 1u << 20, 1u << 20, 40000, 3u << 20, 1u << 20, 100, 20u << 20, 1u << 20 };
+	static const size_t sizes[] = {1u << 20, 1u << 20, 40000,     3u << 20,
+	                               1u << 20, 100,      20u << 20, 1u << 20};
 	struct exe_pool *p = make_pool(2);
 	size_t cap = (20u << 20) + 16;
 	unsigned char *in = malloc(cap);
@@ -801,21 +804,23 @@ static void **iota(size_t n)
 Test(process_pool, chunked_map_runs_10000_tiny_tasks_in_order)
 {
 	struct exe_pool *p = make_pool(2);
-	size_t n = 10000, bad = 0, chunks[] = { 64, 0, 1000, 5000 };
+	size_t n = 10000, bad = 0, chunks[] = {64, 0, 1000, 5000};
 	void **args = iota(n), **res = malloc(n * sizeof(*res));
 	struct exe_pool_stats st;
 	uint64_t before = 0;
 
 	for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
-		struct exe_map_opts o = { .timeout_ns = 50 * EXE_NS_PER_S, .chunk = chunks[k] };
+		struct exe_map_opts o = {.timeout_ns = 50 * EXE_NS_PER_S, .chunk = chunks[k]};
 		int64_t t0 = exe_now_ns();
 
 		memset(res, 0xff, n * sizeof(*res));
-		cr_assert_eq(exe_pool_map_opts(p, square, args, n, res, &o, &bad), 0, "chunk %zu: failed at %zu",
-			     chunks[k], bad);
-		cr_log_info("chunk %zu: %.3f us/element", chunks[k], (double)(exe_now_ns() - t0) / 1e3 / (double)n);
+		cr_assert_eq(exe_pool_map_opts(p, square, args, n, res, &o, &bad), 0,
+		             "chunk %zu: failed at %zu", chunks[k], bad);
+		cr_log_info("chunk %zu: %.3f us/element", chunks[k],
+		            (double)(exe_now_ns() - t0) / 1e3 / (double)n);
 		for (size_t i = 0; i < n; i++)
-			cr_assert_eq((intptr_t)res[i], (intptr_t)(i * i), "chunk %zu, element %zu", chunks[k], i);
+			cr_assert_eq((intptr_t)res[i], (intptr_t)(i * i), "chunk %zu, element %zu", chunks[k],
+			             i);
 		exe_pool_stats(p, &st);
 		/* One task per chunk (5000 is capped at 1024 per chunk). */
 		if (chunks[k] == 64)
@@ -829,7 +834,7 @@ Test(process_pool, chunked_map_runs_10000_tiny_tasks_in_order)
 	}
 	/* Tiny maps and the per-element path still work. */
 	{
-		struct exe_map_opts o = { .chunk = 1 };
+		struct exe_map_opts o = {.chunk = 1};
 
 		cr_assert_eq(exe_pool_map_opts(p, square, args + 3, 1, res, NULL, &bad), 0);
 		cr_assert_eq((intptr_t)res[0], 9);
@@ -846,7 +851,7 @@ Test(process_pool, chunked_map_runs_10000_tiny_tasks_in_order)
 Test(process_pool, chunked_map_stops_at_a_failure_mid_chunk)
 {
 	struct exe_pool *p;
-	struct exe_map_opts o = { .chunk = 64 };
+	struct exe_map_opts o = {.chunk = 64};
 	size_t n = 1000, bad = 0;
 	void **args = iota(n), **res = calloc(n, sizeof(*res));
 
@@ -880,7 +885,7 @@ Test(process_pool, chunked_map_stops_at_a_failure_mid_chunk)
 Test(process_pool, chunked_map_crash_mid_chunk_keeps_earlier_values_and_pool_goes_on)
 {
 	struct exe_pool *p = make_pool(2);
-	struct exe_map_opts o = { .chunk = 64 };
+	struct exe_map_opts o = {.chunk = 64};
 	struct exe_pool_stats st;
 	size_t n = 300, bad = 0;
 	void **args = iota(n), **res = calloc(n, sizeof(*res));
@@ -908,7 +913,7 @@ Test(process_pool, chunked_map_crash_mid_chunk_keeps_earlier_values_and_pool_goe
 Test(process_pool, chunked_map_times_out_with_etimedout)
 {
 	struct exe_pool *p = make_pool(2);
-	struct exe_map_opts o = { .timeout_ns = 200 * EXE_NS_PER_MS, .chunk = 4 };
+	struct exe_map_opts o = {.timeout_ns = 200 * EXE_NS_PER_MS, .chunk = 4};
 	size_t n = 200, bad = n;
 	void **args = malloc(n * sizeof(*args)), **res = calloc(n, sizeof(*res));
 	int64_t t0;
@@ -933,8 +938,8 @@ Test(process_pool, chunked_map_times_out_with_etimedout)
 
 Test(process_pool, chunk_time_limit_fails_the_element_that_ran_past_it)
 {
-	struct exe_pool_opts po = { .workers = 1, .task_timeout_ns = 100 * EXE_NS_PER_MS };
-	struct exe_map_opts o = { .chunk = 8 };
+	struct exe_pool_opts po = {.workers = 1, .task_timeout_ns = 100 * EXE_NS_PER_MS};
+	struct exe_map_opts o = {.chunk = 8};
 	struct exe_pool *p = NULL;
 	void *args[8], *res[8];
 	size_t bad = 99;
@@ -1016,9 +1021,9 @@ Test(process_pool, shutdown_cancel_pending_cancels_queued_and_finishes_running)
 
 Test(process_pool, destroy_kills_stragglers_after_grace_period)
 {
-	struct exe_pool_opts o = { .workers = 1 };
-	struct exe_process_pool_opts po = { .destroy_grace_ns = 300 * EXE_NS_PER_MS,
-					    .term_grace_ns = 50 * EXE_NS_PER_MS };
+	struct exe_pool_opts o = {.workers = 1};
+	struct exe_process_pool_opts po = {.destroy_grace_ns = 300 * EXE_NS_PER_MS,
+	                                   .term_grace_ns = 50 * EXE_NS_PER_MS};
 	struct exe_pool *p = NULL;
 	struct exe_future *f;
 	int64_t t0;
@@ -1035,7 +1040,7 @@ Test(process_pool, destroy_kills_stragglers_after_grace_period)
 
 Test(process_pool, recycling_with_a_backlog_runs_every_task_on_fresh_workers)
 {
-	struct exe_pool_opts o = { .workers = 2, .max_tasks_per_worker = 3 };
+	struct exe_pool_opts o = {.workers = 2, .max_tasks_per_worker = 3};
 	struct exe_pool *p = NULL;
 	struct exe_future *f[60];
 	struct exe_pool_stats st;
@@ -1050,7 +1055,7 @@ Test(process_pool, recycling_with_a_backlog_runs_every_task_on_fresh_workers)
 		void *v;
 
 		cr_assert_eq(exe_future_result(f[i], &v, 20 * EXE_NS_PER_S), 0, "task %d: %s", i,
-			     exe_future_error(f[i]));
+		             exe_future_error(f[i]));
 		pids[i] = (intptr_t)v;
 		exe_future_unref(f[i]);
 	}
@@ -1146,7 +1151,7 @@ Test(process_pool, workers_die_with_the_parent)
 		struct exe_pool *p = NULL;
 		struct exe_future *f;
 
-		if (exe_process_pool_create(&p, &(struct exe_pool_opts){ .workers = 1 }))
+		if (exe_process_pool_create(&p, &(struct exe_pool_opts){.workers = 1}))
 			_exit(1);
 		exe_pool_submit(p, publish_pid_and_hang, NULL, &f);
 		while (!shm->pid)

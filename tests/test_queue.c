@@ -131,7 +131,7 @@ Test(queue, priority_keeps_put_order_for_equal_priorities)
 		int p = (int)(I(v) >> 20);
 		cr_assert_eq(pr, p);
 		cr_assert_eq(I(v) & 0xfffff, next[p], "priority %d: got #%zu, want #%zu", p,
-			     (size_t)(I(v) & 0xfffff), (size_t)next[p]);
+		             (size_t)(I(v) & 0xfffff), (size_t)next[p]);
 		next[p]++;
 		/* Every lower priority is exhausted before a higher one starts. */
 		for (int lower = 0; lower < p; lower++)

@@ -39,7 +39,7 @@ static char *raw(const char *header, const char *body, size_t *n)
 
 Test(remote_proto, exec_frame_round_trips)
 {
-	struct rp_header h = { .type = RP_EXEC, .id = 42, .timeout_ms = 250 }, g;
+	struct rp_header h = {.type = RP_EXEC, .id = 42, .timeout_ms = 250}, g;
 	const void *body;
 	size_t n;
 	char *f;
@@ -59,10 +59,14 @@ Test(remote_proto, exec_frame_round_trips)
 
 Test(remote_proto, out_exit_and_error_frames_round_trip)
 {
-	struct rp_header o = { .type = RP_OUT, .id = 1, .stream = RP_STDERR };
-	struct rp_header x = { .type = RP_EXIT, .id = 1, .exit_status = -9, .timed_out = true,
-			       .stdout_size = 3, .stderr_size = 4 };
-	struct rp_header e = { .type = RP_ERROR, .id = 2 }, g;
+	struct rp_header o = {.type = RP_OUT, .id = 1, .stream = RP_STDERR};
+	struct rp_header x = {.type = RP_EXIT,
+	                      .id = 1,
+	                      .exit_status = -9,
+	                      .timed_out = true,
+	                      .stdout_size = 3,
+	                      .stderr_size = 4};
+	struct rp_header e = {.type = RP_ERROR, .id = 2}, g;
 	const void *body;
 	size_t n;
 	char *f;
@@ -87,7 +91,7 @@ Test(remote_proto, out_exit_and_error_frames_round_trip)
 
 Test(remote_proto, every_prefix_of_a_frame_asks_for_more)
 {
-	struct rp_header h = { .type = RP_OUT, .id = 3, .stream = RP_STDOUT }, g;
+	struct rp_header h = {.type = RP_OUT, .id = 3, .stream = RP_STDOUT}, g;
 	const void *body;
 	size_t n;
 	char *f = frame_of(&h, "hello world", 11, &n);
@@ -105,7 +109,7 @@ Test(remote_proto, every_prefix_of_a_frame_asks_for_more)
 
 Test(remote_proto, two_frames_back_to_back_parse_one_at_a_time)
 {
-	struct rp_header h = { .type = RP_OUT, .id = 1 }, g;
+	struct rp_header h = {.type = RP_OUT, .id = 1}, g;
 	const void *body;
 	size_t n1, n2;
 	char *a = frame_of(&h, "one", 3, &n1), *b = frame_of(&h, "two!", 4, &n2);
@@ -126,7 +130,7 @@ Test(remote_proto, header_length_out_of_range_is_emsgsize)
 	struct rp_header g;
 	const void *body;
 	const char *why = NULL;
-	unsigned char zero[4] = { 0 }, huge[4] = { 0xff, 0xff, 0xff, 0xff };
+	unsigned char zero[4] = {0}, huge[4] = {0xff, 0xff, 0xff, 0xff};
 
 	cr_assert_eq(rp_parse(zero, 4, 64, &g, &body, &why), -EMSGSIZE);
 	cr_assert_not_null(why);
@@ -135,7 +139,7 @@ Test(remote_proto, header_length_out_of_range_is_emsgsize)
 
 Test(remote_proto, body_over_the_limit_is_emsgsize_before_it_arrives)
 {
-	struct rp_header h = { .type = RP_OUT, .id = 1 }, g;
+	struct rp_header h = {.type = RP_OUT, .id = 1}, g;
 	const void *body;
 	size_t n;
 	char *f = frame_of(&h, "0123456789", 10, &n);
@@ -147,7 +151,7 @@ Test(remote_proto, body_over_the_limit_is_emsgsize_before_it_arrives)
 
 Test(remote_proto, body_not_matching_its_hash_is_ebadmsg)
 {
-	struct rp_header h = { .type = RP_OUT, .id = 1 }, g;
+	struct rp_header h = {.type = RP_OUT, .id = 1}, g;
 	const void *body;
 	size_t n;
 	char *f = frame_of(&h, "payload", 7, &n);
@@ -160,26 +164,29 @@ Test(remote_proto, body_not_matching_its_hash_is_ebadmsg)
 Test(remote_proto, malformed_headers_are_ebadmsg)
 {
 	static const char *bad[] = {
-		"not json",
-		"[1,2]",
-		"\"exec\"",
-		"{}",
-		"{\"type\":\"exec\"}",
-		"{\"type\":\"launch\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\"}",
-		"{\"type\":\"exec\",\"id\":-1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
-		"{\"type\":\"exec\",\"id\":1.5,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
-		"{\"type\":\"exec\",\"id\":1,\"total_size\":\"0\",\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
-		"{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"xyz\",\"token\":\"t\"}",
-		"{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"CBF29CE484222325\",\"token\":\"t\"}",
-		"{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\"}",
-		"{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\\u0000x\"}",
-		"{\"type\":\"exec\",\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
-		"{\"type\":\"out\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"stream\":\"stdin\"}",
-		"{\"type\":\"exit\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"exit_status\":999,"
-		"\"stdout_size\":0,\"stderr_size\":0}",
-		"{\"type\":\"exit\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"exit_status\":0}",
-		"{\"type\":\"error\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"error\":7}",
-		"{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"} trailing",
+	    "not json",
+	    "[1,2]",
+	    "\"exec\"",
+	    "{}",
+	    "{\"type\":\"exec\"}",
+	    "{\"type\":\"launch\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\"}",
+	    "{\"type\":\"exec\",\"id\":-1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
+	    "{\"type\":\"exec\",\"id\":1.5,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":\"0\",\"hash\":\"cbf29ce484222325\",\"token\":\"t\"}",
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"xyz\",\"token\":\"t\"}",
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"CBF29CE484222325\",\"token\":\"t\"}",
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\"}",
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":"
+	    "\"t\\u0000x\"}",
+	    "{\"type\":\"exec\",\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\","
+	    "\"token\":\"t\"}",
+	    "{\"type\":\"out\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"stream\":\"stdin\"}",
+	    "{\"type\":\"exit\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"exit_status\":999,"
+	    "\"stdout_size\":0,\"stderr_size\":0}",
+	    "{\"type\":\"exit\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"exit_status\":0}",
+	    "{\"type\":\"error\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"error\":7}",
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"t\"} "
+	    "trailing",
 	};
 	struct rp_header g;
 	const void *body;
@@ -203,9 +210,10 @@ Test(remote_proto, a_token_too_long_is_refused)
 	size_t n;
 	char *f;
 
-	snprintf(header, sizeof(header),
-		 "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"%0*d\"}",
-		 (int)RP_TOKEN_MAX + 1, 0);
+	snprintf(
+	    header, sizeof(header),
+	    "{\"type\":\"exec\",\"id\":1,\"total_size\":0,\"hash\":\"cbf29ce484222325\",\"token\":\"%0*d\"}",
+	    (int)RP_TOKEN_MAX + 1, 0);
 	f = raw(header, "", &n);
 	cr_assert_eq(rp_parse(f, n, 64, &g, &body, NULL), -EBADMSG);
 	free(f);
@@ -213,7 +221,7 @@ Test(remote_proto, a_token_too_long_is_refused)
 
 Test(remote_proto, encode_refuses_oversized_bodies_and_bad_types)
 {
-	struct rp_header h = { .type = RP_OUT };
+	struct rp_header h = {.type = RP_OUT};
 	char *f;
 	size_t n;
 

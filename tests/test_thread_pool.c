@@ -19,7 +19,7 @@ TestSuite(thread_pool, .timeout = 60);
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
 	nanosleep(&ts, NULL);
 }
@@ -27,7 +27,7 @@ static void sleep_ms(int ms)
 static struct exe_pool *make_pool(unsigned workers, size_t capacity)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = workers, .queue_capacity = capacity, .name = "tp" };
+	struct exe_pool_opts o = {.workers = workers, .queue_capacity = capacity, .name = "tp"};
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
 	return p;
@@ -105,8 +105,8 @@ Test(thread_pool, bad_arguments_return_einval)
 	cr_assert_eq(exe_pool_submit(p, NULL, NULL, &f), -EINVAL);
 	cr_assert_null(f);
 	cr_assert_eq(exe_pool_submit(NULL, square, NULL, &f), -EINVAL);
-	cr_assert_eq(exe_pool_submit_opts(p, square, NULL, &(struct exe_submit_opts){ .flags = 1u << 7 }, &f),
-		     -EINVAL);
+	cr_assert_eq(exe_pool_submit_opts(p, square, NULL, &(struct exe_submit_opts){.flags = 1u << 7}, &f),
+	             -EINVAL);
 	cr_assert_eq(exe_pool_shutdown(p, 1u << 9), -EINVAL);
 	cr_assert_eq(exe_thread_pool_create(NULL, NULL), -EINVAL);
 	exe_pool_destroy(p);
@@ -175,9 +175,9 @@ static int get_thread_name(void *arg, void **result)
 Test(thread_pool, workers_are_named_name_dash_index)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 2, .name = "pix", .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 2, .name = "pix", .no_caller_runs = true};
 	struct exe_future *f;
-	struct exe_submit_opts so = { .result_free = free };
+	struct exe_submit_opts so = {.result_free = free};
 	void *v;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
@@ -191,12 +191,12 @@ Test(thread_pool, workers_are_named_name_dash_index)
 Test(thread_pool, long_names_are_truncated_not_refused)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .name = "averyveryverylongname", .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .name = "averyveryverylongname", .no_caller_runs = true};
 	struct exe_future *f;
 	void *v;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
-	exe_pool_submit_opts(p, get_thread_name, NULL, &(struct exe_submit_opts){ .result_free = free }, &f);
+	exe_pool_submit_opts(p, get_thread_name, NULL, &(struct exe_submit_opts){.result_free = free}, &f);
 	cr_assert_eq(exe_future_result(f, &v, EXE_FOREVER), 0);
 	cr_assert_str_eq(v, "averyveryverylo");
 	exe_future_unref(f);
@@ -215,7 +215,7 @@ static int count_init(void *arg)
 Test(thread_pool, init_runs_once_on_each_worker)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 3, .init = count_init };
+	struct exe_pool_opts o = {.workers = 3, .init = count_init};
 	struct exe_future *fs[30];
 
 	atomic_store(&init_calls, 0);
@@ -239,7 +239,7 @@ static int failing_init(void *arg)
 Test(thread_pool, failing_init_breaks_the_pool_with_a_clear_error)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .init = failing_init, .name = "brk" };
+	struct exe_pool_opts o = {.workers = 1, .init = failing_init, .name = "brk"};
 	struct exe_future *f = NULL;
 	struct exe_pool_stats st;
 	int rc;
@@ -299,16 +299,18 @@ Test(thread_pool, blocking_submit_waits_for_room)
 {
 	struct exe_pool *p = make_pool(1, 1);
 	struct exe_future *gate, *blocker, *a, *b;
-	struct exe_submit_opts block = { .flags = EXE_SUBMIT_BLOCK };
+	struct exe_submit_opts block = {.flags = EXE_SUBMIT_BLOCK};
 	pthread_t t;
 
 	exe_future_create(&gate);
 	exe_pool_submit(p, wait_gate, exe_future_ref(gate), &blocker);
 	wait_running(p, 1);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &a), 0);
-	cr_assert_eq(exe_pool_submit_opts(p, square, NULL, &(struct exe_submit_opts){
-			     .flags = EXE_SUBMIT_BLOCK, .block_timeout_ns = 5 * EXE_NS_PER_MS }, &b),
-		     -ETIMEDOUT);
+	cr_assert_eq(exe_pool_submit_opts(p, square, NULL,
+	                                  &(struct exe_submit_opts){.flags = EXE_SUBMIT_BLOCK,
+	                                                            .block_timeout_ns = 5 * EXE_NS_PER_MS},
+	                                  &b),
+	             -ETIMEDOUT);
 	pthread_create(&t, NULL, open_gate_later, gate);
 	cr_assert_eq(exe_pool_submit_opts(p, square, (void *)(intptr_t)3, &block, &b), 0);
 	cr_assert_eq(exe_future_result(b, NULL, EXE_FOREVER), 0);
@@ -324,7 +326,7 @@ Test(thread_pool, blocked_submitter_is_released_by_shutdown)
 {
 	struct exe_pool *p = make_pool(1, 1);
 	struct exe_future *gate, *blocker, *a, *b = NULL;
-	struct exe_submit_opts block = { .flags = EXE_SUBMIT_BLOCK };
+	struct exe_submit_opts block = {.flags = EXE_SUBMIT_BLOCK};
 	pthread_t t;
 
 	exe_future_create(&gate);
@@ -447,7 +449,7 @@ static int submit_child(void *arg, void **result)
 Test(thread_pool, task_waiting_on_task_of_same_one_worker_pool_does_not_deadlock)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 	struct exe_future *f;
 	void *v;
 
@@ -466,7 +468,7 @@ struct fib_arg {
 
 static int fib(void *arg, void **result)
 {
-	struct fib_arg *a = arg, l = { a->pool, a->n - 1 }, r = { a->pool, a->n - 2 };
+	struct fib_arg *a = arg, l = {a->pool, a->n - 1}, r = {a->pool, a->n - 2};
 	struct exe_future *fl, *fr;
 	void *vl, *vr;
 
@@ -487,7 +489,7 @@ static int fib(void *arg, void **result)
 Test(thread_pool, recursive_nested_waits_complete_on_one_worker)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 	struct fib_arg a;
 	struct exe_future *f;
 	void *v;
@@ -511,7 +513,7 @@ static int shutdown_self(void *arg, void **result)
 Test(thread_pool, shutdown_with_wait_inside_own_task_returns_edeadlk)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 	struct exe_future *f;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
@@ -531,7 +533,7 @@ static int current_thread(void *arg, void **result)
 Test(thread_pool, no_caller_runs_keeps_tasks_on_pool_threads)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
 	for (int i = 0; i < 200; i++) {
@@ -579,7 +581,7 @@ static int record_cb_thread(struct exe_future *f, void *arg)
 Test(thread_pool, done_callback_runs_on_the_finishing_worker)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 	struct exe_future *gate, *f;
 	void *worker;
 
@@ -652,8 +654,8 @@ Test(thread_pool, result_free_function_runs_when_future_is_freed)
 	struct exe_future *f;
 
 	atomic_store(&freed, 0);
-	exe_pool_submit_opts(p, square, (void *)(intptr_t)2, &(struct exe_submit_opts){ .result_free = count_free },
-			     &f);
+	exe_pool_submit_opts(p, square, (void *)(intptr_t)2,
+	                     &(struct exe_submit_opts){.result_free = count_free}, &f);
 	exe_future_wait(f, EXE_FOREVER);
 	cr_assert_eq(atomic_load(&freed), 0);
 	exe_future_unref(f);
@@ -822,7 +824,7 @@ Test(thread_pool, map_stops_at_the_first_failure_in_order_and_cancels_the_rest)
 Test(thread_pool, map_with_deadline_returns_etimedout)
 {
 	struct exe_pool *p = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true};
 	void *args[200], *results[200];
 	size_t at = 0;
 
@@ -842,7 +844,7 @@ Test(thread_pool, map_of_nothing_succeeds_and_bad_input_fails)
 	cr_assert_eq(exe_pool_map(p, NULL, NULL, 0, NULL, EXE_FOREVER, NULL), -EINVAL);
 	exe_pool_shutdown(p, 0);
 	{
-		void *args[1] = { NULL }, *res[1];
+		void *args[1] = {NULL}, *res[1];
 
 		cr_assert_eq(exe_pool_map(p, square, args, 1, res, EXE_FOREVER, NULL), -ESHUTDOWN);
 	}
@@ -872,7 +874,7 @@ static void refused_hook(const char *what, int code, const char *msg, void *arg)
 Test(thread_pool, on_done_in_runs_the_callback_on_the_named_pool)
 {
 	struct exe_pool *work = make_pool(1, 0), *cbs = NULL;
-	struct exe_pool_opts o = { .workers = 1, .no_caller_runs = true, .name = "cbs" };
+	struct exe_pool_opts o = {.workers = 1, .no_caller_runs = true, .name = "cbs"};
 	struct exe_future *f;
 
 	cr_assert_eq(exe_thread_pool_create(&cbs, &o), 0);
@@ -917,7 +919,7 @@ static int fail_at_7(void *arg, void **result)
 Test(thread_pool, map_opts_runs_per_element_whatever_the_chunk)
 {
 	struct exe_pool *p = make_pool(2, 4);
-	struct exe_map_opts o = { .timeout_ns = 10 * EXE_NS_PER_S, .chunk = 16 };
+	struct exe_map_opts o = {.timeout_ns = 10 * EXE_NS_PER_S, .chunk = 16};
 	void *args[100], *res[100];
 	size_t bad = 0;
 

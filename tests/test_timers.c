@@ -122,8 +122,9 @@ IO_TEST(timers, fire_in_deadline_order)
 	cr_assert_geq(exe_wait(f, ORDER_N, EXE_WAIT_ALL, WAIT), 0);
 	cr_assert_eq(atomic_load(&o.n), ORDER_N);
 	for (i = 1; i < ORDER_N; i++)
-		cr_assert_leq(o.deadline[o.fired[i - 1]], o.deadline[o.fired[i]] + slack + 100 * EXE_NS_PER_US,
-			      "firing %d out of order", i);
+		cr_assert_leq(o.deadline[o.fired[i - 1]],
+		              o.deadline[o.fired[i]] + slack + 100 * EXE_NS_PER_US, "firing %d out of order",
+		              i);
 	for (i = 0; i < ORDER_N; i++)
 		exe_future_unref(f[i]);
 }
@@ -176,7 +177,8 @@ IO_TEST(timers, call_every_keeps_a_fixed_rate)
 	for (k = 1; k <= TICKS; k++) {
 		/* Each tick against start + k * interval: never early. */
 		late[k] = t.at[k] - (t0 + k * interval);
-		cr_assert_geq(late[k], -EXE_NS_PER_MS / 10, "tick %d early by %lld ns", k, (long long)-late[k]);
+		cr_assert_geq(late[k], -EXE_NS_PER_MS / 10, "tick %d early by %lld ns", k,
+		              (long long)-late[k]);
 		if (late[k] > worst)
 			worst = late[k];
 	}
@@ -188,10 +190,10 @@ IO_TEST(timers, call_every_keeps_a_fixed_rate)
 	 * in either group does not decide it. */
 	head = median_of(&late[1], 20);
 	tail = median_of(&late[TICKS - 19], 20);
-	cr_assert_lt(tail - head, EXE_NS_PER_MS, "lateness grew from %lld ns to %lld ns: drift", (long long)head,
-		     (long long)tail);
+	cr_assert_lt(tail - head, EXE_NS_PER_MS, "lateness grew from %lld ns to %lld ns: drift",
+	             (long long)head, (long long)tail);
 	fprintf(stderr, "call_every: median lateness first 20 %lld ns, last 20 %lld ns, worst %lld ns\n",
-		(long long)head, (long long)tail, (long long)worst);
+	        (long long)head, (long long)tail, (long long)worst);
 	exe_future_unref(f);
 }
 
@@ -206,11 +208,11 @@ IO_TEST(timers, cancel_stops_call_every)
 	_Atomic int n = 0;
 	struct exe_future *f;
 	int before;
-	struct timespec ts = { 0, 30 * 1000000 };
+	struct timespec ts = {0, 30 * 1000000};
 
 	cr_assert_eq(exe_call_every(io, EXE_NS_PER_MS, count_tick, &n, &f), 0);
 	while (atomic_load(&n) < 5)
-		nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+		nanosleep(&(struct timespec){0, 100000}, NULL);
 	cr_assert_eq(exe_future_cancel(f), -EBUSY);
 	cr_assert_eq(exe_future_result(f, NULL, WAIT), -ECANCELED);
 	before = atomic_load(&n);
@@ -308,8 +310,8 @@ IO_TEST(timers, hundred_thousand_armed_then_cancelled)
 	t0 = exe_now_ns();
 	for (i = 0; i < N; i++)
 		cr_assert_eq(exe_call_later(io, 10 * EXE_NS_PER_S + (i % 1000) * EXE_NS_PER_US, count_tick,
-					    &ran, &fs[i]),
-			     0);
+		                            &ran, &fs[i]),
+		             0);
 	t_arm = exe_now_ns();
 	for (i = 0; i < N; i++)
 		cr_assert_eq(exe_future_cancel(fs[i]), 0);
@@ -319,7 +321,7 @@ IO_TEST(timers, hundred_thousand_armed_then_cancelled)
 		exe_future_unref(fs[i]);
 	}
 	fprintf(stderr, "arm %lld ns/timer, cancel %lld ns/timer\n", (long long)((t_arm - t0) / N),
-		(long long)((t_cancel - t_arm) / N));
+	        (long long)((t_cancel - t_arm) / N));
 	/* Arming keeps working after mass cancellation (compaction). */
 	for (i = 0; i < N; i++) {
 		cr_assert_eq(exe_call_later(io, 10 * EXE_NS_PER_S, count_tick, &ran, &fs[i]), 0);
@@ -340,7 +342,7 @@ static int arm_another(void *arg)
 
 IO_TEST(timers, a_timer_function_may_arm_timers)
 {
-	struct exe_future *slot[2] = { NULL, (struct exe_future *)io };
+	struct exe_future *slot[2] = {NULL, (struct exe_future *)io};
 	struct exe_future *f;
 
 	cr_assert_eq(exe_call_later(io, EXE_NS_PER_MS, arm_another, slot, &f), 0);
@@ -359,7 +361,7 @@ IO_TEST(timers, fire_and_forget_timers_need_no_future)
 	for (i = 0; i < 100; i++)
 		cr_assert_eq(exe_call_later(io, i * EXE_NS_PER_US, count_tick, &n, NULL), 0);
 	for (i = 0; i < 2000 && atomic_load(&n) < 100; i++)
-		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
 	cr_assert_eq(atomic_load(&n), 100);
 }
 
@@ -377,7 +379,7 @@ static void destroy_timers_body(int backend)
 		cr_assert_eq(exe_io_sleep(io, 60 * EXE_NS_PER_S, &fs[i]), 0);
 	cr_assert_eq(exe_call_every(io, EXE_NS_PER_MS, count_tick, &n, &every), 0);
 	while (atomic_load(&n) < 2)
-		nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+		nanosleep(&(struct timespec){0, 100000}, NULL);
 	/* Fire-and-forget pending timers are freed too (ASan checks). */
 	cr_assert_eq(exe_call_later(io, 60 * EXE_NS_PER_S, count_tick, &n, NULL), 0);
 	cr_assert_eq(exe_call_later(io, 60 * EXE_NS_PER_S, count_tick, &n, &late), 0);
@@ -392,5 +394,11 @@ static void destroy_timers_body(int backend)
 	exe_future_unref(late);
 }
 
-Test(timers_uring, destroy_finishes_every_timer) { destroy_timers_body(EXE_IO_URING); }
-Test(timers_fallback, destroy_finishes_every_timer) { destroy_timers_body(EXE_IO_FALLBACK); }
+Test(timers_uring, destroy_finishes_every_timer)
+{
+	destroy_timers_body(EXE_IO_URING);
+}
+Test(timers_fallback, destroy_finishes_every_timer)
+{
+	destroy_timers_body(EXE_IO_FALLBACK);
+}

@@ -20,7 +20,7 @@ TestSuite(as_completed, .timeout = 60);
 
 static void sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -79,7 +79,9 @@ static void *script_main(void *arg)
 
 		sleep_ms(st->delay_ms);
 		switch (st->what) {
-		case DO_RESULT: s->rcs[i] = exe_future_set_result(st->f, (void *)(uintptr_t)(i + 1), NULL); break;
+		case DO_RESULT:
+			s->rcs[i] = exe_future_set_result(st->f, (void *)(uintptr_t)(i + 1), NULL);
+			break;
 		case DO_ERROR: s->rcs[i] = exe_future_set_error(st->f, st->code, "step %zu failed", i); break;
 		case DO_CANCEL: s->rcs[i] = exe_future_cancel(st->f); break;
 		}
@@ -90,7 +92,7 @@ static void *script_main(void *arg)
 static void script_add(struct script *s, struct exe_future *f, long delay_ms, enum action what, int code)
 {
 	cr_assert_lt(s->n, MAX_STEPS);
-	s->steps[s->n++] = (struct step){ f, delay_ms, what, code };
+	s->steps[s->n++] = (struct step){f, delay_ms, what, code};
 }
 
 static void script_start(struct script *s)
@@ -156,7 +158,7 @@ static int where_task(void *arg, void **result)
 
 static struct exe_pool *pool_of(unsigned workers, bool no_caller_runs)
 {
-	struct exe_pool_opts o = { .workers = workers, .no_caller_runs = no_caller_runs };
+	struct exe_pool_opts o = {.workers = workers, .no_caller_runs = no_caller_runs};
 	struct exe_pool *p = NULL;
 
 	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
@@ -168,7 +170,7 @@ static struct exe_pool *pool_of(unsigned workers, bool no_caller_runs)
 Test(wait, all_returns_when_every_future_was_completed_by_other_threads)
 {
 	struct exe_future *fs[3];
-	struct script s = { 0 };
+	struct script s = {0};
 	int i;
 
 	promises(fs, 3);
@@ -188,7 +190,7 @@ Test(wait, all_returns_when_every_future_was_completed_by_other_threads)
 Test(wait, all_with_a_bound_returns_the_count_when_completed_in_time)
 {
 	struct exe_future *fs[2];
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 2);
 	script_add(&s, fs[0], 10, DO_RESULT, 0);
@@ -202,7 +204,7 @@ Test(wait, all_with_a_bound_returns_the_count_when_completed_in_time)
 Test(wait, any_returns_as_soon_as_one_finishes)
 {
 	struct exe_future *fs[3];
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 3);
 	script_add(&s, fs[1], 20, DO_RESULT, 0);
@@ -220,7 +222,7 @@ Test(wait, any_returns_as_soon_as_one_finishes)
 Test(wait, any_counts_a_failure_as_finished)
 {
 	struct exe_future *fs[2];
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 2);
 	script_add(&s, fs[0], 20, DO_ERROR, -EIO);
@@ -235,7 +237,7 @@ Test(wait, any_counts_a_failure_as_finished)
 Test(wait, first_error_returns_on_the_first_failure)
 {
 	struct exe_future *fs[3];
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 3);
 	script_add(&s, fs[0], 10, DO_RESULT, 0);
@@ -265,7 +267,7 @@ Test(wait, first_error_does_not_return_on_a_success_alone)
 Test(wait, first_error_counts_a_cancel_as_an_error)
 {
 	struct exe_future *fs[3];
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 3);
 	script_add(&s, fs[2], 20, DO_CANCEL, 0);
@@ -282,7 +284,7 @@ Test(wait, first_error_counts_a_cancel_as_an_error)
 Test(wait, first_error_without_failures_waits_for_all)
 {
 	struct exe_future *fs[3];
-	struct script s = { 0 };
+	struct script s = {0};
 	int i;
 
 	promises(fs, 3);
@@ -375,14 +377,14 @@ Test(wait, cancellation_wakes_a_waiter_at_once)
 	struct bg_wait b;
 
 	promises(fs, 2);
-	b = (struct bg_wait){ .fs = fs, .n = 2, .mode = EXE_WAIT_ANY, .timeout_ns = 30 * EXE_NS_PER_S };
+	b = (struct bg_wait){.fs = fs, .n = 2, .mode = EXE_WAIT_ANY, .timeout_ns = 30 * EXE_NS_PER_S};
 	bg_wait_start(&b);
 	cr_assert_eq(b.rc, 1, "the wait returned before anything finished");
 	cr_assert_eq(exe_future_cancel(fs[1]), 0);
 	cr_assert_eq(pthread_join(b.thread, NULL), 0);
 	cr_assert_eq(b.rc, 1);
 	cr_assert_lt(b.took_ms, 15000, "woken by the cancel, not by its 30 s bound (took %lld ms)",
-		     (long long)b.took_ms);
+	             (long long)b.took_ms);
 	cr_assert_eq(exe_future_state(fs[0]), EXE_FUTURE_PENDING);
 	unref_all(fs, 2);
 }
@@ -394,7 +396,7 @@ Test(wait, cancellation_wakes_an_all_waiter_when_it_is_the_last)
 
 	promises(fs, 2);
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
-	b = (struct bg_wait){ .fs = fs, .n = 2, .mode = EXE_WAIT_ALL, .timeout_ns = 30 * EXE_NS_PER_S };
+	b = (struct bg_wait){.fs = fs, .n = 2, .mode = EXE_WAIT_ALL, .timeout_ns = 30 * EXE_NS_PER_S};
 	bg_wait_start(&b);
 	cr_assert_eq(exe_future_cancel(fs[1]), 0);
 	cr_assert_eq(pthread_join(b.thread, NULL), 0);
@@ -406,8 +408,8 @@ Test(wait, cancellation_wakes_an_all_waiter_when_it_is_the_last)
 Test(wait, duplicates_are_waited_for_and_counted_once)
 {
 	struct exe_future *a = promise(), *b = promise();
-	struct exe_future *fs[4] = { a, a, b, a };
-	struct script s = { 0 };
+	struct exe_future *fs[4] = {a, a, b, a};
+	struct script s = {0};
 
 	cr_assert_eq(exe_future_set_result(a, NULL, NULL), 0);
 	cr_assert_eq(exe_wait(fs, 4, EXE_WAIT_ANY, 0), 1, "one distinct future finished");
@@ -424,8 +426,8 @@ Test(wait, duplicates_are_waited_for_and_counted_once)
 Test(wait, duplicates_of_a_pending_future_are_woken_together)
 {
 	struct exe_future *a = promise();
-	struct exe_future *fs[3] = { a, a, a };
-	struct script s = { 0 };
+	struct exe_future *fs[3] = {a, a, a};
+	struct script s = {0};
 
 	script_add(&s, a, 20, DO_CANCEL, 0);
 	script_start(&s);
@@ -437,7 +439,7 @@ Test(wait, duplicates_of_a_pending_future_are_woken_together)
 Test(wait, null_entries_and_bad_arguments_return_einval)
 {
 	struct exe_future *a = promise();
-	struct exe_future *fs[3] = { a, NULL, a };
+	struct exe_future *fs[3] = {a, NULL, a};
 
 	cr_assert_eq(exe_wait(fs, 3, EXE_WAIT_ALL, 0), -EINVAL);
 	cr_assert_eq(exe_wait(fs, 3, EXE_WAIT_ANY, EXE_FOREVER), -EINVAL, "checked before waiting");
@@ -451,7 +453,8 @@ Test(wait, an_empty_array_returns_zero_at_once_in_every_mode)
 {
 	cr_assert_eq(exe_wait(NULL, 0, EXE_WAIT_ALL, EXE_FOREVER), 0);
 	cr_assert_eq(exe_wait(NULL, 0, EXE_WAIT_FIRST_ERROR, EXE_FOREVER), 0);
-	cr_assert_eq(exe_wait(NULL, 0, EXE_WAIT_ANY, 10 * EXE_NS_PER_S), 0, "nothing can ever finish: no waiting");
+	cr_assert_eq(exe_wait(NULL, 0, EXE_WAIT_ANY, 10 * EXE_NS_PER_S), 0,
+	             "nothing can ever finish: no waiting");
 	cr_assert_eq(exe_wait(NULL, 0, EXE_WAIT_ANY, 0), 0);
 }
 
@@ -512,7 +515,7 @@ Test(wait, all_over_many_futures_completed_by_several_threads)
 	for (round = 0; round < 50; round++) {
 		promises(fs, MANY);
 		for (t = 0; t < MANY_THREADS; t++) {
-			args[t] = (struct many_arg){ fs, t };
+			args[t] = (struct many_arg){fs, t};
 			cr_assert_eq(pthread_create(&th[t], NULL, many_main, &args[t]), 0);
 		}
 		cr_assert_eq(exe_wait(fs, MANY, EXE_WAIT_ALL, 20 * EXE_NS_PER_S), MANY);
@@ -527,9 +530,9 @@ Test(wait, all_over_many_futures_completed_by_several_threads)
 Test(wait, mixes_pool_tasks_and_promises)
 {
 	struct exe_pool *p = pool_of(2, true);
-	struct where w = { 0 };
-	struct exe_future *fs[2] = { NULL, promise() };
-	struct script s = { 0 };
+	struct where w = {0};
+	struct exe_future *fs[2] = {NULL, promise()};
+	struct script s = {0};
 
 	cr_assert_eq(exe_pool_submit(p, where_task, &w, &fs[0]), 0);
 	script_add(&s, fs[1], 10, DO_RESULT, 0);
@@ -545,8 +548,8 @@ Test(wait, an_infinite_wait_runs_a_queued_task_on_the_caller_when_the_worker_is_
 {
 	struct exe_pool *p = pool_of(1, false);
 	struct exe_future *blocker = NULL, *f = NULL;
-	struct gate g = { 0 };
-	struct where w = { 0 };
+	struct gate g = {0};
+	struct where w = {0};
 	void *v = NULL;
 
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
@@ -554,7 +557,7 @@ Test(wait, an_infinite_wait_runs_a_queued_task_on_the_caller_when_the_worker_is_
 	cr_assert_eq(exe_pool_submit(p, where_task, &w, &f), 0);
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_PENDING);
 	cr_assert_eq(exe_wait(&f, 1, EXE_WAIT_ALL, 50 * EXE_NS_PER_MS), -ETIMEDOUT,
-		     "a bounded wait never runs the task itself");
+	             "a bounded wait never runs the task itself");
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_PENDING);
 	cr_assert_eq(exe_wait(&f, 1, EXE_WAIT_ALL, EXE_FOREVER), 1);
 	cr_assert_eq(atomic_load(&w.runs), 1);
@@ -573,8 +576,8 @@ Test(wait, future_wait_forever_also_runs_the_queued_task_on_the_caller)
 {
 	struct exe_pool *p = pool_of(1, false);
 	struct exe_future *blocker = NULL, *f = NULL;
-	struct gate g = { 0 };
-	struct where w = { 0 };
+	struct gate g = {0};
+	struct where w = {0};
 
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
 	gate_wait_entered(&g);
@@ -591,14 +594,14 @@ Test(wait, with_no_caller_runs_the_task_waits_for_the_worker)
 {
 	struct exe_pool *p = pool_of(1, true);
 	struct exe_future *blocker = NULL, *f = NULL;
-	struct gate g = { 0 };
-	struct where w = { 0 };
+	struct gate g = {0};
+	struct where w = {0};
 	struct bg_wait b;
 
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
 	gate_wait_entered(&g);
 	cr_assert_eq(exe_pool_submit(p, where_task, &w, &f), 0);
-	b = (struct bg_wait){ .fs = &f, .n = 1, .mode = EXE_WAIT_ALL, .timeout_ns = EXE_FOREVER };
+	b = (struct bg_wait){.fs = &f, .n = 1, .mode = EXE_WAIT_ALL, .timeout_ns = EXE_FOREVER};
 	bg_wait_start(&b);
 	cr_assert_eq(b.rc, 1, "the waiter returned while the only worker was busy");
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_PENDING);
@@ -628,7 +631,7 @@ Test(as_completed, yields_in_finish_order_then_returns_zero)
 {
 	struct exe_future *fs[3], *f = NULL;
 	struct exe_as_completed *it;
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 3);
 	it = iter(fs, 3, 20 * EXE_NS_PER_S);
@@ -674,7 +677,7 @@ Test(as_completed, yields_futures_completed_before_the_call_in_finish_order)
 Test(as_completed, yields_each_distinct_future_once)
 {
 	struct exe_future *a = promise(), *b = promise(), *f = NULL;
-	struct exe_future *fs[5] = { a, b, a, a, b };
+	struct exe_future *fs[5] = {a, b, a, a, b};
 	struct exe_as_completed *it = iter(fs, 5, EXE_FOREVER);
 	int seen_a = 0, seen_b = 0;
 
@@ -696,7 +699,7 @@ Test(as_completed, returns_etimedout_at_the_deadline_then_keeps_working)
 {
 	struct exe_future *fs[2], *f = NULL;
 	struct exe_as_completed *it;
-	struct script s = { 0 };
+	struct script s = {0};
 	int64_t t0 = exe_now_ns();
 
 	promises(fs, 2);
@@ -741,7 +744,7 @@ Test(as_completed, a_cancel_is_yielded)
 {
 	struct exe_future *fs[2], *f = NULL;
 	struct exe_as_completed *it;
-	struct script s = { 0 };
+	struct script s = {0};
 
 	promises(fs, 2);
 	it = iter(fs, 2, 20 * EXE_NS_PER_S);
@@ -794,7 +797,7 @@ Test(as_completed, destroy_without_next_and_unref_of_pending_futures_does_not_le
 Test(as_completed, holds_a_reference_on_every_future)
 {
 	struct exe_future *a = promise(), *b = promise(), *f = NULL;
-	struct exe_future *fs[2] = { a, b };
+	struct exe_future *fs[2] = {a, b};
 	struct exe_as_completed *it = iter(fs, 2, EXE_FOREVER);
 
 	cr_assert_eq(exe_future_set_error(a, -EIO, "kept"), 0);
@@ -831,7 +834,7 @@ static void *finish_all_main(void *arg)
 Test(as_completed, destroy_racing_with_completions_is_safe)
 {
 	struct exe_future *fs[6], *f = NULL;
-	struct destroy_race d = { fs, 6 };
+	struct destroy_race d = {fs, 6};
 	pthread_t th;
 	int round;
 
@@ -852,7 +855,7 @@ Test(as_completed, destroy_racing_with_completions_is_safe)
 Test(as_completed, bad_arguments_return_einval)
 {
 	struct exe_future *a = promise(), *f = NULL;
-	struct exe_future *fs[2] = { a, NULL };
+	struct exe_future *fs[2] = {a, NULL};
 	struct exe_as_completed *it = (struct exe_as_completed *)&it;
 
 	cr_assert_eq(exe_as_completed_create(NULL, fs, 1, 0), -EINVAL);
@@ -906,8 +909,8 @@ Test(as_completed, without_a_deadline_runs_a_queued_task_on_the_caller_when_the_
 	struct exe_pool *p = pool_of(1, false);
 	struct exe_future *blocker = NULL, *f = NULL, *got = NULL;
 	struct exe_as_completed *it;
-	struct gate g = { 0 };
-	struct where w = { 0 };
+	struct gate g = {0};
+	struct where w = {0};
 
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
 	gate_wait_entered(&g);

@@ -126,8 +126,7 @@ EXE_API int exe_future_on_done(struct exe_future *f, exe_done_fn *cb, void *arg)
  * If @pool refuses the task (shut down), the callback runs on the finishing
  * thread and the error hook hears of it: the callback still runs exactly once.
  */
-EXE_API int exe_future_on_done_in(struct exe_future *f, struct exe_pool *pool,
-				  exe_done_fn *cb, void *arg);
+EXE_API int exe_future_on_done_in(struct exe_future *f, struct exe_pool *pool, exe_done_fn *cb, void *arg);
 
 /* exe_future_ref - take another reference. Return: @f. */
 EXE_API struct exe_future *exe_future_ref(struct exe_future *f);
@@ -164,7 +163,7 @@ EXE_API int exe_future_set_result(struct exe_future *f, void *value, exe_free_fn
  * Return: 0, -EALREADY.
  */
 EXE_API int exe_future_set_error(struct exe_future *f, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- Inside a running task ---- */
 
@@ -183,8 +182,7 @@ EXE_API struct exe_future *exe_task_future(void);
  * exe_task_set_error - attach a printf-style message to the current task's
  * failure; the task then returns its negative code. Return: the code given.
  */
-EXE_API int exe_task_set_error(int code, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+EXE_API int exe_task_set_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* exe_task_set_result_free - the value this task returns is to be freed with
  * @free_fn when its future is freed. */
@@ -193,9 +191,9 @@ EXE_API void exe_task_set_result_free(exe_free_fn *free_fn);
 /* ---- Many futures ---- */
 
 enum exe_wait_mode {
-	EXE_WAIT_ALL = 0,          /* every future finished */
-	EXE_WAIT_ANY = 1,          /* at least one finished */
-	EXE_WAIT_FIRST_ERROR = 2,  /* one FAILED or CANCELLED, or all finished */
+	EXE_WAIT_ALL = 0,         /* every future finished */
+	EXE_WAIT_ANY = 1,         /* at least one finished */
+	EXE_WAIT_FIRST_ERROR = 2, /* one FAILED or CANCELLED, or all finished */
 };
 
 /*
@@ -206,8 +204,7 @@ enum exe_wait_mode {
  * Return: the number of distinct finished futures (>= 0) when the condition
  * holds, -ETIMEDOUT when @timeout_ns passed first, -EINVAL, -ENOMEM.
  */
-EXE_API int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode,
-		     int64_t timeout_ns);
+EXE_API int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, int64_t timeout_ns);
 
 /*
  * exe_as_completed - Python's as_completed() as an iterator:
@@ -226,8 +223,8 @@ EXE_API int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode 
  * when the deadline passed first (call again to keep waiting with no bound).
  */
 struct exe_as_completed;
-EXE_API int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *const *fs,
-				    size_t n, int64_t timeout_ns);
+EXE_API int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *const *fs, size_t n,
+                                    int64_t timeout_ns);
 EXE_API int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f);
 EXE_API void exe_as_completed_destroy(struct exe_as_completed *it);
 
@@ -248,8 +245,8 @@ typedef int exe_then_fn(void *arg, struct exe_future *prev, void **result);
  * other consumers).
  * Return: 0 with *@out (a reference), -EINVAL, -ENOMEM.
  */
-EXE_API int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn,
-			    void *arg, struct exe_future **out);
+EXE_API int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn, void *arg,
+                            struct exe_future **out);
 
 /*
  * exe_future_all - a future that is DONE when every input is DONE (value

@@ -148,33 +148,32 @@ EXE_API int exe_io_stop(struct exe_io *io);
  * @offset: file offset; -1 uses (and moves) the file position.
  */
 EXE_API int exe_io_read(struct exe_io *io, int fd, void *buf, size_t len, int64_t offset,
-			struct exe_future **out);
+                        struct exe_future **out);
 EXE_API int exe_io_write(struct exe_io *io, int fd, const void *buf, size_t len, int64_t offset,
-			 struct exe_future **out);
-EXE_API int exe_io_readv(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt,
-			 int64_t offset, struct exe_future **out);
-EXE_API int exe_io_writev(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt,
-			  int64_t offset, struct exe_future **out);
+                         struct exe_future **out);
+EXE_API int exe_io_readv(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
+                         struct exe_future **out);
+EXE_API int exe_io_writev(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
+                          struct exe_future **out);
 /* @flags: 0 or EXE_IO_FSYNC_DATASYNC. */
 EXE_API int exe_io_fsync(struct exe_io *io, int fd, unsigned flags, struct exe_future **out);
 /* openat(2); @path is copied. Value: the new fd. */
 EXE_API int exe_io_openat(struct exe_io *io, int dirfd, const char *path, int flags, unsigned mode,
-			  struct exe_future **out);
+                          struct exe_future **out);
 EXE_API int exe_io_close(struct exe_io *io, int fd, struct exe_future **out);
 /* accept4(2). @addr/@addrlen may be NULL; else they are the kernel's until
  * the future finishes. Value: the new fd. The fallback backend puts @fd in
  * non-blocking mode. */
-EXE_API int exe_io_accept(struct exe_io *io, int fd, struct sockaddr *addr, unsigned *addrlen,
-			  int flags, struct exe_future **out);
+EXE_API int exe_io_accept(struct exe_io *io, int fd, struct sockaddr *addr, unsigned *addrlen, int flags,
+                          struct exe_future **out);
 /* connect(2); @addr is copied. The fallback backend puts @fd in
  * non-blocking mode. */
 EXE_API int exe_io_connect(struct exe_io *io, int fd, const struct sockaddr *addr, unsigned addrlen,
-			   struct exe_future **out);
+                           struct exe_future **out);
 /* recv(2)/send(2). send never raises SIGPIPE (MSG_NOSIGNAL is added). */
-EXE_API int exe_io_recv(struct exe_io *io, int fd, void *buf, size_t len, int flags,
-			struct exe_future **out);
+EXE_API int exe_io_recv(struct exe_io *io, int fd, void *buf, size_t len, int flags, struct exe_future **out);
 EXE_API int exe_io_send(struct exe_io *io, int fd, const void *buf, size_t len, int flags,
-			struct exe_future **out);
+                        struct exe_future **out);
 /* Wait until @fd is ready for @events (POLLIN, POLLOUT, ...); one shot.
  * Value: the ready events. */
 EXE_API int exe_io_poll(struct exe_io *io, int fd, unsigned events, struct exe_future **out);
@@ -216,7 +215,7 @@ EXE_API int exe_io_sleep(struct exe_io *io, int64_t ns, struct exe_future **out)
  * Return: 0, -EINVAL, -ENOMEM, -ESHUTDOWN.
  */
 EXE_API int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *arg,
-			   struct exe_future **out);
+                           struct exe_future **out);
 
 /*
  * exe_call_every - run fn(arg) at start + k * @interval_ns, k = 1, 2, ...
@@ -229,7 +228,7 @@ EXE_API int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn
  * Return: 0, -EINVAL, -ENOMEM, -ESHUTDOWN.
  */
 EXE_API int exe_call_every(struct exe_io *io, int64_t interval_ns, exe_timer_fn *fn, void *arg,
-			   struct exe_future **out);
+                           struct exe_future **out);
 
 #ifdef __cplusplus
 }

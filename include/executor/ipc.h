@@ -155,7 +155,7 @@ EXE_API size_t exe_ipc_queue_size(const struct exe_ipc_queue_opts *opts);
  * Return: 0; -EINVAL; -EBADMSG (attach: not a valid queue); -ENOMEM.
  */
 EXE_API int exe_ipc_queue_init_at(void *mem, size_t len, const struct exe_ipc_queue_opts *opts,
-				  struct exe_ipc_queue **out);
+                                  struct exe_ipc_queue **out);
 EXE_API int exe_ipc_queue_attach_at(void *mem, size_t len, struct exe_ipc_queue **out);
 
 /* exe_ipc_queue_destroy - release the handle; in the creating process also
@@ -182,7 +182,7 @@ EXE_API int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t l
  * -ETIMEDOUT; -EPIPE closed and empty; -EINVAL bad arguments; -EBADMSG.
  */
 EXE_API int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *len,
-			      int64_t timeout_ns);
+                              int64_t timeout_ns);
 
 /*
  * exe_ipc_queue_close - close @q for every process: puts fail with -EPIPE,

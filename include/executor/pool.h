@@ -76,10 +76,10 @@ enum exe_submit_flags {
 };
 
 struct exe_submit_opts {
-	unsigned flags;             /* enum exe_submit_flags */
-	int64_t block_timeout_ns;   /* with EXE_SUBMIT_BLOCK: <0 forever (default 0 = forever too) */
-	exe_free_fn *result_free;   /* the task's value is freed with its future */
-	int64_t task_timeout_ns;    /* process pools: overrides exe_pool_opts.task_timeout_ns */
+	unsigned flags;           /* enum exe_submit_flags */
+	int64_t block_timeout_ns; /* with EXE_SUBMIT_BLOCK: <0 forever (default 0 = forever too) */
+	exe_free_fn *result_free; /* the task's value is freed with its future */
+	int64_t task_timeout_ns;  /* process pools: overrides exe_pool_opts.task_timeout_ns */
 };
 
 enum exe_shutdown_flags {
@@ -88,15 +88,15 @@ enum exe_shutdown_flags {
 };
 
 struct exe_pool_stats {
-	uint64_t submitted;  /* accepted by submit */
-	uint64_t completed;  /* finished DONE */
-	uint64_t failed;     /* finished FAILED */
-	uint64_t cancelled;  /* cancelled before they started */
-	uint64_t queued;     /* accepted, not started, not cancelled */
-	uint64_t running;    /* started, not finished */
-	unsigned workers;    /* live worker threads */
+	uint64_t submitted;       /* accepted by submit */
+	uint64_t completed;       /* finished DONE */
+	uint64_t failed;          /* finished FAILED */
+	uint64_t cancelled;       /* cancelled before they started */
+	uint64_t queued;          /* accepted, not started, not cancelled */
+	uint64_t running;         /* started, not finished */
+	unsigned workers;         /* live worker threads */
 	uint64_t worker_restarts; /* workers replaced (process pools) */
-	bool broken;         /* a worker's init failed */
+	bool broken;              /* a worker's init failed */
 	bool shut_down;
 };
 
@@ -116,8 +116,7 @@ EXE_API int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_
  * Return: 0, -EINVAL (@fn NULL), -ESHUTDOWN, -EPIPE (broken),
  * -EAGAIN (bounded queue full), -ENOMEM.
  */
-EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg,
-			    struct exe_future **out);
+EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_future **out);
 
 /*
  * exe_pool_submit_opts - exe_pool_submit() with options (@o may be NULL).
@@ -125,7 +124,7 @@ EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg,
  * block_timeout_ns passed.
  */
 EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
-				 const struct exe_submit_opts *o, struct exe_future **out);
+                                 const struct exe_submit_opts *o, struct exe_future **out);
 
 /*
  * exe_pool_map - run fn(args[i]) for i < n, results in order in @results
@@ -138,8 +137,8 @@ EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
  * deadline) with *@failed_index (may be NULL) set; -EINVAL, -ESHUTDOWN,
  * -ENOMEM before anything ran.
  */
-EXE_API int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
-			 void **results, int64_t timeout_ns, size_t *failed_index);
+EXE_API int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+                         int64_t timeout_ns, size_t *failed_index);
 
 /* Options of exe_pool_map_opts(). All-zero means the defaults. */
 struct exe_map_opts {
@@ -180,7 +179,7 @@ struct exe_map_opts {
  * Return: as exe_pool_map().
  */
 EXE_API int exe_pool_map_opts(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
-			      void **results, const struct exe_map_opts *o, size_t *failed_index);
+                              void **results, const struct exe_map_opts *o, size_t *failed_index);
 
 /*
  * exe_pool_shutdown - stop accepting tasks (submit then returns -ESHUTDOWN).

@@ -55,7 +55,7 @@ struct exe_process_opts {
  * @len); -ENOMEM; -EAGAIN (fork); -ENOSYS (no pidfd: Linux < 5.4).
  */
 EXE_API int exe_process_start(struct exe_process **out, exe_process_fn *fn, const void *arg, size_t len,
-			      const struct exe_process_opts *opts);
+                              const struct exe_process_opts *opts);
 
 /*
  * exe_process_join - wait until the child exits (and reap it), up to

@@ -153,7 +153,7 @@ EXE_API int exe_process_pool_create(struct exe_pool **out, const struct exe_pool
  * Return: as exe_process_pool_create().
  */
 EXE_API int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_opts *opts,
-					 const struct exe_process_pool_opts *popts);
+                                         const struct exe_process_pool_opts *popts);
 
 /*
  * exe_pool_submit_bytes - queue fn(in, in_len) on a process pool. The input
@@ -168,7 +168,7 @@ EXE_API int exe_process_pool_create_opts(struct exe_pool **out, const struct exe
  * memfd_create()/write() for a large input.
  */
 EXE_API int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *in, size_t in_len,
-				  const struct exe_submit_opts *o, struct exe_future **out);
+                                  const struct exe_submit_opts *o, struct exe_future **out);
 
 /*
  * exe_future_bytes - the result bytes of a finished bytes task. *@data

@@ -35,8 +35,8 @@ extern "C" {
 struct exe_queue;
 
 enum exe_queue_kind {
-	EXE_QUEUE_FIFO = 0,	/* first in, first out */
-	EXE_QUEUE_LIFO = 1,	/* last in, first out */
+	EXE_QUEUE_FIFO = 0,     /* first in, first out */
+	EXE_QUEUE_LIFO = 1,     /* last in, first out */
 	EXE_QUEUE_PRIORITY = 2, /* lowest priority value first; equal ones in put order */
 };
 
