@@ -387,7 +387,7 @@ static void *worker_main(void *arg)
 	struct thread_pool *tp = w->pool;
 	char name[32];
 	sigset_t all;
-	bool woke = false;
+	bool was_idle = false;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -409,11 +409,14 @@ static void *worker_main(void *arg)
 		bool stop;
 
 		if (f) {
-			/* A worker just woken passes the wake on while work
-			 * remains: ramp up without a system call per submit. */
-			if (woke && queue_nonempty(tp))
+			/* A worker back from idle passes the wake on while work
+			 * remains: submitters skip the wake-up while a worker
+			 * spins (notify()), so the spinner that takes the first
+			 * task must wake the next sleeper, or tasks queued
+			 * behind a long one wait with workers asleep. */
+			if (was_idle && queue_nonempty(tp))
 				notify(tp, false);
-			woke = false;
+			was_idle = false;
 			run_entry(w, f);
 			continue;
 		}
@@ -428,13 +431,13 @@ static void *worker_main(void *arg)
 		/* seq_cst: pairs with the fence in notify(); a submitter that
 		 * saw us spinning did not wake anyone, so look once more. */
 		atomic_fetch_sub_explicit(&tp->spinners, 1, memory_order_seq_cst);
+		was_idle = true;
 		if (queue_nonempty(tp))
 			continue;
 		stop = atomic_load(&tp->shutdown);
 		if (stop && all_finished(tp))
 			break;
 		park(tp, stop);
-		woke = true;
 	}
 	atomic_fetch_sub(&tp->live_workers, 1);
 	return NULL;

@@ -935,3 +935,51 @@ Test(thread_pool, map_opts_runs_per_element_whatever_the_chunk)
 	cr_assert_eq((intptr_t)res[6], 36);
 	exe_pool_destroy(p);
 }
+
+struct rendezvous {
+	_Atomic int arrived;
+	int expected;
+};
+
+/* Every task must be running at once for any of them to return 0: the
+ * shape of producers and consumers blocking on each other. */
+static int meet_everyone(void *arg, void **result)
+{
+	struct rendezvous *r = arg;
+	int64_t deadline = exe_now_ns() + 2 * EXE_NS_PER_S;
+
+	(void)result;
+	atomic_fetch_add(&r->arrived, 1);
+	while (atomic_load(&r->arrived) < r->expected) {
+		if (exe_now_ns() > deadline)
+			return -ETIMEDOUT;
+		sched_yield();
+	}
+	return 0;
+}
+
+Test(thread_pool, tasks_that_need_every_worker_at_once_all_get_one)
+{
+	enum { WORKERS = 5, ROUNDS = 200 };
+	struct exe_pool *p = NULL;
+	struct exe_pool_opts o = { .workers = WORKERS, .no_caller_runs = true };
+
+	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
+	for (int round = 0; round < ROUNDS; round++) {
+		struct rendezvous r = { .expected = WORKERS };
+		struct exe_future *fs[WORKERS];
+
+		/* Vary the pause so the submits meet workers spinning, parking
+		 * and asleep. */
+		if (round % 4)
+			sleep_ms(round % 3);
+		for (int i = 0; i < WORKERS; i++)
+			cr_assert_eq(exe_pool_submit(p, meet_everyone, &r, &fs[i]), 0);
+		for (int i = 0; i < WORKERS; i++) {
+			cr_assert_eq(exe_future_result(fs[i], NULL, EXE_FOREVER), 0,
+			             "round %d: a task waited for a worker that was never woken", round);
+			exe_future_unref(fs[i]);
+		}
+	}
+	exe_pool_destroy(p);
+}
