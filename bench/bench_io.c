@@ -43,7 +43,6 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +54,8 @@
 #include <unistd.h>
 
 #include <executor.h>
+
+#include "harness.h"
 
 #define FILE_SIZE (64u << 20)
 #define BLOCK 4096u
@@ -77,38 +78,6 @@ struct result {
 
 static struct result results[64];
 static int nresults;
-
-static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "bench_io: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_d);
-	return v[n / 2];
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static void add(const char *sys, const char *wl, double ops, double seconds, const char *note)
 {
@@ -189,7 +158,7 @@ static double nop_lib(struct exe_io *io, int batch, long total)
 	while (done < total) {
 		for (i = 0; i < batch; i++)
 			if (exe_io_nop(io, &f[i]))
-				die("nop submit");
+				bench_die("nop submit");
 		for (i = 0; i < batch; i++) {
 			exe_future_wait(f[i], EXE_FOREVER);
 			exe_future_unref(f[i]);
@@ -210,12 +179,12 @@ static double nop_manual(struct exe_io *io, int batch, long total)
 	while (done < total) {
 		for (i = 0; i < batch; i++)
 			if (exe_io_nop(io, &f[i]))
-				die("nop submit");
+				bench_die("nop submit");
 		while (!exe_future_is_finished(f[batch - 1]))
 			exe_io_run_once(io, -1);
 		for (i = 0; i < batch; i++) {
 			if (!exe_future_is_finished(f[i]))
-				die("nop order");
+				bench_die("nop order");
 			exe_future_unref(f[i]);
 		}
 		done += batch;
@@ -268,7 +237,7 @@ static void bench_nop(void)
 			nop_raw(&ring, batches[b], total / 10);
 			for (r = 0; r < opt.runs; r++)
 				s[r] = nop_raw(&ring, batches[b], total);
-			add("liburing", wl, (double)total, median(s, opt.runs), NULL);
+			add("liburing", wl, (double)total, bench_median(s, opt.runs), NULL);
 			io_uring_queue_exit(&ring);
 		}
 		for (backend = EXE_IO_URING; backend <= EXE_IO_FALLBACK; backend++) {
@@ -279,7 +248,7 @@ static void bench_nop(void)
 			nop_lib(io, batches[b], total / 10);
 			for (r = 0; r < opt.runs; r++)
 				s[r] = nop_lib(io, batches[b], total);
-			add(sys_name(backend), wl, (double)total, median(s, opt.runs), NULL);
+			add(sys_name(backend), wl, (double)total, bench_median(s, opt.runs), NULL);
 			exe_io_destroy(io);
 		}
 		for (backend = EXE_IO_URING; backend <= EXE_IO_FALLBACK; backend++) {
@@ -292,7 +261,7 @@ static void bench_nop(void)
 			for (r = 0; r < opt.runs; r++)
 				s[r] = nop_manual(io, batches[b], total);
 			add(backend == EXE_IO_URING ? "libexecutor-uring-man" : "libexecutor-fallbk-man", wl,
-			    (double)total, median(s, opt.runs), "manual context");
+			    (double)total, bench_median(s, opt.runs), "manual context");
 			exe_io_destroy(io);
 		}
 	}
@@ -327,16 +296,16 @@ static int make_file(char *path, size_t n)
 	snprintf(path, n, "/tmp/bench_io_XXXXXX");
 	fd = mkstemp(path);
 	if (fd < 0)
-		die("mkstemp: %s", strerror(errno));
+		bench_die("mkstemp: %s", strerror(errno));
 	unlink(path); /* gone with the fd, even if the run is interrupted */
 	memset(buf, 'r', 1 << 20);
 	for (i = 0; i < FILE_SIZE / (1 << 20); i++)
 		if (pwrite(fd, buf, 1 << 20, (off_t)i << 20) != 1 << 20)
-			die("pwrite");
+			bench_die("pwrite");
 	/* Read it once: page-cached from here on. */
 	for (i = 0; i < FILE_SIZE / (1 << 20); i++)
 		if (pread(fd, buf, 1 << 20, (off_t)i << 20) != 1 << 20)
-			die("pread");
+			bench_die("pread");
 	free(buf);
 	return fd;
 }
@@ -363,7 +332,7 @@ static void read_submit(struct read_slot *s)
 
 	if (exe_io_read(s->rd->io, s->rd->fd, s->buf, BLOCK, rand_off(&s->seed), &f) ||
 	    exe_future_on_done(f, read_done, s))
-		die("read submit");
+		bench_die("read submit");
 	/* The io side keeps the future alive until its callbacks returned;
 	 * dropping ours inside the callback could free it under an inline
 	 * exe_future_on_done(). */
@@ -410,7 +379,7 @@ static double read_lib(struct exe_io *io, int fd, int qd, long total)
 	}
 	t0 = exe_now_ns() - t0;
 	if (atomic_load(&rd.errors))
-		die("read errors: %d", atomic_load(&rd.errors));
+		bench_die("read errors: %d", atomic_load(&rd.errors));
 	free(slots);
 	free(bufs);
 	return (double)t0 / 1e9;
@@ -444,7 +413,7 @@ static double read_raw(int fd, int qd, long total)
 			uint64_t slot = cqe->user_data;
 
 			if (cqe->res != BLOCK)
-				die("raw read: %d", cqe->res);
+				bench_die("raw read: %d", cqe->res);
 			seen++;
 			completed++;
 			if (submitted < total) {
@@ -477,7 +446,7 @@ static void *pread_thread(void *arg)
 
 	for (i = 0; i < a->n; i++)
 		if (pread(a->fd, buf, BLOCK, rand_off(&a->seed)) != BLOCK)
-			die("pread");
+			bench_die("pread");
 	free(buf);
 	return NULL;
 }
@@ -518,7 +487,7 @@ static void bench_reads(void)
 		for (r = 0; r < opt.runs; r++)
 			s[r] = read_raw(fd, qd, total);
 		if (s[0] > 0)
-			add("liburing", wl, (double)total, median(s, opt.runs), NULL);
+			add("liburing", wl, (double)total, bench_median(s, opt.runs), NULL);
 		for (backend = EXE_IO_URING; backend <= EXE_IO_FALLBACK; backend++) {
 			struct exe_io *io = make_io(backend);
 
@@ -527,13 +496,13 @@ static void bench_reads(void)
 			read_lib(io, fd, qd, total / 10);
 			for (r = 0; r < opt.runs; r++)
 				s[r] = read_lib(io, fd, qd, total);
-			add(sys_name(backend), wl, (double)total, median(s, opt.runs), NULL);
+			add(sys_name(backend), wl, (double)total, bench_median(s, opt.runs), NULL);
 			exe_io_destroy(io);
 		}
 		snprintf(sys, sizeof(sys), "pread-%dthr", nthr);
 		for (r = 0; r < opt.runs; r++)
 			s[r] = read_pread(fd, nthr, total);
-		add(sys, wl, (double)total, median(s, opt.runs), NULL);
+		add(sys, wl, (double)total, bench_median(s, opt.runs), NULL);
 	}
 	close(fd);
 }
@@ -574,7 +543,7 @@ static double timers_once(int backend, struct exe_future **fs, long n, double *c
 	t0 = exe_now_ns();
 	for (i = 0; i < n; i++)
 		if (exe_call_later(io, 100 * EXE_NS_PER_S + (int64_t)(rnd() % 1000000), never, NULL, &fs[i]))
-			die("arm");
+			bench_die("arm");
 	t1 = exe_now_ns();
 	*bytes = (double)(rss_bytes() - rss0) / (double)n;
 	for (i = 0; i < n; i++)
@@ -612,8 +581,8 @@ static void bench_timers(void)
 		for (r = 0; r < opt.runs; r++)
 			arm[r] = timers_once(backend, fs, n, &cancel[r], &bytes);
 		snprintf(note, sizeof(note), "arm; cancel %.1f ns; cold arm %.1f ns, %.0f B/timer (RSS)",
-			 median(cancel, opt.runs), cold * 1e9 / (double)n, cold_bytes);
-		add(sys_name(backend), "timers-1M", (double)n, median(arm, opt.runs), note);
+			 bench_median(cancel, opt.runs), cold * 1e9 / (double)n, cold_bytes);
+		add(sys_name(backend), "timers-1M", (double)n, bench_median(arm, opt.runs), note);
 	}
 	free(fs);
 }
@@ -654,19 +623,19 @@ static void bench_lateness(void)
 				args[i].deadline = exe_now_ns() + delay;
 				args[i].out = &late[i];
 				if (exe_call_later(io, delay, record_late, &args[i], &fs[i]))
-					die("arm");
+					bench_die("arm");
 			}
 			exe_wait(fs, N, EXE_WAIT_ALL, -1);
 			for (i = 0; i < N; i++)
 				exe_future_unref(fs[i]);
 			exe_io_destroy(io);
-			qsort(late, N, sizeof(*late), cmp_i64);
+			bench_sort_i64(late, N);
 			p50[r] = (double)late[N / 2];
 			p99[r] = (double)late[N * 99 / 100];
 		}
 		if (r < runs)
 			continue;
-		add_lat(sys_name(backend), "lateness", N, median(p50, runs), median(p99, runs));
+		add_lat(sys_name(backend), "lateness", N, bench_median(p50, runs), bench_median(p99, runs));
 	}
 	free(args);
 	free(late);
@@ -760,7 +729,7 @@ static long echo_client(int *cfd, int n, double secs)
 
 		epoll_ctl(ep, EPOLL_CTL_ADD, cfd[i], &e);
 		if (send(cfd[i], msg, MSG, MSG_NOSIGNAL) != MSG)
-			die("client send");
+			bench_die("client send");
 	}
 	end = exe_now_ns() + (int64_t)(secs * 1e9);
 	while (exe_now_ns() < end) {
@@ -770,7 +739,7 @@ static long echo_client(int *cfd, int n, double secs)
 			int fd = ev[k].data.fd;
 
 			if (recv(fd, buf, MSG, MSG_WAITALL) != MSG)
-				die("client recv");
+				bench_die("client recv");
 			echoes++;
 			send(fd, msg, MSG, MSG_NOSIGNAL);
 		}
@@ -787,14 +756,14 @@ static void connect_pairs(int n, int *cfd, int *sfd)
 
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 4096) ||
 	    getsockname(lfd, (struct sockaddr *)&a, &len))
-		die("listen: %s", strerror(errno));
+		bench_die("listen: %s", strerror(errno));
 	for (i = 0; i < n; i++) {
 		cfd[i] = socket(AF_INET, SOCK_STREAM, 0);
 		if (cfd[i] < 0 || connect(cfd[i], (struct sockaddr *)&a, sizeof(a)))
-			die("connect %d: %s", i, strerror(errno));
+			bench_die("connect %d: %s", i, strerror(errno));
 		sfd[i] = accept(lfd, NULL, NULL);
 		if (sfd[i] < 0)
-			die("accept: %s", strerror(errno));
+			bench_die("accept: %s", strerror(errno));
 		setsockopt(cfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(sfd[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
@@ -818,7 +787,7 @@ static double echo_run(int system, int n, double secs)
 	} else {
 		io = make_io(system);
 		if (!io)
-			die("io");
+			bench_die("io");
 		conns = calloc((size_t)n, sizeof(*conns));
 		for (i = 0; i < n; i++) {
 			conns[i].fd = sfd[i];
@@ -861,7 +830,7 @@ static void bench_echo(void)
 				continue;
 			for (r = 0; r < opt.runs; r++)
 				e[r] = echo_run(sys, conns[c], secs);
-			add(sys < 0 ? "epoll" : sys_name(sys), wl, median(e, opt.runs), secs, NULL);
+			add(sys < 0 ? "epoll" : sys_name(sys), wl, bench_median(e, opt.runs), secs, NULL);
 		}
 	}
 }
@@ -937,6 +906,7 @@ int main(int argc, char **argv)
 	const char *only = NULL;
 	int i;
 
+	bench_init("bench_io");
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			opt.json = true;
@@ -947,12 +917,12 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--only") && i + 1 < argc)
 			only = argv[++i];
 		else
-			die("usage: bench_io [--json] [--quick] [--runs N] [--only nop|read|timers|lateness|echo]");
+			bench_die("usage: bench_io [--json] [--quick] [--runs N] [--only nop|read|timers|lateness|echo]");
 	}
 	if (opt.quick && opt.runs == 5)
 		opt.runs = 1;
 	if (opt.runs < 1 || opt.runs > MAX_RUNS)
-		die("--runs: 1..%d", MAX_RUNS);
+		bench_die("--runs: 1..%d", MAX_RUNS);
 	/* Keep freed memory in the process: every run then measures the same
 	 * warm allocator instead of the kernel's page-fault cost for the first
 	 * touch of 100+ MB (reported apart by the "cold" timers row). */

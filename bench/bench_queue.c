@@ -45,90 +45,24 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <executor.h>
 
-#define MAX_RUNS 99
+#include "harness.h"
+
 #define QCAP 1024
 #define IPC_BYTES (64 * 1024)
 #define THREAD_ITEM 8
 #define PROC_ITEM 64
 #define PP_WARMUP 100
-
-static struct {
-	bool quick, json;
-	int runs;
-	const char *only;     /* run only this system, or NULL for all */
-	const char *workload; /* run only this workload, or NULL for all */
-} opt;
-
-static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fputs("bench_queue: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (!p)
-		die("out of memory");
-	return p;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Sorts @v; for an even count the upper middle, a figure a run produced. */
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
-
-/* Nearest rank on a sorted array. */
-static int64_t percentile(const int64_t *sorted, size_t n, unsigned pct)
-{
-	size_t rank = (n * pct + 99) / 100;
-
-	return sorted[rank ? rank - 1 : 0];
-}
 
 /* ---- channels: one direction, fixed item size ---- */
 
@@ -149,9 +83,9 @@ static void *exq_make(size_t item)
 	int rc = exe_queue_create(&q, &o);
 
 	if (item != sizeof(void *))
-		die("exe-queue carries pointer-sized items");
+		bench_die("exe-queue carries pointer-sized items");
 	if (rc)
-		die("exe_queue_create: %s", exe_strerror(rc));
+		bench_die("exe_queue_create: %s", exe_strerror(rc));
 	return q;
 }
 
@@ -187,7 +121,7 @@ struct ring {
 
 static void *ring_make(size_t item)
 {
-	struct ring *r = xcalloc(1, sizeof(*r) + QCAP * item);
+	struct ring *r = bench_calloc(1, sizeof(*r) + QCAP * item);
 
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->not_empty, NULL);
@@ -244,11 +178,11 @@ struct ipcq {
 static void *ipcq_make(size_t item)
 {
 	const struct exe_ipc_queue_opts o = { .max_msgs = QCAP, .max_bytes = IPC_BYTES };
-	struct ipcq *c = xcalloc(1, sizeof(*c));
+	struct ipcq *c = bench_calloc(1, sizeof(*c));
 	int rc = exe_ipc_queue_create(&c->q, &o);
 
 	if (rc)
-		die("exe_ipc_queue_create: %s", exe_strerror(rc));
+		bench_die("exe_ipc_queue_create: %s", exe_strerror(rc));
 	c->item = item;
 	return c;
 }
@@ -286,10 +220,10 @@ struct pipec {
 
 static void *pipe_make(size_t item)
 {
-	struct pipec *c = xcalloc(1, sizeof(*c));
+	struct pipec *c = bench_calloc(1, sizeof(*c));
 
 	if (pipe(c->fd))
-		die("pipe: %s", strerror(errno));
+		bench_die("pipe: %s", strerror(errno));
 	c->item = item;
 	return c;
 }
@@ -407,18 +341,18 @@ static void side_start(struct side *sd, struct peer *pr)
 	int rc;
 
 	if (pipe(sd->go))
-		die("pipe: %s", strerror(errno));
+		bench_die("pipe: %s", strerror(errno));
 	pr->go = sd->go[0];
 	if (!sd->proc) {
 		rc = pthread_create(&sd->thread, NULL, peer_thread, pr);
 		if (rc)
-			die("pthread_create: %s", strerror(rc));
+			bench_die("pthread_create: %s", strerror(rc));
 		return;
 	}
 	fflush(stdout);
 	sd->pid = fork();
 	if (sd->pid < 0)
-		die("fork: %s", strerror(errno));
+		bench_die("fork: %s", strerror(errno));
 	if (sd->pid == 0)
 		_exit(peer_run(pr) ? 1 : 0);
 }
@@ -427,7 +361,7 @@ static void side_go(struct side *sd)
 {
 	while (write(sd->go[1], "g", 1) < 0)
 		if (errno != EINTR)
-			die("write: %s", strerror(errno));
+			bench_die("write: %s", strerror(errno));
 }
 
 static void side_finish(struct side *sd, struct peer *pr, const char *what)
@@ -437,13 +371,13 @@ static void side_finish(struct side *sd, struct peer *pr, const char *what)
 	if (!sd->proc) {
 		pthread_join(sd->thread, NULL);
 		if (pr->rc)
-			die("%s: the peer failed: %s", what, exe_strerror(pr->rc));
+			bench_die("%s: the peer failed: %s", what, exe_strerror(pr->rc));
 	} else {
 		while (waitpid(sd->pid, &st, 0) < 0)
 			if (errno != EINTR)
-				die("waitpid: %s", strerror(errno));
+				bench_die("waitpid: %s", strerror(errno));
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
-			die("%s: the peer process failed (status %d)", what, st);
+			bench_die("%s: the peer process failed (status %d)", what, st);
 	}
 	close(sd->go[0]);
 	close(sd->go[1]);
@@ -466,17 +400,18 @@ static void stream_once(const struct chan_ops *ops, bool proc, size_t n, size_t 
 
 	pr.out = ops->make(item);
 	side_start(&sd, &pr);
-	t0 = now_ns();
+	t0 = bench_now_ns();
 	side_go(&sd);
 	for (size_t i = 0; i < n; i++) {
 		int rc = ops->get(pr.out, buf);
 
 		if (rc)
-			die("%s: get: %s", ops->name, exe_strerror(rc));
+			bench_die("%s: get: %s", ops->name, exe_strerror(rc));
 		if (get_seq(buf) != i)
-			die("%s: item %zu came as %llu", ops->name, i, (unsigned long long)get_seq(buf));
+			bench_die("%s: item %zu came as %llu", ops->name, i,
+				  (unsigned long long)get_seq(buf));
 	}
-	t1 = now_ns();
+	t1 = bench_now_ns();
 	side_finish(&sd, &pr, ops->name);
 	ops->destroy(pr.out);
 	s->wall = (double)(t1 - t0);
@@ -488,15 +423,15 @@ static void pingpong_once(const struct chan_ops *ops, bool proc, size_t n, size_
 	unsigned char buf[PROC_ITEM] = { 0 };
 	struct peer pr = { .ops = ops, .n = n + PP_WARMUP, .item = item };
 	struct side sd = { .proc = proc };
-	int64_t *rt = xcalloc(n, sizeof(*rt)), sum = 0, t_run;
+	int64_t *rt = bench_calloc(n, sizeof(*rt)), sum = 0, t_run;
 
 	pr.in = ops->make(item);
 	pr.out = ops->make(item);
 	side_start(&sd, &pr);
-	t_run = now_ns();
+	t_run = bench_now_ns();
 	side_go(&sd);
 	for (size_t i = 0; i < n + PP_WARMUP; i++) {
-		int64_t t0 = now_ns();
+		int64_t t0 = bench_now_ns();
 		int rc;
 
 		set_seq(buf, i);
@@ -504,23 +439,23 @@ static void pingpong_once(const struct chan_ops *ops, bool proc, size_t n, size_
 		if (!rc)
 			rc = ops->get(pr.out, buf);
 		if (rc)
-			die("%s: round trip: %s", ops->name, exe_strerror(rc));
+			bench_die("%s: round trip: %s", ops->name, exe_strerror(rc));
 		if (get_seq(buf) != i)
-			die("%s: round trip %zu came back as %llu", ops->name, i,
+			bench_die("%s: round trip %zu came back as %llu", ops->name, i,
 			    (unsigned long long)get_seq(buf));
 		if (i < PP_WARMUP)
 			continue;
-		rt[i - PP_WARMUP] = now_ns() - t0;
+		rt[i - PP_WARMUP] = bench_now_ns() - t0;
 		sum += rt[i - PP_WARMUP];
 	}
-	s->wall = (double)(now_ns() - t_run);
+	s->wall = (double)(bench_now_ns() - t_run);
 	side_finish(&sd, &pr, ops->name);
 	ops->destroy(pr.in);
 	ops->destroy(pr.out);
-	qsort(rt, n, sizeof(*rt), cmp_i64);
+	bench_sort_i64(rt, n);
 	s->ns = (double)sum / (double)n;
-	s->p50 = (double)percentile(rt, n, 50);
-	s->p99 = (double)percentile(rt, n, 99);
+	s->p50 = (double)bench_percentile(rt, n, 50);
+	s->p99 = (double)bench_percentile(rt, n, 99);
 	free(rt);
 }
 
@@ -546,27 +481,18 @@ static void print_header(void)
 	       "exe speedup", "p50_ns", "p99_ns");
 }
 
-static void print_num_json(const char *key, bool have, double v, int decimals)
-{
-	printf(",\"%s\":", key);
-	if (have)
-		printf("%.*f", decimals, v);
-	else
-		printf("null");
-}
-
 static void report(const char *sys, const struct workload *w, size_t n, double seconds, double ns,
 		   double p50, double p99, bool have_speedup, double speedup)
 {
 	char sp[24] = "-", s50[24] = "-", s99[24] = "-";
 
-	if (opt.json) {
+	if (bench_opt.json) {
 		printf("{\"system\":\"%s\",\"workload\":\"%s\",\"ops\":%zu,\"seconds\":%.6f,"
 		       "\"ns_per_op\":%.1f,\"ops_per_s\":%.0f",
 		       sys, w->name, n, seconds, ns, ns > 0 ? 1e9 / ns : 0.0);
-		print_num_json("p50_ns", w->pingpong, p50, 0);
-		print_num_json("p99_ns", w->pingpong, p99, 0);
-		print_num_json("exe_speedup", have_speedup, speedup, 2);
+		bench_json_num("p50_ns", w->pingpong, p50, 0);
+		bench_json_num("p99_ns", w->pingpong, p99, 0);
+		bench_json_num("exe_speedup", have_speedup, speedup, 2);
 		printf("}\n");
 	} else {
 		if (have_speedup)
@@ -581,28 +507,17 @@ static void report(const char *sys, const struct workload *w, size_t n, double s
 	fflush(stdout);
 }
 
-static bool want_sys(const char *name)
-{
-	return !opt.only || !strncmp(name, opt.only, strlen(opt.only));
-}
-
-static size_t scaled(size_t n)
-{
-	if (opt.quick)
-		n /= 5;
-	return n ? n : 1;
-}
-
 /* Runs are interleaved across the systems of @w, so each run's ratios
  * compare systems under the same background load. */
 static void bench_workload(const struct workload *w)
 {
-	struct sample s[MAX_SYS][MAX_RUNS];
-	double v[MAX_RUNS];
+	struct sample s[MAX_SYS][BENCH_MAX_RUNS];
+	const size_t size = sizeof(struct sample);
+	double v[BENCH_MAX_RUNS];
 	bool on[MAX_SYS] = { false };
 
 	for (int k = 0; k < MAX_SYS; k++)
-		on[k] = w->sys[k].ops && want_sys(w->sys[k].ops->name);
+		on[k] = w->sys[k].ops && bench_only_matches(w->sys[k].ops->name);
 	for (int k = 0; k < MAX_SYS; k++) {
 		/* Untimed warm-up: first touch of the allocator, page cache of
 		 * the pipe, the dynamic loader. */
@@ -612,13 +527,13 @@ static void bench_workload(const struct workload *w)
 			if (w->pingpong)
 				pingpong_once(w->sys[k].ops, w->proc, PP_WARMUP, w->item, &dummy);
 			else
-				stream_once(w->sys[k].ops, w->proc, scaled(w->sys[k].n) / 10 + 1, w->item,
-					    &dummy);
+				stream_once(w->sys[k].ops, w->proc, bench_scaled(w->sys[k].n) / 10 + 1,
+					    w->item, &dummy);
 		}
 	}
-	for (int run = 0; run < opt.runs; run++)
+	for (int run = 0; run < bench_opt.runs; run++)
 		for (int k = 0; k < MAX_SYS; k++) {
-			size_t n = scaled(w->sys[k].n);
+			size_t n = bench_scaled(w->sys[k].n);
 
 			if (!on[k])
 				continue;
@@ -633,26 +548,19 @@ static void bench_workload(const struct workload *w)
 
 		if (!on[k])
 			continue;
-		for (int run = 0; run < opt.runs; run++)
-			v[run] = s[k][run].ns;
-		ns = median(v, opt.runs);
-		for (int run = 0; run < opt.runs; run++)
-			v[run] = s[k][run].wall;
-		wall = median(v, opt.runs);
+		ns = bench_median_of(s[k], size, offsetof(struct sample, ns), bench_opt.runs);
+		wall = bench_median_of(s[k], size, offsetof(struct sample, wall), bench_opt.runs);
 		if (w->pingpong) {
-			for (int run = 0; run < opt.runs; run++)
-				v[run] = s[k][run].p50;
-			p50 = median(v, opt.runs);
-			for (int run = 0; run < opt.runs; run++)
-				v[run] = s[k][run].p99;
-			p99 = median(v, opt.runs);
+			p50 = bench_median_of(s[k], size, offsetof(struct sample, p50), bench_opt.runs);
+			p99 = bench_median_of(s[k], size, offsetof(struct sample, p99), bench_opt.runs);
 		}
 		if (have) {
-			for (int run = 0; run < opt.runs; run++)
+			for (int run = 0; run < bench_opt.runs; run++)
 				v[run] = s[k][run].ns / s[0][run].ns;
-			speedup = median(v, opt.runs);
+			speedup = bench_median(v, bench_opt.runs);
 		}
-		report(w->sys[k].ops->name, w, scaled(w->sys[k].n), wall / 1e9, ns, p50, p99, have, speedup);
+		report(w->sys[k].ops->name, w, bench_scaled(w->sys[k].n), wall / 1e9, ns, p50, p99, have,
+		       speedup);
 	}
 }
 
@@ -672,39 +580,6 @@ static void usage(FILE *out)
 		"Tables are explained at the top of bench/bench_queue.c.\n");
 }
 
-static void parse_args(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (!strcmp(a, "--quick")) {
-			opt.quick = true;
-		} else if (!strcmp(a, "--json")) {
-			opt.json = true;
-		} else if (!strcmp(a, "--runs") && i + 1 < argc) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-
-			if (*end || v < 1 || v > MAX_RUNS)
-				die("--runs wants 1..%d", MAX_RUNS);
-			opt.runs = (int)v;
-		} else if (!strcmp(a, "--only") && i + 1 < argc) {
-			opt.only = argv[++i];
-		} else if (!strcmp(a, "--workload") && i + 1 < argc) {
-			opt.workload = argv[++i];
-		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			usage(stdout);
-			exit(0);
-		} else {
-			fprintf(stderr, "bench_queue: unknown or incomplete option '%s'\n", a);
-			usage(stderr);
-			exit(2);
-		}
-	}
-	if (!opt.runs)
-		opt.runs = opt.quick ? 3 : 5;
-}
-
 int main(int argc, char **argv)
 {
 	/* Counts so that each run takes a fraction of a second: syscalls cost
@@ -719,18 +594,16 @@ int main(int argc, char **argv)
 		{ "pingpong-processes", true, true, PROC_ITEM,
 		  { { &ipcq_ops, 20000 }, { &pipe_ops, 20000 } } },
 	};
-	long cpus;
 
-	parse_args(argc, argv);
-	cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (!opt.json) {
-		printf("bench_queue: libexecutor %d.%d.%d, %ld online CPUs, %s mode, median of %d runs\n\n",
-		       EXE_VERSION_MAJOR, EXE_VERSION_MINOR, EXE_VERSION_PATCH, cpus,
-		       opt.quick ? "quick" : "full", opt.runs);
+	bench_parse_opts("bench_queue", argc, argv, usage, NULL);
+	if (!bench_opt.json) {
+		printf("bench_queue: libexecutor %d.%d.%d, %u online CPUs, %s mode, median of %d runs\n\n",
+		       EXE_VERSION_MAJOR, EXE_VERSION_MINOR, EXE_VERSION_PATCH, bench_ncpu,
+		       bench_opt.quick ? "quick" : "full", bench_opt.runs);
 		print_header();
 	}
 	for (size_t w = 0; w < sizeof(workloads) / sizeof(workloads[0]); w++)
-		if (!opt.workload || !strcmp(opt.workload, workloads[w].name))
+		if (bench_workload_matches(workloads[w].name))
 			bench_workload(&workloads[w]);
 	return 0;
 }

@@ -39,7 +39,7 @@ import struct
 import sys
 import time
 
-now_ns = time.monotonic_ns  # CLOCK_MONOTONIC, as bench_pool's now_ns()
+now_ns = time.monotonic_ns  # CLOCK_MONOTONIC, as bench_now_ns() in harness.c
 
 ITERS = {"spin1us": 1, "spin100us": 1}
 LAT_WARMUP = 50

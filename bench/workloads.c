@@ -1,171 +1,25 @@
 /*
- * workloads.c - the harness behind workloads.h: spin calibration, the task
- * functions, the libexecutor reference system, the interleaved runs, medians,
- * the table and the JSON lines. See workloads.h for what is measured.
+ * workloads.c - the harness behind workloads.h: the task functions, the
+ * libexecutor reference system, the interleaved runs, the table and the JSON
+ * lines (the clock, spins and statistics are harness.c's). See workloads.h
+ * for what is measured.
  */
-#include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <executor.h>
 
 #include "workloads.h"
 
-#define MAX_RUNS 99
 #define MAX_SYSTEMS 16
 #define MAX_RESULTS 128
-#define LAT_SAMPLES 2000
-#define LAT_WARMUP 50
-#define LAT_IDLE_NS (200 * 1000)
 
-unsigned bench_ncpu = 1;
 bool bench_json_reference = true;
-
-static struct {
-	bool quick, json;
-	int runs;
-	const char *only;     /* a system name prefix, or NULL for all */
-	const char *workload; /* run only this workload, or NULL for all */
-} opt;
-
-static const char *prog_name = "bench";
-static uint64_t iters_1us, iters_100us;
-static double spin_ns_1us, spin_ns_100us;
-
-void bench_die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fprintf(stderr, "%s: ", prog_name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-void *bench_calloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size ? size : 1);
-
-	if (!p)
-		bench_die("out of memory");
-	return p;
-}
-
-int64_t bench_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_ns(int64_t ns)
-{
-	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
-
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Sorts @v. For an even count it takes the upper middle, so the figure is one
- * that a run really produced. */
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return v[n / 2];
-}
-
-/* Nearest rank on a sorted array. */
-static int64_t percentile(const int64_t *sorted, size_t n, unsigned pct)
-{
-	size_t rank = (n * pct + 99) / 100;
-
-	return sorted[rank ? rank - 1 : 0];
-}
-
-/* ---- the work ---- */
-
-/* volatile: every increment is a load and a store the compiler must keep, so
- * the loop runs as long as calibrated at any optimisation level. */
-static void spin(uint64_t iters)
-{
-	volatile uint64_t i;
-
-	for (i = 0; i < iters; i++)
-		;
-}
-
-static double time_spin(uint64_t iters, int reps)
-{
-	int64_t t0 = bench_now_ns();
-
-	for (int i = 0; i < reps; i++)
-		spin(iters);
-	return (double)(bench_now_ns() - t0) / reps;
-}
-
-/* Medians, not minima: on a shared or virtual machine the loop's speed drifts
- * by tens of percent, and the median is the speed the workloads will meet. */
-static double spin_median(uint64_t iters, int reps, int trials)
-{
-	double t[15];
-
-	for (int i = 0; i < trials; i++)
-		t[i] = time_spin(iters, reps);
-	return median(t, trials);
-}
-
-static void calibrate(void)
-{
-	const uint64_t probe = 1u << 20;
-	double per_probe = spin_median(probe, 1, 9);
-
-	iters_1us = (uint64_t)(1000.0 * probe / per_probe + 0.5);
-	iters_100us = (uint64_t)(100000.0 * probe / per_probe + 0.5);
-	if (!iters_1us)
-		iters_1us = 1;
-	spin_ns_1us = spin_median(iters_1us, 1000, 9);
-	spin_ns_100us = spin_median(iters_100us, 5, 9);
-}
-
-static int task_empty(void *arg, void **result)
-{
-	(void)arg;
-	*result = NULL;
-	return 0;
-}
-
-static int task_spin(void *arg, void **result)
-{
-	spin(*(const uint64_t *)arg);
-	*result = NULL;
-	return 0;
-}
 
 /* spin100us: each task also records how long its spin took, so efficiency
  * is judged against the loop's speed during the run itself. */
@@ -182,7 +36,7 @@ static int task_spin_timed(void *arg, void **result)
 	int64_t t0 = bench_now_ns();
 	size_t i;
 
-	spin(ts->iters);
+	bench_spin(ts->iters);
 	i = atomic_fetch_add_explicit(&ts->next, 1, memory_order_relaxed);
 	if (i < ts->cap)
 		ts->took[i] = bench_now_ns() - t0;
@@ -297,27 +151,14 @@ static double row_metric(const struct result *r)
 	return r->latency ? r->p50 : r->ns;
 }
 
-static void print_json_num(const char *key, bool have, double v)
-{
-	if (have)
-		printf(",\"%s\":%.0f", key, v);
-	else
-		printf(",\"%s\":null", key);
-}
-
 static void print_json(const struct result *r)
 {
-	printf("{\"system\":\"%s\",\"workload\":\"%s\",\"tasks\":%zu,\"seconds\":%.6f,"
-	       "\"ns_per_task\":%.1f,\"tasks_per_s\":%.0f",
-	       r->system, r->workload, r->tasks, r->seconds, r->ns, r->ns > 0 ? 1e9 / r->ns : 0.0);
-	print_json_num("p50_ns", r->latency, r->p50);
-	print_json_num("p99_ns", r->latency, r->p99);
+	bench_json_head(r->system, r->workload, r->tasks, r->seconds, r->ns, r->latency, r->p50, r->p99);
 	if (r->vs_lib >= 0)
 		printf(",\"vs_libexecutor\":%.3f", r->vs_lib);
 	if (r->latency) {
-		print_json_num("start_p50_ns", true, r->start_p50);
-		print_json_num("start_p99_ns", true, r->start_p99);
-		printf(",\"caller_pct\":%.1f,\"cpu_pct\":%.0f", r->caller_pct, r->cpu_pct);
+		bench_json_latency(r->start_p50, r->start_p99, r->caller_pct);
+		printf(",\"cpu_pct\":%.0f", r->cpu_pct);
 	}
 	if (r->efficiency > 0)
 		printf(",\"efficiency_pct\":%.1f", r->efficiency);
@@ -366,7 +207,7 @@ static void add_results(struct result *rows, int n)
 		if (nresults == MAX_RESULTS)
 			bench_die("too many results");
 		results[nresults++] = *r;
-		if (!opt.json)
+		if (!bench_opt.json)
 			print_row(r);
 		else if (r != lib || bench_json_reference)
 			print_json(r);
@@ -411,8 +252,8 @@ static double efficiency(struct timed_spin *ts, size_t n, double wall_ns)
 
 	if (got != n)
 		bench_die("spin100us: %zu spins recorded, expected %zu", got, n);
-	qsort(ts->took, n, sizeof(*ts->took), cmp_i64);
-	return 100.0 * (double)percentile(ts->took, n, 50) * (double)n / bench_ncpu / wall_ns;
+	bench_sort_i64(ts->took, n);
+	return 100.0 * (double)bench_percentile(ts->took, n, 50) * (double)n / bench_ncpu / wall_ns;
 }
 
 /* One run: a fresh pool, an untimed warm-up, the timed batch. Returns ns. */
@@ -442,18 +283,11 @@ static double run_batch(const struct bench_system *s, const struct workload *w, 
 	return (double)(t1 - t0);
 }
 
-static size_t scaled(size_t n)
-{
-	if (opt.quick)
-		n /= 5;
-	return n ? n : 1;
-}
-
 static void bench_throughput(const struct bench_system *const *sys, int nsys, const struct workload *w)
 {
-	static double ns[MAX_SYSTEMS][MAX_RUNS], eff[MAX_SYSTEMS][MAX_RUNS];
+	static double ns[MAX_SYSTEMS][BENCH_MAX_RUNS], eff[MAX_SYSTEMS][BENCH_MAX_RUNS];
 	struct result rows[MAX_SYSTEMS];
-	size_t n = scaled(w->tasks), slot_max = 0;
+	size_t n = bench_scaled(w->tasks), slot_max = 0;
 	struct timed_spin ts = { .cap = n };
 	void *slots;
 
@@ -466,7 +300,7 @@ static void bench_throughput(const struct bench_system *const *sys, int nsys, co
 		ts.iters = *w->iters;
 		ts.took = bench_calloc(n, sizeof(*ts.took));
 	}
-	for (int r = 0; r < opt.runs; r++)
+	for (int r = 0; r < bench_opt.runs; r++)
 		for (int k = 0; k < nsys; k++) {
 			int i = (k + r) % nsys;
 
@@ -474,10 +308,10 @@ static void bench_throughput(const struct bench_system *const *sys, int nsys, co
 		}
 	for (int i = 0; i < nsys; i++) {
 		rows[i] = (struct result){ .system = sys[i]->name, .workload = w->name, .tasks = n };
-		rows[i].seconds = median(ns[i], opt.runs) / 1e9;
+		rows[i].seconds = bench_median(ns[i], bench_opt.runs) / 1e9;
 		rows[i].ns = rows[i].seconds * 1e9 / (double)n;
 		if (ts.took)
-			rows[i].efficiency = median(eff[i], opt.runs);
+			rows[i].efficiency = bench_median(eff[i], bench_opt.runs);
 	}
 	add_results(rows, nsys);
 	free(ts.took);
@@ -504,26 +338,22 @@ static void lat_body(void *state)
 	struct lat_run *lr = state;
 	struct stamp st = { .submitter = pthread_self() };
 
-	for (size_t i = 0; i < lr->n + LAT_WARMUP; i++) {
+	for (size_t i = 0; i < lr->n + BENCH_LAT_WARMUP; i++) {
 		int64_t t0, t1;
 
 		if (!lr->hot)
-			sleep_ns(LAT_IDLE_NS);
+			bench_sleep_ns(BENCH_LAT_IDLE_NS);
 		t0 = bench_now_ns();
 		if (lr->s->one(lr->ctx, task_stamp, &st, &t1))
 			bench_die("%s/%s: a task failed", lr->s->name, lr->workload);
-		if (i < LAT_WARMUP)
+		if (i < BENCH_LAT_WARMUP)
 			continue;
-		lr->to_result[i - LAT_WARMUP] = t1 - t0;
-		lr->to_start[i - LAT_WARMUP] = st.start - t0;
+		lr->to_result[i - BENCH_LAT_WARMUP] = t1 - t0;
+		lr->to_start[i - BENCH_LAT_WARMUP] = st.start - t0;
 		lr->sum += t1 - t0;
 		lr->on_caller += st.on_submitter;
 	}
 }
-
-struct lat_sample {
-	double mean, p50, p99, sp50, sp99, caller, wall, cpu;
-};
 
 static int64_t cpu_ns(void)
 {
@@ -534,7 +364,7 @@ static int64_t cpu_ns(void)
 	       ((int64_t)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }
 
-static void run_latency(const struct bench_system *s, struct lat_run *lr, struct lat_sample *out)
+static void run_latency(const struct bench_system *s, struct lat_run *lr, struct bench_lat *out)
 {
 	int64_t t0, c0;
 
@@ -553,53 +383,33 @@ static void run_latency(const struct bench_system *s, struct lat_run *lr, struct
 	 * here, while its latency looks good. */
 	out->cpu = 100.0 * (double)(cpu_ns() - c0) / out->wall;
 	s->destroy(lr->ctx);
-
-	qsort(lr->to_result, lr->n, sizeof(int64_t), cmp_i64);
-	qsort(lr->to_start, lr->n, sizeof(int64_t), cmp_i64);
-	out->mean = (double)lr->sum / (double)lr->n;
-	out->p50 = (double)percentile(lr->to_result, lr->n, 50);
-	out->p99 = (double)percentile(lr->to_result, lr->n, 99);
-	out->sp50 = (double)percentile(lr->to_start, lr->n, 50);
-	out->sp99 = (double)percentile(lr->to_start, lr->n, 99);
-	out->caller = 100.0 * (double)lr->on_caller / (double)lr->n;
-}
-
-/* Each latency figure is the median over the runs of that figure. */
-static double lat_median(const struct lat_sample *runs, size_t field)
-{
-	double v[MAX_RUNS];
-
-	for (int r = 0; r < opt.runs; r++)
-		v[r] = *(const double *)((const char *)&runs[r] + field);
-	return median(v, opt.runs);
+	bench_lat_figures(out, lr->to_result, lr->to_start, lr->n, lr->sum, lr->on_caller);
 }
 
 static void bench_latency(const struct bench_system *const *sys, int nsys, bool hot)
 {
-	static struct lat_sample smp[MAX_SYSTEMS][MAX_RUNS];
+	static struct bench_lat smp[MAX_SYSTEMS][BENCH_MAX_RUNS];
 	struct result rows[MAX_SYSTEMS];
 	struct lat_run lr = { .workload = hot ? "latency-hot" : "latency", .hot = hot };
 
-	lr.n = opt.quick ? LAT_SAMPLES / 4 : LAT_SAMPLES;
+	lr.n = bench_opt.quick ? BENCH_LAT_SAMPLES / 4 : BENCH_LAT_SAMPLES;
 	lr.to_result = bench_calloc(lr.n, sizeof(int64_t));
 	lr.to_start = bench_calloc(lr.n, sizeof(int64_t));
-	for (int r = 0; r < opt.runs; r++)
+	for (int r = 0; r < bench_opt.runs; r++)
 		for (int k = 0; k < nsys; k++) {
 			int i = (k + r) % nsys;
 
 			run_latency(sys[i], &lr, &smp[i][r]);
 		}
+	/* Each latency figure is the median over the runs of that figure. */
 	for (int i = 0; i < nsys; i++) {
+		struct bench_lat m;
+
+		bench_lat_medians(&m, smp[i], bench_opt.runs);
 		rows[i] = (struct result){ .system = sys[i]->name, .workload = lr.workload, .tasks = lr.n,
-					   .latency = true };
-		rows[i].ns = lat_median(smp[i], offsetof(struct lat_sample, mean));
-		rows[i].seconds = lat_median(smp[i], offsetof(struct lat_sample, wall)) / 1e9;
-		rows[i].p50 = lat_median(smp[i], offsetof(struct lat_sample, p50));
-		rows[i].p99 = lat_median(smp[i], offsetof(struct lat_sample, p99));
-		rows[i].start_p50 = lat_median(smp[i], offsetof(struct lat_sample, sp50));
-		rows[i].start_p99 = lat_median(smp[i], offsetof(struct lat_sample, sp99));
-		rows[i].caller_pct = lat_median(smp[i], offsetof(struct lat_sample, caller));
-		rows[i].cpu_pct = lat_median(smp[i], offsetof(struct lat_sample, cpu));
+					   .latency = true, .ns = m.mean, .seconds = m.wall / 1e9,
+					   .p50 = m.p50, .p99 = m.p99, .start_p50 = m.sp50,
+					   .start_p99 = m.sp99, .caller_pct = m.caller, .cpu_pct = m.cpu };
 	}
 	add_results(rows, nsys);
 	free(lr.to_result);
@@ -648,58 +458,21 @@ static void usage(FILE *out)
 		"  --only SYSTEM  one system (a name prefix); libexecutor-threads always runs too\n"
 		"  --workload W   empty, spin1us, spin100us, latency or latency-hot\n"
 		"What is measured is explained at the top of bench/workloads.h.\n",
-		prog_name);
+		bench_prog_name);
 }
 
 void bench_parse_args(const char *prog, int argc, char **argv)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-	prog_name = prog;
-	bench_ncpu = cpus > 0 ? (unsigned)cpus : 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (!strcmp(a, "--quick")) {
-			opt.quick = true;
-		} else if (!strcmp(a, "--json")) {
-			opt.json = true;
-		} else if (!strcmp(a, "--runs") && i + 1 < argc) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-
-			if (*end || v < 1 || v > MAX_RUNS)
-				bench_die("--runs wants 1..%d", MAX_RUNS);
-			opt.runs = (int)v;
-		} else if (!strcmp(a, "--only") && i + 1 < argc) {
-			opt.only = argv[++i];
-		} else if (!strcmp(a, "--workload") && i + 1 < argc) {
-			opt.workload = argv[++i];
-		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-			usage(stdout);
-			exit(0);
-		} else {
-			fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, a);
-			usage(stderr);
-			exit(2);
-		}
-	}
-	if (!opt.runs)
-		opt.runs = opt.quick ? 3 : 5;
-}
-
-static bool want_workload(const char *name)
-{
-	return !opt.workload || !strcmp(opt.workload, name);
+	bench_parse_opts(prog, argc, argv, usage, NULL);
 }
 
 void bench_run(const char *prog, const struct bench_system *systems, int nsys)
 {
 	/* Task counts as in bench_pool's pool rows, so the figures line up. */
 	struct workload wl[] = {
-		{ "empty", task_empty, NULL, 200000 },
-		{ "spin1us", task_spin, &iters_1us, 100000 },
-		{ "spin100us", task_spin_timed, &iters_100us, 4000 },
+		{ "empty", bench_task_empty, NULL, 200000 },
+		{ "spin1us", bench_task_spin, &bench_iters_1us, 100000 },
+		{ "spin100us", task_spin_timed, &bench_iters_100us, 4000 },
 	};
 	const char *names[] = { "empty", "spin1us", "spin100us", "latency", "latency-hot" };
 	const struct bench_system *run[MAX_SYSTEMS];
@@ -710,45 +483,43 @@ void bench_run(const char *prog, const struct bench_system *systems, int nsys)
 		const struct bench_system *s = &systems[i];
 		bool is_lib = !strcmp(s->name, bench_libexecutor_threads.name);
 
-		if (opt.only && !is_lib && strncmp(s->name, opt.only, strlen(opt.only)))
+		if (!is_lib && !bench_only_matches(s->name))
 			continue;
 		if (s->missing) {
 			/* In JSON mode stdout carries only result lines. */
-			fprintf(opt.json ? stderr : stdout, "%s: skipped: install %s\n", s->name, s->missing);
+			fprintf(bench_opt.json ? stderr : stdout, "%s: skipped: install %s\n", s->name, s->missing);
 			continue;
 		}
 		if (nrun == MAX_SYSTEMS)
 			bench_die("too many systems");
 		run[nrun++] = s;
 	}
-	if (opt.workload) {
+	if (bench_opt.workload) {
 		bool known = false;
 
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-			known |= !strcmp(names[i], opt.workload);
+			known |= !strcmp(names[i], bench_opt.workload);
 		if (!known)
-			bench_die("unknown workload '%s'", opt.workload);
+			bench_die("unknown workload '%s'", bench_opt.workload);
 	}
 
-	calibrate();
-	if (!opt.json) {
+	bench_calibrate();
+	if (!bench_opt.json) {
 		printf("%s: libexecutor %d.%d.%d, %u online CPUs, %u workers per pool, %s mode, median of %d "
 		       "interleaved runs\n",
-		       prog_name, EXE_VERSION_MAJOR, EXE_VERSION_MINOR, EXE_VERSION_PATCH, bench_ncpu, bench_ncpu,
-		       opt.quick ? "quick" : "full", opt.runs);
-		printf("spin1us = %.0f ns (%llu iterations), spin100us = %.1f us (%llu iterations)\n\n",
-		       spin_ns_1us, (unsigned long long)iters_1us, spin_ns_100us / 1000,
-		       (unsigned long long)iters_100us);
+		       bench_prog_name, EXE_VERSION_MAJOR, EXE_VERSION_MINOR, EXE_VERSION_PATCH, bench_ncpu,
+		       bench_ncpu, bench_opt.quick ? "quick" : "full", bench_opt.runs);
+		bench_print_spins();
 		print_table_header();
 	}
 	if (!nrun)
 		return;
 	for (size_t w = 0; w < sizeof(wl) / sizeof(wl[0]); w++)
-		if (want_workload(wl[w].name))
+		if (bench_workload_matches(wl[w].name))
 			bench_throughput(run, nrun, &wl[w]);
 	for (int hot = 0; hot < 2; hot++)
-		if (want_workload(hot ? "latency-hot" : "latency"))
+		if (bench_workload_matches(hot ? "latency-hot" : "latency"))
 			bench_latency(run, nrun, hot);
-	if (!opt.json)
+	if (!bench_opt.json)
 		summary(names, (int)(sizeof(names) / sizeof(names[0])));
 }

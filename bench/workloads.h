@@ -1,6 +1,8 @@
 /*
  * workloads.h - the workloads, timing and reporting shared by bench_peers and
- * bench_tbb, so every thread pool is measured by the same code.
+ * bench_tbb, so every thread pool is measured by the same code (the clock,
+ * the spin loop and the statistics under it are harness.h's, which
+ * bench_pool, bench_queue and bench_io use too).
  *
  * A system is a set of hooks (struct bench_system). The harness calibrates
  * the spin loop once per process, then for each workload runs every system
@@ -39,6 +41,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "harness.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,18 +87,13 @@ struct bench_system {
  * and exe_future_unref() on each future in submission order. */
 extern const struct bench_system bench_libexecutor_threads;
 
-extern unsigned bench_ncpu;
-
 /* false: --json leaves out the libexecutor-threads rows (they still run and
  * give the ratios), for a program whose reference rows another one prints. */
 extern bool bench_json_reference;
 
-int64_t bench_now_ns(void);
-void bench_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-void *bench_calloc(size_t n, size_t size);
-
-/* Options: --quick, --json, --runs N, --only SYSTEM, --workload W. Also sets
- * bench_ncpu; call first. */
+/* Options: --quick, --json, --runs N, --only SYSTEM, --workload W (through
+ * bench_parse_opts(), with this harness's usage). Also sets bench_ncpu;
+ * call first. */
 void bench_parse_args(const char *prog, int argc, char **argv);
 
 /* Calibrate the spins, run every workload on @systems (libexecutor first,
