@@ -91,14 +91,24 @@ int exe__pool_map_each(struct exe_pool *p, exe_task_fn *fn, void *const *args, s
 		exe__free(fs);
 		return rc;
 	}
-	if (rc && failed_index)
-		*failed_index = submitted;
 	/* Collect in order; the first failure or the deadline stops the map
-	 * and cancels what has not started. */
-	for (i = 0; i < submitted && rc == 0; i++) {
-		rc = exe_future_result(fs[i], &results[i], exe__pool_remaining(deadline));
-		if (rc && failed_index)
-			*failed_index = i;
+	 * and cancels what has not started. A submit that failed at index
+	 * `submitted` is reported after the elements before it, so an
+	 * earlier element's own failure wins and earlier results are filled. */
+	{
+		int submit_rc = rc;
+
+		rc = 0;
+		for (i = 0; i < submitted && rc == 0; i++) {
+			rc = exe_future_result(fs[i], &results[i], exe__pool_remaining(deadline));
+			if (rc && failed_index)
+				*failed_index = i;
+		}
+		if (rc == 0 && submit_rc) {
+			rc = submit_rc;
+			if (failed_index)
+				*failed_index = submitted;
+		}
 	}
 	for (i = 0; i < submitted; i++) {
 		if (rc)

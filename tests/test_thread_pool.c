@@ -983,3 +983,21 @@ Test(thread_pool, tasks_that_need_every_worker_at_once_all_get_one)
 	}
 	exe_pool_destroy(p);
 }
+
+Test(thread_pool, map_whose_submit_fails_midway_fills_the_results_before_it)
+{
+	struct exe_pool *p = make_pool(1, 0);
+	void *args[10], *results[10] = {0};
+	size_t at = 99;
+
+	for (intptr_t i = 0; i < 10; i++)
+		args[i] = (void *)(i + 1);
+	/* The future array, then three futures; the fourth submit fails. */
+	exe__alloc_fail_after(4);
+	cr_assert_eq(exe_pool_map(p, square, args, 10, results, EXE_FOREVER, &at), -ENOMEM);
+	exe__alloc_fail_after(-1);
+	cr_assert_eq(at, 3);
+	for (intptr_t i = 0; i < 3; i++)
+		cr_assert_eq((intptr_t)results[i], (i + 1) * (i + 1));
+	exe_pool_destroy(p);
+}
