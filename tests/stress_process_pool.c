@@ -1,0 +1,176 @@
+/*
+ * stress_process_pool - several submitter threads against one process pool:
+ * bytes tasks with checked results, pointer tasks, cancels (some killing a
+ * running worker), and tasks that crash their worker, all at once. Checks
+ * that every future finishes with the outcome its task implies and that the
+ * counts add up. A plain program (not Criterion) so it also runs under
+ * ThreadSanitizer, which watches the submitters, the collector thread and
+ * the futures' hand-offs. EXE_STRESS_TASKS overrides the task count.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <executor.h>
+
+#define SUBMITTERS 3
+#define WINDOW 32
+
+static struct exe_pool *pool;
+static long tasks_per_thread;
+static _Atomic long ok, cancelled, crashed, failures;
+
+static void fail(const char *what, long i, int rc)
+{
+	fprintf(stderr, "stress_process_pool: %s (task %ld, rc %d)\n", what, i, rc);
+	atomic_fetch_add(&failures, 1);
+}
+
+/* Returns its input reversed; input "crash" kills the worker. */
+static int reverse(const void *in, size_t len, void **out, size_t *out_len)
+{
+	const unsigned char *s = in;
+	unsigned char *r;
+
+	if (len == 5 && memcmp(in, "crash", 5) == 0)
+		raise(SIGSEGV);
+	r = malloc(len ? len : 1);
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < len; i++)
+		r[i] = s[len - 1 - i];
+	*out = r;
+	*out_len = len;
+	return 0;
+}
+
+static int twice(void *arg, void **result)
+{
+	*result = (void *)((uintptr_t)arg * 2);
+	return 0;
+}
+
+enum kind { BYTES, POINTER, CRASH, CANCEL };
+
+struct slot {
+	struct exe_future *f;
+	enum kind kind;
+	char in[32];
+	size_t len;
+	uintptr_t x;
+};
+
+static void check(struct slot *s, long i)
+{
+	const void *data;
+	size_t len;
+	void *v = NULL;
+	int rc = exe_future_result(s->f, &v, EXE_FOREVER);
+
+	switch (s->kind) {
+	case BYTES:
+		if (rc != 0 || exe_future_bytes(s->f, &data, &len) != 0 || len != s->len)
+			fail("bytes task", i, rc);
+		else
+			for (size_t k = 0; k < len; k++)
+				if (((const char *)data)[k] != s->in[len - 1 - k]) {
+					fail("bytes result", i, 0);
+					break;
+				}
+		atomic_fetch_add(&ok, 1);
+		break;
+	case POINTER:
+		if (rc != 0 || (uintptr_t)v != s->x * 2)
+			fail("pointer task", i, rc);
+		atomic_fetch_add(&ok, 1);
+		break;
+	case CRASH:
+		if (rc != -ECHILD || !exe_future_error(s->f) || !strstr(exe_future_error(s->f), "signal 11"))
+			fail("crash not reported as a dead worker", i, rc);
+		atomic_fetch_add(&crashed, 1);
+		break;
+	case CANCEL:
+		/* Cancelled before it started, killed while running, or done. */
+		if (rc != 0 && rc != -ECANCELED)
+			fail("cancelled task", i, rc);
+		atomic_fetch_add(rc ? &cancelled : &ok, 1);
+		break;
+	}
+	exe_future_unref(s->f);
+}
+
+static void *submitter(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u;
+	struct slot w[WINDOW];
+	struct exe_submit_opts kill = {.flags = EXE_SUBMIT_KILL_ON_CANCEL};
+	int n = 0;
+
+	for (long i = 0; i < tasks_per_thread; i++) {
+		struct slot *s = &w[n];
+		unsigned r = rand_r(&seed);
+		int rc;
+
+		s->kind = r % 50 == 0 ? CRASH : r % 7 == 0 ? CANCEL : r % 2 ? POINTER : BYTES;
+		if (s->kind == POINTER) {
+			s->x = r;
+			rc = exe_pool_submit(pool, twice, (void *)s->x, &s->f);
+		} else {
+			s->len = s->kind == CRASH ? 5 : (size_t)snprintf(s->in, sizeof(s->in), "task %u/%ld", r, i);
+			if (s->kind == CRASH)
+				memcpy(s->in, "crash", 5);
+			rc = exe_pool_submit_bytes(pool, reverse, s->in, s->len, s->kind == CANCEL ? &kill : NULL,
+			                           &s->f);
+			if (rc == 0 && s->kind == CANCEL)
+				exe_future_cancel(s->f);
+		}
+		if (rc) {
+			fail("submit", i, rc);
+			break;
+		}
+		if (++n < WINDOW && i + 1 < tasks_per_thread)
+			continue;
+		for (int k = 0; k < n; k++)
+			check(&w[k], i);
+		n = 0;
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	struct exe_pool_stats st;
+	pthread_t t[SUBMITTERS];
+	long total = 20000;
+	const char *env = getenv("EXE_STRESS_TASKS");
+
+#if defined(EXE_TSAN) || defined(__SANITIZE_ADDRESS__)
+	total = 4000;
+#endif
+	if (env)
+		total = atol(env);
+	tasks_per_thread = total / SUBMITTERS;
+	/* Before any other thread: the fork server copies this process. */
+	if (exe_process_pool_create(&pool, &(struct exe_pool_opts){.workers = 2, .name = "pstress"}))
+		return 1;
+	for (int i = 0; i < SUBMITTERS; i++)
+		pthread_create(&t[i], NULL, submitter, (void *)(uintptr_t)(i + 1));
+	for (int i = 0; i < SUBMITTERS; i++)
+		pthread_join(t[i], NULL);
+	exe_pool_shutdown(pool, EXE_SHUTDOWN_WAIT);
+	exe_pool_stats(pool, &st);
+	exe_pool_destroy(pool);
+	if (atomic_load(&ok) + atomic_load(&cancelled) + atomic_load(&crashed) != tasks_per_thread * SUBMITTERS)
+		fail("outcomes do not add up", 0, 0);
+	if (st.worker_restarts < (uint64_t)atomic_load(&crashed))
+		fail("fewer worker restarts than crashes", (long)st.worker_restarts, 0);
+	printf("stress_process_pool: %ld tasks, %ld ok, %ld cancelled, %ld crashed, %lu restarts, %ld failures\n",
+	       tasks_per_thread * SUBMITTERS, atomic_load(&ok), atomic_load(&cancelled), atomic_load(&crashed),
+	       (unsigned long)st.worker_restarts, atomic_load(&failures));
+	return atomic_load(&failures) ? 1 : 0;
+}
