@@ -163,6 +163,11 @@ struct exe_io {
 /* An operation finished with @res: complete its future and retire it. */
 void exe__io_op_done(struct exe_io *io, struct exe__io_op *op, int64_t res);
 
+/* A positioned read whose whole range is in the page cache: done here, on
+ * the io thread, without blocking (the fallback backend's fast path).
+ * Return false to submit it as usual. */
+bool exe__io_read_cached(struct exe_io *io, struct exe__io_op *op);
+
 /* Push a request (any thread; the caller is counted in io->active or
  * otherwise keeps io alive until it returns from exe__io_wake()). */
 void exe__io_push(struct exe_io *io, struct exe__io_node *node);

@@ -377,6 +377,7 @@ static int fd_ready(struct exe_io *io, int fd, uint32_t revents)
 
 /* ---- the backend ---- */
 
+
 static void fb_start(struct exe_io *io, struct exe__io_op *op)
 {
 	switch (op->opcode) {
@@ -387,6 +388,12 @@ static void fb_start(struct exe_io *io, struct exe__io_op *op)
 	case EXE__OP_ACCEPT:
 	case EXE__OP_CONNECT:
 	case EXE__OP_POLL: sock_start(io, op); return;
+	case EXE__OP_READ:
+	case EXE__OP_READV:
+		if (exe__io_read_cached(io, op))
+			return;
+		/* Not (all) in the page cache: a file thread reads it. */
+		__attribute__((fallthrough));
 	default: {
 		int rc;
 

@@ -47,6 +47,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "executor/alloc.h"
@@ -161,6 +162,36 @@ void exe__io_op_done(struct exe_io *io, struct exe__io_op *op, int64_t res)
 		return;
 	}
 	retire(io, op);
+}
+
+/*
+ * A positioned read whose data is all in the page cache cannot block: do it
+ * on the io thread with RWF_NOWAIT instead of a hop to a file thread and
+ * back (the fallback backend: a 4 KiB cached read costs ~1 us, the hop
+ * ~10-20 us on 2 vCPUs). The io_uring backend does not use it: one
+ * preadv2 per read on the io thread loses the ring's batching at depth
+ * (measured ~8 % slower at queue depth 128, though ~15 % faster at depth 1). Only a full
+ * read or end of file is kept; a partial one (part of the range cached) or
+ * EAGAIN goes the usual way, which reads the whole range again, so callers
+ * see the same results as without this path.
+ */
+bool exe__io_read_cached(struct exe_io *io, struct exe__io_op *op)
+{
+	struct iovec one = {op->buf, op->len};
+	const struct iovec *iov = op->opcode == EXE__OP_READ ? &one : op->buf;
+	int cnt = op->opcode == EXE__OP_READ ? 1 : (int)op->len;
+	size_t want = 0;
+	ssize_t r;
+
+	if (op->off < 0)
+		return false;
+	for (int i = 0; i < cnt; i++)
+		want += iov[i].iov_len;
+	r = preadv2(op->fd, iov, cnt, op->off, RWF_NOWAIT);
+	if (r < 0 || (r > 0 && (size_t)r < want))
+		return false;
+	exe__io_op_done(io, op, r);
+	return true;
 }
 
 static void op_cancel_running(struct exe_future *f)
