@@ -14,44 +14,13 @@
 
 #include "executor.h"
 #include "executor/alloc.h"
+#include "tests/future_helpers.h"
 
 TestSuite(then, .timeout = 60);
 TestSuite(all, .timeout = 30);
 TestSuite(any, .timeout = 30);
 
 /* ---- helpers ---- */
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static struct exe_future *promise(void)
-{
-	struct exe_future *f = NULL;
-
-	cr_assert_eq(exe_future_create(&f), 0);
-	return f;
-}
-
-static void promises(struct exe_future **fs, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		fs[i] = promise();
-}
-
-static void unref_all(struct exe_future **fs, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		exe_future_unref(fs[i]);
-}
 
 static struct exe_pool *pool_of(unsigned workers)
 {

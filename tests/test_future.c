@@ -15,27 +15,11 @@
 
 #include "executor.h"
 #include "executor/alloc.h"
+#include "tests/future_helpers.h"
 
 TestSuite(future, .timeout = 30);
 
 /* ---- helpers ---- */
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static struct exe_future *promise(void)
-{
-	struct exe_future *f = NULL;
-
-	cr_assert_eq(exe_future_create(&f), 0);
-	cr_assert_not_null(f);
-	return f;
-}
 
 /* A thread that completes a future after a delay. */
 enum action { DO_RESULT, DO_ERROR, DO_CANCEL };

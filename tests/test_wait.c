@@ -12,43 +12,12 @@
 
 #include "executor.h"
 #include "executor/alloc.h"
+#include "tests/future_helpers.h"
 
 TestSuite(wait, .timeout = 60);
 TestSuite(as_completed, .timeout = 60);
 
 /* ---- helpers ---- */
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static struct exe_future *promise(void)
-{
-	struct exe_future *f = NULL;
-
-	cr_assert_eq(exe_future_create(&f), 0);
-	return f;
-}
-
-static void promises(struct exe_future **fs, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		fs[i] = promise();
-}
-
-static void unref_all(struct exe_future **fs, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		exe_future_unref(fs[i]);
-}
 
 /* A thread that performs a script of completions, each after a delay. */
 enum action { DO_RESULT, DO_ERROR, DO_CANCEL };
