@@ -11,11 +11,15 @@
  * application's threads.
  *
  * Waiting inside a task. A task that waits (forever) on another pending task
- * of the same pool runs that task itself, so nested waits cannot deadlock,
- * even with one worker. An infinite wait from outside the pool does the same
- * ("caller runs"), which saves a cross-core wake-up; set
- * exe_pool_opts.no_caller_runs (or use an init function, which implies it) to
- * keep every task on the pool's own threads.
+ * of the same pool runs that task itself, and while the task it waits for
+ * runs on another thread it runs other queued tasks of the pool rather than
+ * sleep (fork-join "help while you wait", at most 16 deep); so nested waits
+ * cannot deadlock, even with one worker. An infinite wait from outside the
+ * pool does the same ("caller runs"), which saves a cross-core wake-up and
+ * keeps the waiting thread busy; the wait may then return up to one task's
+ * run time after its own task finished. Set exe_pool_opts.no_caller_runs (or
+ * use an init function, which implies it) to keep every task on the pool's
+ * own threads. Waits with a finite timeout never run tasks.
  *
  * Lifetime. One owner per pool. exe_pool_shutdown() is idempotent;
  * exe_pool_destroy() implies shutdown with EXE_SHUTDOWN_WAIT, joins every
