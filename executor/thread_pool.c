@@ -25,7 +25,7 @@
  *    sleeps: no system call per task while workers are busy.
  *
  * Invariants
- *  - Counters: submitted is written by submitters; each worker owns its
+ *  - Counters: submitted is written under submit_lock; each worker owns its
  *    started/completed/failed; threads outside the pool that finish a task
  *    (help, cancel) use the shared ext_* counters. accepted - finished is the
  *    number of tasks that may still touch the pool.
@@ -60,7 +60,6 @@
 
 #define RING_SLOTS_UNBOUNDED 16384u /* 128 KiB: bursts this size never touch the overflow lock */
 #define SPIN_NS (30 * 1000)         /* idle spin before parking: ~ one cross-core wake */
-#define SHUTDOWN_POLL_NS (1000000)  /* parked workers re-check the exit condition */
 
 struct worker {
 	alignas(64) pthread_t thread;
@@ -89,7 +88,6 @@ struct thread_pool {
 
 	/* Producers. */
 	alignas(64) _Atomic uint64_t submitted;
-	_Atomic uint64_t rejected; /* counted in submitted, then refused */
 	_Atomic int64_t queued;    /* bounded pools only: not yet started */
 
 	/* Producers' side of the ring, and the overflow list (ring full). */
@@ -153,15 +151,26 @@ static void wake_one(struct thread_pool *tp)
 	exe__futex_wake(&tp->park_seq, 1);
 }
 
-/* Return true when a sleeping worker must be woken for the new entry. */
-static bool enqueue(struct thread_pool *tp, struct exe_future *f)
+/*
+ * Queue @f, unless the pool is shut down (-ESHUTDOWN). The shutdown check and
+ * the count of accepted tasks happen under submit_lock, which shutdown takes
+ * to set its flag: a worker that sees the flag also sees every task accepted
+ * before it, so it cannot exit with one still to come. *@wake: a sleeping
+ * worker must be woken for the entry.
+ */
+static int enqueue(struct thread_pool *tp, struct exe_future *f, bool *wake)
 {
-	bool wake;
-
 	/* The ring hand-off is ck code TSan cannot see: publish the future
 	 * explicitly (paired in dequeue()). */
 	exe__tsan_release(f);
 	pthread_mutex_lock(&tp->submit_lock);
+	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed)) {
+		pthread_mutex_unlock(&tp->submit_lock);
+		return -ESHUTDOWN;
+	}
+	/* Written under the lock only: a plain increment, no locked op. */
+	atomic_store_explicit(&tp->submitted, atomic_load_explicit(&tp->submitted, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
 	if (tp->of_head || !ck_ring_enqueue_spmc(&tp->ring, tp->slots, f)) {
 		f->next = NULL;
 		if (tp->of_tail)
@@ -171,9 +180,9 @@ static bool enqueue(struct thread_pool *tp, struct exe_future *f)
 		tp->of_tail = f;
 		atomic_fetch_add_explicit(&tp->of_len, 1, memory_order_relaxed);
 	}
-	wake = wake_needed(tp);
+	*wake = wake_needed(tp);
 	pthread_mutex_unlock(&tp->submit_lock);
-	return wake;
+	return 0;
 }
 
 /* Take the overflow list's head and move the next batch into the ring. */
@@ -223,43 +232,58 @@ static struct exe_future *dequeue(struct thread_pool *tp)
 
 /* ---- parking ---- */
 
-/* Wake every sleeper (shutdown, broken pool): rare, so a fence. */
+/* Wake every sleeper, after shutdown set its flag under submit_lock: a
+ * worker that counted itself asleep under that lock is seen here; one that
+ * comes later sees the flag and does not sleep. */
 static void wake_all(struct thread_pool *tp)
 {
-	/* seq_cst fence: orders the caller's flag store before the read of
-	 * sleepers; pairs with the seq_cst increment in park(). */
-	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&tp->sleepers, memory_order_relaxed) == 0)
 		return;
 	atomic_fetch_add_explicit(&tp->park_seq, 1, memory_order_release);
 	exe__futex_wake(&tp->park_seq, EXE_FUTEX_WAKE_ALL);
 }
 
-static void park(struct thread_pool *tp, bool shutting_down)
+/*
+ * Idle transitions take submit_lock, like enqueue() and shutdown: what a
+ * worker sees there (queue empty, flag set) cannot change behind its back,
+ * since no entry can be added once the flag is set under the same lock.
+ */
+enum idle { IDLE_WORK, IDLE_PARK, IDLE_EXIT };
+
+static enum idle idle_state(struct thread_pool *tp)
 {
+	if (queue_nonempty(tp))
+		return IDLE_WORK;
+	return atomic_load_explicit(&tp->shutdown, memory_order_relaxed) ? IDLE_EXIT : IDLE_PARK;
+}
+
+/* Sleep until woken for work or shutdown. */
+static void park(struct thread_pool *tp)
+{
+	enum idle state;
 	uint32_t seq;
-	bool work;
 
 	pthread_mutex_lock(&tp->submit_lock);
 	seq = atomic_load_explicit(&tp->park_seq, memory_order_acquire);
-	atomic_fetch_add_explicit(&tp->sleepers, 1, memory_order_seq_cst);
-	work = queue_nonempty(tp);
+	atomic_fetch_add_explicit(&tp->sleepers, 1, memory_order_relaxed);
+	state = idle_state(tp);
 	pthread_mutex_unlock(&tp->submit_lock);
-	if (!work && shutting_down == !!atomic_load(&tp->shutdown))
-		exe__futex_wait(&tp->park_seq, seq, shutting_down ? exe_now_ns() + SHUTDOWN_POLL_NS : -1);
+	if (state == IDLE_PARK)
+		exe__futex_wait(&tp->park_seq, seq, -1);
 	atomic_fetch_sub_explicit(&tp->sleepers, 1, memory_order_relaxed);
 }
 
-/* A worker stops spinning; true when work arrived meanwhile. */
-static bool stop_spinning(struct thread_pool *tp)
+/* A worker stops spinning: work arrived, or park, or exit. A submitter that
+ * saw it spinning woke nobody, so it must look once more here. */
+static enum idle stop_spinning(struct thread_pool *tp)
 {
-	bool work;
+	enum idle state;
 
 	pthread_mutex_lock(&tp->submit_lock);
 	atomic_fetch_sub_explicit(&tp->spinners, 1, memory_order_relaxed);
-	work = queue_nonempty(tp);
+	state = idle_state(tp);
 	pthread_mutex_unlock(&tp->submit_lock);
-	return work;
+	return state;
 }
 
 /* ---- accounting ---- */
@@ -280,8 +304,7 @@ static void space_released(struct thread_pool *tp)
 
 static uint64_t finished_count(struct thread_pool *tp)
 {
-	uint64_t n = atomic_load(&tp->rejected) + atomic_load(&tp->ext_completed) +
-	             atomic_load(&tp->ext_failed) + atomic_load(&tp->cancelled);
+	uint64_t n = atomic_load(&tp->ext_completed) + atomic_load(&tp->ext_failed) + atomic_load(&tp->cancelled);
 	unsigned i;
 
 	for (i = 0; i < tp->nworkers; i++)
@@ -289,8 +312,9 @@ static uint64_t finished_count(struct thread_pool *tp)
 	return n;
 }
 
-/* Every accepted task has been counted finished. Read submitted first: a
- * submit that increments it later sees the shutdown flag and is rejected. */
+/* Every accepted task has been counted finished: workers have exited, and
+ * threads that ran a task while waiting for it have counted it. Called
+ * after shutdown, so submitted is final (see enqueue()). */
 static bool all_finished(struct thread_pool *tp)
 {
 	uint64_t submitted = atomic_load(&tp->submitted);
@@ -407,7 +431,6 @@ static void mark_broken(struct thread_pool *tp, unsigned index, int code)
 	         index, exe_strerror(code), code);
 	/* release: the message is complete before anyone sees "broken". */
 	atomic_store_explicit(&tp->broken, 2, memory_order_release);
-	wake_all(tp);
 }
 
 static void run_entry(struct worker *w, struct exe_future *f)
@@ -444,7 +467,7 @@ static void *worker_main(void *arg)
 	for (;;) {
 		struct exe_future *f = dequeue(tp);
 		int64_t spin_until;
-		bool stop;
+		enum idle state;
 
 		if (f) {
 			/* A worker back from idle passes the wake on while work
@@ -466,14 +489,12 @@ static void *worker_main(void *arg)
 				__builtin_ia32_pause();
 			sched_yield();
 		}
-		/* A submitter that saw us spinning woke nobody: look again. */
 		was_idle = true;
-		if (stop_spinning(tp))
-			continue;
-		stop = atomic_load(&tp->shutdown);
-		if (stop && all_finished(tp))
+		state = stop_spinning(tp);
+		if (state == IDLE_EXIT)
 			break;
-		park(tp, stop);
+		if (state == IDLE_PARK)
+			park(tp);
 	}
 	atomic_fetch_sub(&tp->live_workers, 1);
 	return NULL;
@@ -534,6 +555,7 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 {
 	struct thread_pool *tp = pool_of(p);
 	struct exe_future *f;
+	bool wake;
 	int rc;
 
 	/* A thread cannot be killed: timeouts and kill-on-cancel are for
@@ -542,20 +564,15 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		return -EINVAL;
 	if (atomic_load_explicit(&tp->broken, memory_order_acquire))
 		return -EPIPE;
-	/* seq_cst pair with shutdown(): the increment is either seen by the
-	 * exit check, or we see the flag and count ourselves rejected. */
-	atomic_fetch_add_explicit(&tp->submitted, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&tp->shutdown, memory_order_seq_cst)) {
-		rc = -ESHUTDOWN;
-		goto reject;
-	}
+	/* Early refusal; the check that counts is under the lock in enqueue(). */
+	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed))
+		return -ESHUTDOWN;
 	if (tp->capacity && (rc = reserve(tp, o)) != 0)
-		goto reject;
+		return rc;
 	f = exe__future_new(&task_ops, tp, out ? 2 : 1);
 	if (!f) {
 		space_released(tp);
-		rc = -ENOMEM;
-		goto reject;
+		return -ENOMEM;
 	}
 	f->fn = fn;
 	f->arg = arg;
@@ -563,14 +580,17 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		f->value_free = o->result_free;
 	if (tp->helpable)
 		atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
+	rc = enqueue(tp, f, &wake);
+	if (rc) {
+		exe__free(f); /* never published */
+		space_released(tp);
+		return rc;
+	}
 	if (out)
 		*out = f;
-	if (enqueue(tp, f))
+	if (wake)
 		wake_one(tp);
 	return 0;
-reject:
-	atomic_fetch_add(&tp->rejected, 1);
-	return rc;
 }
 
 /* ---- shutdown, destroy, stats ---- */
@@ -601,7 +621,11 @@ static int tp_shutdown(struct exe_pool *p, unsigned flags)
 	struct thread_pool *tp = pool_of(p);
 	struct exe_future *f;
 
-	atomic_store_explicit(&tp->shutdown, 1, memory_order_seq_cst);
+	/* Under submit_lock: see enqueue(). release: pairs with the workers'
+	 * acquire load before their exit check. */
+	pthread_mutex_lock(&tp->submit_lock);
+	atomic_store_explicit(&tp->shutdown, 1, memory_order_release);
+	pthread_mutex_unlock(&tp->submit_lock);
 	wake_all(tp);
 	if (tp->capacity) {
 		pthread_mutex_lock(&tp->space_lock);
@@ -661,7 +685,7 @@ static void tp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 		done += atomic_load(&tp->workers[i].completed);
 		failed += atomic_load(&tp->workers[i].failed);
 	}
-	submitted = atomic_load(&tp->submitted) - atomic_load(&tp->rejected);
+	submitted = atomic_load(&tp->submitted);
 	st->submitted = submitted;
 	st->completed = done;
 	st->failed = failed;

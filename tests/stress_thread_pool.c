@@ -1,7 +1,8 @@
 /*
  * stress_thread_pool - many submitter threads, random cancels, nested
  * submits and callbacks racing with completion, on one pool; then checks
- * that every task is accounted for exactly once. A plain program (not
+ * that every task is accounted for exactly once; then shutdown(WAIT) racing
+ * with submitters, where no accepted task may be lost. A plain program (not
  * Criterion) so it also runs under ThreadSanitizer. Exit 0 on success.
  *
  * EXE_STRESS_TASKS overrides the task count (default: 2 000 000, or 1 000 000
@@ -111,6 +112,74 @@ static void *submitter(void *arg)
 	return NULL;
 }
 
+/* ---- shutdown racing with submitters ---- */
+
+static _Atomic long race_ran;
+static _Atomic int race_stop;
+
+static int count_task(void *arg, void **result)
+{
+	(void)arg;
+	(void)result;
+	atomic_fetch_add_explicit(&race_ran, 1, memory_order_relaxed);
+	return 0;
+}
+
+struct racer {
+	struct exe_pool *pool;
+	long accepted;
+};
+
+static void *race_submitter(void *arg)
+{
+	struct racer *r = arg;
+
+	while (!atomic_load(&race_stop)) {
+		int rc = exe_pool_submit(r->pool, count_task, NULL, NULL);
+
+		if (rc == 0)
+			r->accepted++;
+		else if (rc == -ESHUTDOWN)
+			break;
+		else
+			fail("submit during shutdown", r->accepted, rc);
+	}
+	return NULL;
+}
+
+/* Every submit that returned 0 before, during or after a concurrent
+ * shutdown(WAIT) must have run once shutdown returned: none lost. */
+static void shutdown_race(int rounds)
+{
+	for (int round = 0; round < rounds; round++) {
+		struct racer r[SUBMITTERS];
+		pthread_t t[SUBMITTERS];
+		struct exe_pool *p;
+		long accepted = 0;
+
+		if (exe_thread_pool_create(&p, &(struct exe_pool_opts){.workers = 2, .name = "race"}))
+			fail("create", round, 0);
+		atomic_store(&race_ran, 0);
+		atomic_store(&race_stop, 0);
+		for (int i = 0; i < SUBMITTERS; i++) {
+			r[i] = (struct racer){.pool = p};
+			pthread_create(&t[i], NULL, race_submitter, &r[i]);
+		}
+		for (volatile int spin = 0; spin < (round % 7) * 20000; spin++)
+			;
+		exe_pool_shutdown(p, EXE_SHUTDOWN_WAIT);
+		atomic_store(&race_stop, 1);
+		for (int i = 0; i < SUBMITTERS; i++) {
+			pthread_join(t[i], NULL);
+			accepted += r[i].accepted;
+		}
+		if (atomic_load(&race_ran) != accepted)
+			fail("an accepted task did not run before shutdown(WAIT) returned", round,
+			     (int)(accepted - atomic_load(&race_ran)));
+		exe_pool_destroy(p);
+	}
+}
+
 int main(void)
 {
 	struct exe_pool_stats st;
@@ -146,7 +215,9 @@ int main(void)
 		fail("cancelled count", (long)st.cancelled, 0);
 	if (atomic_load(&results_ok) + atomic_load(&cancelled_ok) != tasks_per_thread * SUBMITTERS)
 		fail("results + cancels != tasks", atomic_load(&results_ok), 0);
-	printf("stress_thread_pool: %ld tasks (+%ld nested), %ld cancelled, %ld callbacks, %ld failures\n",
+	shutdown_race(200);
+	printf("stress_thread_pool: %ld tasks (+%ld nested), %ld cancelled, %ld callbacks, 200 shutdown races, "
+	       "%ld failures\n",
 	       tasks_per_thread * SUBMITTERS, nested_extra, atomic_load(&cancelled_ok),
 	       atomic_load(&callbacks), atomic_load(&failures));
 	return atomic_load(&failures) ? 1 : 0;
