@@ -66,13 +66,16 @@ static int prepare(struct exe_io *io, int opcode, size_t extra, struct exe_futur
 	return 0;
 }
 
-static int rw(struct exe_io *io, int opcode, int fd, void *buf, size_t len, int64_t offset,
-              struct exe_future **out)
+/* The shape every buffer operation shares: check, take an op, fill it in.
+ * @buf is a byte buffer or an iovec array (@len then counts iovecs, at most
+ * @max_len); @offset is -1 for "the file position" and unused on sockets. */
+static int buf_op(struct exe_io *io, int opcode, int fd, void *buf, size_t len, size_t max_len,
+                  int64_t offset, int flags, struct exe_future **out)
 {
 	struct exe__io_op *op;
 	int rc;
 
-	if ((!buf && len) || len > UINT32_MAX || offset < -1)
+	if ((!buf && len) || len > max_len || offset < -1)
 		return -EINVAL;
 	rc = prepare(io, opcode, 0, out, &op);
 	if (rc)
@@ -81,48 +84,31 @@ static int rw(struct exe_io *io, int opcode, int fd, void *buf, size_t len, int6
 	op->buf = buf;
 	op->len = (unsigned)len;
 	op->off = offset;
+	op->flags = flags;
 	return op_submit(io, op, out);
 }
 
 int exe_io_read(struct exe_io *io, int fd, void *buf, size_t len, int64_t offset, struct exe_future **out)
 {
-	return rw(io, EXE__OP_READ, fd, buf, len, offset, out);
+	return buf_op(io, EXE__OP_READ, fd, buf, len, UINT32_MAX, offset, 0, out);
 }
 
 int exe_io_write(struct exe_io *io, int fd, const void *buf, size_t len, int64_t offset,
                  struct exe_future **out)
 {
-	return rw(io, EXE__OP_WRITE, fd, (void *)buf, len, offset, out);
-}
-
-static int rwv(struct exe_io *io, int opcode, int fd, const struct iovec *iov, unsigned iovcnt,
-               int64_t offset, struct exe_future **out)
-{
-	struct exe__io_op *op;
-	int rc;
-
-	if ((!iov && iovcnt) || iovcnt > IOV_MAX || offset < -1)
-		return -EINVAL;
-	rc = prepare(io, opcode, 0, out, &op);
-	if (rc)
-		return rc;
-	op->fd = fd;
-	op->buf = (void *)iov;
-	op->len = iovcnt;
-	op->off = offset;
-	return op_submit(io, op, out);
+	return buf_op(io, EXE__OP_WRITE, fd, (void *)buf, len, UINT32_MAX, offset, 0, out);
 }
 
 int exe_io_readv(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
                  struct exe_future **out)
 {
-	return rwv(io, EXE__OP_READV, fd, iov, iovcnt, offset, out);
+	return buf_op(io, EXE__OP_READV, fd, (void *)iov, iovcnt, IOV_MAX, offset, 0, out);
 }
 
 int exe_io_writev(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
                   struct exe_future **out)
 {
-	return rwv(io, EXE__OP_WRITEV, fd, iov, iovcnt, offset, out);
+	return buf_op(io, EXE__OP_WRITEV, fd, (void *)iov, iovcnt, IOV_MAX, offset, 0, out);
 }
 
 int exe_io_fsync(struct exe_io *io, int fd, unsigned flags, struct exe_future **out)
@@ -208,32 +194,14 @@ int exe_io_connect(struct exe_io *io, int fd, const struct sockaddr *addr, unsig
 	return op_submit(io, op, out);
 }
 
-static int sock_rw(struct exe_io *io, int opcode, int fd, void *buf, size_t len, int flags,
-                   struct exe_future **out)
-{
-	struct exe__io_op *op;
-	int rc;
-
-	if ((!buf && len) || len > UINT32_MAX)
-		return -EINVAL;
-	rc = prepare(io, opcode, 0, out, &op);
-	if (rc)
-		return rc;
-	op->fd = fd;
-	op->buf = buf;
-	op->len = (unsigned)len;
-	op->flags = flags;
-	return op_submit(io, op, out);
-}
-
 int exe_io_recv(struct exe_io *io, int fd, void *buf, size_t len, int flags, struct exe_future **out)
 {
-	return sock_rw(io, EXE__OP_RECV, fd, buf, len, flags, out);
+	return buf_op(io, EXE__OP_RECV, fd, buf, len, UINT32_MAX, -1, flags, out);
 }
 
 int exe_io_send(struct exe_io *io, int fd, const void *buf, size_t len, int flags, struct exe_future **out)
 {
-	return sock_rw(io, EXE__OP_SEND, fd, (void *)buf, len, flags | MSG_NOSIGNAL, out);
+	return buf_op(io, EXE__OP_SEND, fd, (void *)buf, len, UINT32_MAX, -1, flags | MSG_NOSIGNAL, out);
 }
 
 int exe_io_poll(struct exe_io *io, int fd, unsigned events, struct exe_future **out)
