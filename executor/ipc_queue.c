@@ -367,14 +367,9 @@ int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t len, int6
 				exe__futex_wake_shared(&s->not_empty_seq, EXE_FUTEX_WAKE_ALL_SHARED);
 			return 0;
 		}
-		if (timeout_ns == 0) {
-			rc = -EAGAIN;
+		rc = exe__blocked_verdict(false, timeout_ns, timed_out);
+		if (rc)
 			break;
-		}
-		if (timed_out) {
-			rc = -ETIMEDOUT;
-			break;
-		}
 		seq = atomic_load_explicit(&s->not_full_seq, memory_order_relaxed);
 		s->put_waiters++;
 		waiting = true;
@@ -428,18 +423,9 @@ int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *le
 				exe__futex_wake_shared(&s->not_full_seq, EXE_FUTEX_WAKE_ALL_SHARED);
 			return 0;
 		}
-		if (s->closed) {
-			rc = -EPIPE;
+		rc = exe__blocked_verdict(s->closed, timeout_ns, timed_out);
+		if (rc)
 			break;
-		}
-		if (timeout_ns == 0) {
-			rc = -EAGAIN;
-			break;
-		}
-		if (timed_out) {
-			rc = -ETIMEDOUT;
-			break;
-		}
 		seq = atomic_load_explicit(&s->not_empty_seq, memory_order_relaxed);
 		s->get_waiters++;
 		waiting = true;

@@ -305,14 +305,9 @@ int exe_queue_put_prio(struct exe_queue *q, void *item, int64_t prio, int64_t ti
 			}
 			break;
 		}
-		if (timeout_ns == 0) {
-			rc = -EAGAIN;
+		rc = exe__blocked_verdict(false, timeout_ns, timed_out);
+		if (rc)
 			break;
-		}
-		if (timed_out) {
-			rc = -ETIMEDOUT;
-			break;
-		}
 		/* A timeout still re-checks once: see the invariants. */
 		timed_out = cond_wait(&q->not_full, &q->lock, deadline) == -ETIMEDOUT;
 	}
@@ -344,18 +339,9 @@ int exe_queue_get_prio(struct exe_queue *q, void **item, int64_t *prio, int64_t 
 			rc = 0;
 			break;
 		}
-		if (q->closed) {
-			rc = -EPIPE;
+		rc = exe__blocked_verdict(q->closed, timeout_ns, timed_out);
+		if (rc)
 			break;
-		}
-		if (timeout_ns == 0) {
-			rc = -EAGAIN;
-			break;
-		}
-		if (timed_out) {
-			rc = -ETIMEDOUT;
-			break;
-		}
 		timed_out = cond_wait(&q->not_empty, &q->lock, deadline) == -ETIMEDOUT;
 	}
 	pthread_mutex_unlock(&q->lock);
