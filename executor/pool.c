@@ -4,6 +4,8 @@
  * bring its own map, for chunks).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "executor/alloc.h"
@@ -47,12 +49,41 @@ int exe_pool_stats(struct exe_pool *p, struct exe_pool_stats *st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	p->ops->stats(p, st);
+	st->broken = atomic_load_explicit(&p->broken, memory_order_acquire) == 2;
 	return 0;
+}
+
+void exe__pool_mark_broken(struct exe_pool *p, const char *fmt, ...)
+{
+	uint32_t expect = 0;
+	va_list ap;
+
+	if (!atomic_compare_exchange_strong(&p->broken, &expect, 1))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->broken_msg, sizeof(p->broken_msg), fmt, ap);
+	va_end(ap);
+	/* release: the message is complete before anyone sees 2. */
+	atomic_store_explicit(&p->broken, 2, memory_order_release);
+}
+
+char *exe__pool_broken_msg(struct exe_pool *p)
+{
+	char *msg;
+
+	if (atomic_load_explicit(&p->broken, memory_order_acquire) != 2)
+		return NULL;
+	msg = exe__malloc(sizeof(p->broken_msg));
+	if (msg)
+		memcpy(msg, p->broken_msg, sizeof(p->broken_msg));
+	return msg;
 }
 
 const char *exe_pool_error(struct exe_pool *p)
 {
-	return p ? p->ops->error(p) : NULL;
+	if (!p || atomic_load_explicit(&p->broken, memory_order_acquire) != 2)
+		return NULL;
+	return p->broken_msg;
 }
 
 int64_t exe__pool_remaining(int64_t deadline)

@@ -5,6 +5,9 @@
 #ifndef EXE_POOL_INTERNAL_H
 #define EXE_POOL_INTERNAL_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 #include "executor.h"
 
 struct exe__pool_ops {
@@ -13,7 +16,6 @@ struct exe__pool_ops {
 	int (*shutdown)(struct exe_pool *p, unsigned flags);
 	void (*destroy)(struct exe_pool *p);
 	void (*stats)(struct exe_pool *p, struct exe_pool_stats *st);
-	const char *(*error)(struct exe_pool *p);
 	/* Optional: exe_pool_map_opts() for this kind (arguments checked, n > 0,
 	 * @deadline absolute or -1, @chunk as the caller gave it). NULL: one
 	 * submit per element (exe__pool_map_each()). */
@@ -23,7 +25,25 @@ struct exe__pool_ops {
 
 struct exe_pool {
 	const struct exe__pool_ops *ops;
+	/* A pool breaks once (a worker's init failed, a worker cannot be
+	 * started): 0 ok, 1 being marked, 2 broken with broken_msg complete. */
+	_Atomic uint32_t broken;
+	char broken_msg[192];
 };
+
+/* Break @p with a message; only the first call counts. Any thread. */
+void exe__pool_mark_broken(struct exe_pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Whether @p is broken (or being marked so): stop accepting, fail tasks. */
+static inline bool exe__pool_is_broken(struct exe_pool *p)
+{
+	/* acquire: pairs with the release in exe__pool_mark_broken(). */
+	return atomic_load_explicit(&p->broken, memory_order_acquire) != 0;
+}
+
+/* A copy of the broken message for a failing future (NULL if not yet
+ * complete or out of memory: the future then fails with the bare code). */
+char *exe__pool_broken_msg(struct exe_pool *p);
 
 /* The generic map: one task per element through ops->submit, collected in
  * order. Same arguments as exe__pool_ops.map (the chunk is not needed). */

@@ -179,14 +179,14 @@ static void spawn(struct exe__proc_pool *pp, unsigned slot)
 	struct exe__pworker *w;
 	int sv[2], rc;
 
-	if (atomic_load(&pp->broken) || pp->ctl < 0 || closing(pp))
+	if (exe__pool_is_broken(&pp->base) || pp->ctl < 0 || closing(pp))
 		return;
 	if (pp->nprocs >= pp->kid_cap)
 		return; /* retried once a process is reaped */
 	w = exe__calloc(1, sizeof(*w));
 	if (!w || exe__rx_init(&w->rx)) {
 		exe__free(w);
-		exe__proc_mark_broken(pp, "cannot start worker %s-%u: out of memory", pp->name, slot);
+		exe__pool_mark_broken(&pp->base, "cannot start worker %s-%u: out of memory", pp->name, slot);
 		return;
 	}
 	w->chan = w->pidfd = -1;
@@ -223,7 +223,7 @@ fail:
 		close(w->chan);
 	exe__rx_fini(&w->rx);
 	exe__free(w);
-	exe__proc_mark_broken(pp, "cannot start worker %s-%u: %s", pp->name, slot, exe_strerror(rc));
+	exe__pool_mark_broken(&pp->base, "cannot start worker %s-%u: %s", pp->name, slot, exe_strerror(rc));
 }
 
 static void vacate(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace)
@@ -232,7 +232,7 @@ static void vacate(struct exe__proc_pool *pp, struct exe__pworker *w, bool repla
 		return;
 	w->in_slot = false;
 	pp->slots[w->slot] = NULL;
-	if (replace && !atomic_load(&pp->broken) && !closing(pp)) {
+	if (replace && !exe__pool_is_broken(&pp->base) && !closing(pp)) {
 		atomic_fetch_add(&pp->restarts, 1);
 		spawn(pp, w->slot); /* or later, from the loop, when at the limit */
 	}
@@ -410,7 +410,7 @@ static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const st
 		return;
 	}
 	if (h->status) {
-		exe__proc_mark_broken(pp, "worker init failed in %s-%u: %s (%d)", pp->name, w->slot,
+		exe__pool_mark_broken(&pp->base, "worker init failed in %s-%u: %s (%d)", pp->name, w->slot,
 		                      exe_strerror(h->status), h->status);
 		w->state = W_RETIRING; /* it exits by itself */
 		vacate(pp, w, false);
@@ -566,7 +566,8 @@ static void on_exit_(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t 
 		atomic_fetch_sub(&pp->live_workers, 1);
 	if (w->state == W_STARTING) {
 		describe(w, what, sizeof(what));
-		exe__proc_mark_broken(pp, "worker %s-%u died during init: %s", pp->name, w->slot, what);
+		exe__pool_mark_broken(&pp->base, "worker %s-%u died during init: %s", pp->name, w->slot,
+		                      what);
 	}
 	fail_inflight(pp, w, now);
 	vacate(pp, w, true);
@@ -585,7 +586,7 @@ static struct exe__pworker *find_worker(struct exe__proc_pool *pp, uint64_t seq,
 
 static void server_lost(struct exe__proc_pool *pp, int64_t now)
 {
-	exe__proc_mark_broken(pp, "the fork server of %s died", pp->name);
+	exe__pool_mark_broken(&pp->base, "the fork server of %s died", pp->name);
 	epoll_ctl(pp->epfd, EPOLL_CTL_DEL, pp->ctl, NULL);
 	close(pp->ctl);
 	pp->ctl = -1;
@@ -612,8 +613,8 @@ static void read_server(struct exe__proc_pool *pp, int64_t now)
 		if (m.type == EXE__CTL_SPAWNED && (w = find_worker(pp, m.seq, 0)) && w->pid == 0) {
 			if (m.pid < 0 || fd < 0) {
 				if (!closing(pp))
-					exe__proc_mark_broken(pp, "cannot start worker %s-%u: %s", pp->name,
-					                      w->slot,
+					exe__pool_mark_broken(&pp->base, "cannot start worker %s-%u: %s",
+					                      pp->name, w->slot,
 					                      exe_strerror(m.pid < 0 ? m.pid : -EBADMSG));
 				if (fd >= 0)
 					close(fd);
@@ -697,7 +698,7 @@ static void dispatch(struct exe__proc_pool *pp, int64_t now)
 {
 	unsigned round, i;
 
-	if (atomic_load(&pp->broken))
+	if (exe__pool_is_broken(&pp->base))
 		return;
 	/* Round 0 feeds idle workers, later rounds queue ahead. */
 	for (round = 0; round < pp->depth; round++) {
@@ -720,7 +721,7 @@ static void fail_queue(struct exe__proc_pool *pp)
 	struct exe__ptask *t;
 
 	while ((t = next_task(pp)))
-		exe__proc_task_finish(pp, t, -EPIPE, NULL, NULL, exe__proc_broken_copy(pp));
+		exe__proc_task_finish(pp, t, -EPIPE, NULL, NULL, exe__pool_broken_msg(&pp->base));
 }
 
 /* ---- deadlines ---- */
@@ -846,7 +847,7 @@ static void run(struct exe__proc_pool *pp)
 		qempty = pp->qhead.next == &pp->qhead;
 		pthread_mutex_unlock(&pp->lock);
 
-		if (atomic_load(&pp->broken))
+		if (exe__pool_is_broken(&pp->base))
 			fail_queue(pp);
 		for (i = 0; i < (int)pp->nworkers; i++)
 			if (!pp->slots[i])

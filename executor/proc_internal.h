@@ -231,8 +231,6 @@ struct exe__proc_pool {
 	/* Counters: written by submitters, cancellers and the collector. */
 	_Atomic uint64_t submitted, started, completed, failed, cancelled, restarts;
 	_Atomic unsigned live_workers;
-	_Atomic uint32_t broken; /* 0 ok, 1 being set, 2 broken (msg valid) */
-	char broken_msg[192];
 	_Atomic bool stopped; /* the collector has exited */
 
 	/* Waking the collector: one eventfd write per sleep. */
@@ -265,10 +263,8 @@ struct exe__proc_pool {
 	void *server_mem;
 };
 
-/* Set once when a worker fails init or cannot start. */
-void exe__proc_mark_broken(struct exe__proc_pool *pp, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-char *exe__proc_broken_copy(struct exe__proc_pool *pp);
+/* A worker that fails init or cannot start breaks the pool:
+ * exe__pool_mark_broken() on &pp->base (pool_internal.h). */
 
 /* Wake the collector (any thread). */
 void exe__proc_wake(struct exe__proc_pool *pp);

@@ -67,31 +67,6 @@ static struct exe__proc_pool *pool_of(struct exe_pool *p)
 	return (struct exe__proc_pool *)p;
 }
 
-/* ---- broken pool ---- */
-
-void exe__proc_mark_broken(struct exe__proc_pool *pp, const char *fmt, ...)
-{
-	uint32_t expect = 0;
-	va_list ap;
-
-	if (!atomic_compare_exchange_strong(&pp->broken, &expect, 1))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(pp->broken_msg, sizeof(pp->broken_msg), fmt, ap);
-	va_end(ap);
-	/* release: the message is complete before anyone sees "broken". */
-	atomic_store_explicit(&pp->broken, 2, memory_order_release);
-}
-
-char *exe__proc_broken_copy(struct exe__proc_pool *pp)
-{
-	char *msg = exe__malloc(sizeof(pp->broken_msg));
-
-	if (msg)
-		memcpy(msg, pp->broken_msg, sizeof(pp->broken_msg));
-	return msg;
-}
-
 /* ---- waking the collector ---- */
 
 static void wake_locked(struct exe__proc_pool *pp)
@@ -348,7 +323,7 @@ static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct
 	struct exe_future *f;
 	int rc = 0;
 
-	if (atomic_load_explicit(&pp->broken, memory_order_acquire)) {
+	if (exe__pool_is_broken(&pp->base)) {
 		exe__proc_task_release(pp, t);
 		task_free(t);
 		return -EPIPE;
@@ -693,17 +668,9 @@ static void pp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 	st->queued = submitted > started + cancelled ? submitted - started - cancelled : 0;
 	st->workers = atomic_load(&pp->live_workers);
 	st->worker_restarts = atomic_load(&pp->restarts);
-	st->broken = atomic_load(&pp->broken) == 2;
 	pthread_mutex_lock(&pp->lock);
 	st->shut_down = pp->shutdown;
 	pthread_mutex_unlock(&pp->lock);
-}
-
-static const char *pp_error(struct exe_pool *p)
-{
-	struct exe__proc_pool *pp = pool_of(p);
-
-	return atomic_load_explicit(&pp->broken, memory_order_acquire) == 2 ? pp->broken_msg : NULL;
 }
 
 static const struct exe__pool_ops process_pool_ops = {
@@ -711,7 +678,6 @@ static const struct exe__pool_ops process_pool_ops = {
     .shutdown = pp_shutdown,
     .destroy = pp_destroy,
     .stats = pp_stats,
-    .error = pp_error,
     .map = pp_map,
 };
 

@@ -88,7 +88,7 @@ struct thread_pool {
 
 	/* Producers. */
 	alignas(64) _Atomic uint64_t submitted;
-	_Atomic int64_t queued;    /* bounded pools only: not yet started */
+	_Atomic int64_t queued; /* bounded pools only: not yet started */
 
 	/* Producers' side of the ring, and the overflow list (ring full). */
 	alignas(64) pthread_mutex_t submit_lock;
@@ -110,8 +110,6 @@ struct thread_pool {
 
 	/* Lifecycle. */
 	_Atomic uint32_t shutdown;
-	_Atomic uint32_t broken; /* 0 ok, 1 being set, 2 broken (msg valid) */
-	char broken_msg[160];
 	_Atomic unsigned live_workers;
 	pthread_mutex_t life_lock; /* serializes join/teardown */
 	bool joined;
@@ -304,7 +302,8 @@ static void space_released(struct thread_pool *tp)
 
 static uint64_t finished_count(struct thread_pool *tp)
 {
-	uint64_t n = atomic_load(&tp->ext_completed) + atomic_load(&tp->ext_failed) + atomic_load(&tp->cancelled);
+	uint64_t n =
+	    atomic_load(&tp->ext_completed) + atomic_load(&tp->ext_failed) + atomic_load(&tp->cancelled);
 	unsigned i;
 
 	for (i = 0; i < tp->nworkers; i++)
@@ -333,12 +332,8 @@ static void bump(_Atomic uint64_t *counter)
 static int run_claimed(struct thread_pool *tp, struct exe_future *f)
 {
 	space_released(tp);
-	if (atomic_load_explicit(&tp->broken, memory_order_acquire) == 2) {
-		char *msg = exe__malloc(sizeof(tp->broken_msg));
-
-		if (msg)
-			memcpy(msg, tp->broken_msg, sizeof(tp->broken_msg));
-		exe__future_complete_owned(f, -EPIPE, NULL, msg);
+	if (exe__pool_is_broken(&tp->base)) {
+		exe__future_complete_owned(f, -EPIPE, NULL, exe__pool_broken_msg(&tp->base));
 		return -EPIPE;
 	}
 	return exe__future_run(f);
@@ -421,18 +416,6 @@ static const struct exe__future_ops task_ops = {
 
 /* ---- workers ---- */
 
-static void mark_broken(struct thread_pool *tp, unsigned index, int code)
-{
-	uint32_t expect = 0;
-
-	if (!atomic_compare_exchange_strong(&tp->broken, &expect, 1))
-		return;
-	snprintf(tp->broken_msg, sizeof(tp->broken_msg), "worker init failed in %s-%u: %s (%d)", tp->name,
-	         index, exe_strerror(code), code);
-	/* release: the message is complete before anyone sees "broken". */
-	atomic_store_explicit(&tp->broken, 2, memory_order_release);
-}
-
 static void run_entry(struct worker *w, struct exe_future *f)
 {
 	if (exe__future_claim(f)) {
@@ -461,7 +444,8 @@ static void *worker_main(void *arg)
 		int rc = tp->init(tp->init_arg);
 
 		if (rc != 0)
-			mark_broken(tp, w->index, rc < 0 ? rc : -rc);
+			exe__pool_mark_broken(&tp->base, "worker init failed in %s-%u: %s (%d)", tp->name,
+			                      w->index, exe_strerror(rc < 0 ? rc : -rc), rc < 0 ? rc : -rc);
 	}
 
 	for (;;) {
@@ -562,7 +546,7 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 	 * process pools. */
 	if (o && (o->task_timeout_ns || (o->flags & EXE_SUBMIT_KILL_ON_CANCEL)))
 		return -EINVAL;
-	if (atomic_load_explicit(&tp->broken, memory_order_acquire))
+	if (exe__pool_is_broken(&tp->base))
 		return -EPIPE;
 	/* Early refusal; the check that counts is under the lock in enqueue(). */
 	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed))
@@ -693,15 +677,7 @@ static void tp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 	st->running = started > done + failed ? started - done - failed : 0;
 	st->queued = submitted > started + cancelled ? submitted - started - cancelled : 0;
 	st->workers = atomic_load(&tp->live_workers);
-	st->broken = atomic_load(&tp->broken) == 2;
 	st->shut_down = atomic_load(&tp->shutdown) != 0;
-}
-
-static const char *tp_error(struct exe_pool *p)
-{
-	struct thread_pool *tp = pool_of(p);
-
-	return atomic_load_explicit(&tp->broken, memory_order_acquire) == 2 ? tp->broken_msg : NULL;
 }
 
 static const struct exe__pool_ops thread_pool_ops = {
@@ -709,7 +685,6 @@ static const struct exe__pool_ops thread_pool_ops = {
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
     .stats = tp_stats,
-    .error = tp_error,
 };
 
 /* ---- create ---- */
