@@ -125,6 +125,8 @@ EXE_API int exe_future_on_done(struct exe_future *f, exe_done_fn *cb, void *arg)
  * a task of @pool, so a slow callback cannot hold up the finishing thread.
  * If @pool refuses the task (shut down), the callback runs on the finishing
  * thread and the error hook hears of it: the callback still runs exactly once.
+ * Borrows @pool until @f has finished: do not destroy @pool before that
+ * (shutting it down is fine).
  */
 EXE_API int exe_future_on_done_in(struct exe_future *f, struct exe_pool *pool, exe_done_fn *cb, void *arg);
 
@@ -242,7 +244,8 @@ typedef int exe_then_fn(void *arg, struct exe_future *prev, void **result);
  * When @f fails, the new future fails with the same code and message without
  * running @fn; when @f is cancelled, the new future is cancelled. Cancelling
  * the new future prevents @fn from starting but leaves @f alone (it may have
- * other consumers).
+ * other consumers). Borrows @pool until @f has finished: do not destroy it
+ * before that; a pool shut down by then fails the new future (-ESHUTDOWN).
  * Return: 0 with *@out (a reference), -EINVAL, -ENOMEM.
  */
 EXE_API int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn, void *arg,
