@@ -177,29 +177,36 @@ static void drain_locked(struct exe_future *f)
 	cb_unlock(f);
 }
 
-static void run_callbacks(struct exe_future *f)
+/* Run the callbacks after the final state replaced @old. Without HAS_CBS in
+ * @old no callback was queued before it (exe__future_add_node), and any
+ * later adder sees the final state and drains itself: no lock taken on the
+ * common path of a future nobody attached a callback to. */
+static void run_callbacks(struct exe_future *f, uint32_t old)
 {
-	/* Fast path: no callback was ever added. The relaxed read is safe: an
-	 * adder that appends after our final-state store sees the final state
-	 * under the lock and drains itself (exe__future_add_node). */
-	cb_lock(f);
-	if (!f->cbs) {
-		cb_unlock(f);
+	if (!(old & EXE__HAS_CBS))
 		return;
-	}
+	cb_lock(f);
 	drain_locked(f);
 }
 
 void exe__future_add_node(struct exe_future *f, struct exe__cb *node)
 {
+	uint32_t s;
+
 	node->next = NULL;
 	cb_lock(f);
 	*f->cbs_tail = node;
 	f->cbs_tail = &node->next;
-	/* acquire: the final state was stored before the completer takes this
-	 * lock; if we see it, the completer may already have drained, so we
-	 * drain; if not, the completer will see our node. */
-	if (exe__state_finished(atomic_load_explicit(&f->state, memory_order_acquire)))
+	/* Announce the node in the state word, unless the state is final. The
+	 * completer's CAS to the final state and ours are ordered on the same
+	 * word: either it sees HAS_CBS and drains (taking this lock after us),
+	 * or we see the final state and drain ourselves. */
+	s = atomic_load_explicit(&f->state, memory_order_acquire);
+	while (!exe__state_finished(s) && !(s & EXE__HAS_CBS) &&
+	       !atomic_compare_exchange_weak_explicit(&f->state, &s, s | EXE__HAS_CBS, memory_order_acq_rel,
+	                                              memory_order_acquire))
+		;
+	if (exe__state_finished(s))
 		drain_locked(f);
 	else
 		cb_unlock(f);
@@ -286,7 +293,7 @@ static void publish(struct exe_future *f, enum exe_future_state final)
 	                                                memory_order_relaxed));
 	if (s & EXE__WAITERS)
 		exe__futex_wake(&f->state, EXE_FUTEX_WAKE_ALL);
-	run_callbacks(f);
+	run_callbacks(f, s);
 }
 
 void exe__future_complete_owned(struct exe_future *f, int code, void *value, char *msg)
@@ -512,7 +519,7 @@ static int cancel(struct exe_future *f, bool pending_only)
 					f->ops->cancelled(f);
 				if (s & EXE__WAITERS)
 					exe__futex_wake(&f->state, EXE_FUTEX_WAKE_ALL);
-				run_callbacks(f);
+				run_callbacks(f, s);
 				return 0;
 			}
 			continue;

@@ -19,6 +19,7 @@
 #define EXE__WAITERS (1u << 4)    /* a thread sleeps on the word: wake on finish */
 #define EXE__COMPLETING (1u << 5) /* a completer won the race, fields being written */
 #define EXE__HELPABLE (1u << 6)   /* any infinite waiter may run the task itself */
+#define EXE__HAS_CBS (1u << 7)    /* a callback was queued before the final state */
 
 struct exe_future;
 
