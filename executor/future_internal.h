@@ -38,6 +38,10 @@ struct exe__future_ops {
 	 * same owner meanwhile (work while waiting, not sleep). Return true
 	 * when it made progress (ran or dropped a queue entry). */
 	bool (*help_other)(struct exe_future *f);
+	/* A worker of the owner is about to sleep until @f finishes (@blocked
+	 * true), or woke up (false): the owner may start a thread to keep its
+	 * queue moving. Called only on the owner's own worker threads. */
+	void (*blocking)(struct exe_future *f, bool blocked);
 };
 
 /* A done callback. Internal waiters embed these in their own memory. */
@@ -118,6 +122,10 @@ int exe__future_cancel_pending(struct exe_future *f);
 /* Make @f the current task of this thread (continuations); returns the
  * previous one to restore. */
 struct exe_future *exe__task_swap(struct exe_future *f);
+
+/* Whether @f is running on this thread (its task or continuation is on this
+ * thread's stack, under any nested waits): waiting on it would never end. */
+bool exe__future_runs_here(const struct exe_future *f);
 
 /* Offer to run @f on this thread (infinite waits only). */
 bool exe__future_help(struct exe_future *f);

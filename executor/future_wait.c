@@ -115,8 +115,43 @@ static bool help_one(struct exe_future *const *fs, size_t n)
 	return false;
 }
 
+/* Whether the wait can never end because of futures running on this very
+ * thread: ALL needs each of them, ANY and FIRST_ERROR need one of the others. */
+static bool waits_on_itself(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode)
+{
+	size_t i, mine = 0, open = 0;
+
+	for (i = 0; i < n; i++) {
+		if (exe_future_is_finished(fs[i]))
+			continue;
+		open++;
+		if (exe__future_runs_here(fs[i])) {
+			if (mode == EXE_WAIT_ALL)
+				return true;
+			mine++;
+		}
+	}
+	return open > 0 && mine == open;
+}
+
+/* A future of the pool this thread works for, if the wait has one: the pool
+ * is told while this worker sleeps (exe__future_ops.blocking). */
+static struct exe_future *own_pool_future(struct exe_future *const *fs, size_t n)
+{
+	size_t i;
+
+	if (!exe__tls_worker_owner)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (fs[i]->owner == exe__tls_worker_owner && fs[i]->ops && fs[i]->ops->blocking &&
+		    !exe_future_is_finished(fs[i]))
+			return fs[i];
+	return NULL;
+}
+
 int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, int64_t timeout_ns)
 {
+	struct exe_future *mine;
 	int64_t deadline = exe__deadline(timeout_ns);
 	struct exe__cb *nodes = NULL;
 	struct waiter *w = NULL;
@@ -135,6 +170,8 @@ int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, in
 	while (!condition_met(fs, n, mode, &finished)) {
 		if (timeout_ns == 0)
 			return -ETIMEDOUT;
+		if (waits_on_itself(fs, n, mode))
+			return -EDEADLK;
 		if (timeout_ns > 0 || !help_one(fs, n))
 			goto block;
 	}
@@ -155,6 +192,9 @@ block:
 		nodes[i].arg = w;
 		exe__future_add_node(fs[i], &nodes[i]);
 	}
+	mine = own_pool_future(fs, n);
+	if (mine)
+		mine->ops->blocking(mine, true);
 	for (;;) {
 		uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
 
@@ -168,6 +208,8 @@ block:
 		}
 		exe__futex_wait(&w->seq, seq, deadline);
 	}
+	if (mine)
+		mine->ops->blocking(mine, false);
 	/* A node that ran (or is running) dropped, or will drop, its own
 	 * reference; the ones we unlink never run, so we drop theirs. */
 	for (i = 0; i < n; i++)

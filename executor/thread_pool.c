@@ -66,7 +66,9 @@ struct worker {
 	struct thread_pool *pool;
 	unsigned index;
 	bool started_ok;
-	/* Written by this worker only; read by stats and the exit check. */
+	bool temporary; /* a compensating thread (see task_blocking()) */
+	/* Written by this worker only; read by stats and the exit check.
+	 * Temporary workers count in the pool's shared ext_* counters. */
 	_Atomic uint64_t started, completed, failed;
 };
 
@@ -107,6 +109,11 @@ struct thread_pool {
 	alignas(64) pthread_mutex_t space_lock;
 	pthread_cond_t space_cond;
 	_Atomic uint32_t space_waiters;
+
+	/* Workers not asleep in a wait on a task of this pool, and the
+	 * compensating threads alive (task_blocking()). */
+	alignas(64) _Atomic int active;
+	_Atomic unsigned compensators;
 
 	/* Lifecycle. */
 	_Atomic uint32_t shutdown;
@@ -349,16 +356,64 @@ static void task_cancelled(struct exe_future *f)
 	atomic_fetch_add(&tp->cancelled, 1); /* last touch of the pool */
 }
 
+/*
+ * Nested waits. A task that waits on a pending task of its pool runs it on
+ * its own stack (help), and a wait on a running one runs other queued tasks
+ * meanwhile (help_other). Each is a stack frame, so both stop at
+ * HELP_DEPTH_MAX nested runs, or earlier when less than HELP_STACK_RESERVE
+ * of the thread's stack is left (tasks with big frames, sanitizers). Past
+ * that the waiter sleeps, and the no-deadlock promise is kept as Java's
+ * ForkJoinPool keeps it: a worker that sleeps on a task of its own pool
+ * counts itself inactive, and when no worker is left active the pool starts
+ * a compensating thread that takes queued tasks (task_blocking()). Chosen
+ * over the alternatives: refusing the wait (-EDEADLK) breaks correct
+ * programs whose recursion is merely deep; continuing on a bigger stack
+ * (a fiber or makecontext) needs per-wait stacks and moves the overflow
+ * instead of removing it. A compensating thread costs one thread creation
+ * per HELP_DEPTH_MAX levels, only on this rare path, and retires when
+ * the pool has enough active workers again.
+ */
+#define HELP_DEPTH_MAX 256
+#define HELP_STACK_RESERVE (256 * 1024)
+#define MAX_COMPENSATORS 1024
+
+static _Thread_local unsigned help_depth;
+static _Thread_local uintptr_t stack_low; /* lowest usable stack address; 1: unknown */
+
+/* Whether this thread may run one more task on top of its stack. */
+static bool may_nest(void)
+{
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+
+	if (help_depth >= HELP_DEPTH_MAX)
+		return false;
+	if (!stack_low) {
+		pthread_attr_t a;
+		void *addr;
+		size_t size;
+
+		stack_low = 1;
+		if (pthread_getattr_np(pthread_self(), &a) == 0) {
+			if (pthread_attr_getstack(&a, &addr, &size) == 0)
+				stack_low = (uintptr_t)addr;
+			pthread_attr_destroy(&a);
+		}
+	}
+	return stack_low == 1 || (here > stack_low && here - stack_low > HELP_STACK_RESERVE);
+}
+
 static bool task_help(struct exe_future *f)
 {
 	struct thread_pool *tp = f->owner;
 	int code;
 
-	if (!exe__future_claim(f))
+	if (!may_nest() || !exe__future_claim(f))
 		return false;
 	/* Claimed: the pool stays alive until we count the finish. */
 	atomic_fetch_add(&tp->ext_started, 1);
+	help_depth++;
 	code = run_claimed(tp, f);
+	help_depth--;
 	atomic_fetch_add(code == 0 ? &tp->ext_completed : &tp->ext_failed, 1);
 	return true;
 }
@@ -374,7 +429,6 @@ static bool task_help(struct exe_future *f)
  * invariants above), so it runs outside the lock.
  */
 static pthread_rwlock_t pools_alive = PTHREAD_RWLOCK_INITIALIZER;
-static _Thread_local unsigned help_depth;
 
 static bool task_help_other(struct exe_future *f)
 {
@@ -383,8 +437,7 @@ static bool task_help_other(struct exe_future *f)
 	bool claimed = false;
 	int code;
 
-	/* Each nested help is a stack frame: bound the recursion. */
-	if (help_depth >= 16)
+	if (!may_nest())
 		return false;
 	pthread_rwlock_rdlock(&pools_alive);
 	if (exe_future_is_finished(f)) {
@@ -408,10 +461,27 @@ static bool task_help_other(struct exe_future *f)
 	return true;
 }
 
+static void start_compensator(struct thread_pool *tp);
+
+/* A worker of this pool sleeps on @f (or woke up): see "Nested waits". The
+ * pool is alive: we are one of its workers. */
+static void task_blocking(struct exe_future *f, bool blocked)
+{
+	struct thread_pool *tp = f->owner;
+
+	/* acq_rel: pairs with retire() and the other workers' updates, so the
+	 * last worker to block sees itself last. */
+	if (!blocked)
+		atomic_fetch_add_explicit(&tp->active, 1, memory_order_acq_rel);
+	else if (atomic_fetch_sub_explicit(&tp->active, 1, memory_order_acq_rel) == 1)
+		start_compensator(tp);
+}
+
 static const struct exe__future_ops task_ops = {
     .cancelled = task_cancelled,
     .help = task_help,
     .help_other = task_help_other,
+    .blocking = task_blocking,
 };
 
 /* ---- workers ---- */
@@ -419,10 +489,30 @@ static const struct exe__future_ops task_ops = {
 static void run_entry(struct worker *w, struct exe_future *f)
 {
 	if (exe__future_claim(f)) {
-		bump(&w->started);
-		bump(run_claimed(w->pool, f) == 0 ? &w->completed : &w->failed);
+		if (w->temporary) {
+			struct thread_pool *tp = w->pool;
+
+			atomic_fetch_add(&tp->ext_started, 1);
+			atomic_fetch_add(run_claimed(tp, f) == 0 ? &tp->ext_completed : &tp->ext_failed, 1);
+		} else {
+			bump(&w->started);
+			bump(run_claimed(w->pool, f) == 0 ? &w->completed : &w->failed);
+		}
 	}
 	exe_future_unref(f); /* the queue's reference */
+}
+
+/* A compensating thread leaves once more workers are active than the pool
+ * has: the worker it stood in for woke up. */
+static bool retire(struct thread_pool *tp)
+{
+	int a = atomic_load_explicit(&tp->active, memory_order_acquire);
+
+	while (a > (int)tp->nworkers)
+		if (atomic_compare_exchange_weak_explicit(&tp->active, &a, a - 1, memory_order_acq_rel,
+		                                          memory_order_acquire))
+			return true;
+	return false;
 }
 
 static void *worker_main(void *arg)
@@ -435,7 +525,10 @@ static void *worker_main(void *arg)
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	snprintf(name, sizeof(name), "%s-%u", tp->name, w->index);
+	if (w->temporary)
+		snprintf(name, sizeof(name), "%s-c", tp->name);
+	else
+		snprintf(name, sizeof(name), "%s-%u", tp->name, w->index);
 	name[15] = '\0'; /* the kernel keeps 15 bytes */
 	pthread_setname_np(pthread_self(), name);
 	exe__tls_worker_owner = tp;
@@ -465,6 +558,8 @@ static void *worker_main(void *arg)
 			run_entry(w, f);
 			continue;
 		}
+		if (w->temporary && retire(tp))
+			break;
 		spin_until = exe_now_ns() + SPIN_NS;
 		atomic_fetch_add_explicit(&tp->spinners, 1, memory_order_relaxed);
 		while (!queue_nonempty(tp) && !atomic_load_explicit(&tp->shutdown, memory_order_relaxed) &&
@@ -480,8 +575,49 @@ static void *worker_main(void *arg)
 		if (state == IDLE_PARK)
 			park(tp);
 	}
+	if (w->temporary) {
+		exe__free(w);
+		/* Last touch of the pool: join_workers() waits for it. */
+		atomic_fetch_sub(&tp->compensators, 1);
+		return NULL;
+	}
 	atomic_fetch_sub(&tp->live_workers, 1);
 	return NULL;
+}
+
+/* Start a thread that takes queued tasks while every worker sleeps in a
+ * nested wait. Counted active from now, so concurrent blockers start one
+ * each at most. Without memory or threads the waiter just sleeps (the pool
+ * then relies on its other threads, as before the bound existed). */
+static void start_compensator(struct thread_pool *tp)
+{
+	pthread_attr_t attr;
+	struct worker *w;
+	pthread_t t;
+
+	if (atomic_load(&tp->shutdown) && !queue_nonempty(tp))
+		return;
+	if (atomic_fetch_add(&tp->compensators, 1) >= MAX_COMPENSATORS)
+		goto undo;
+	w = exe__aligned_calloc(64, 1, sizeof(*w));
+	if (!w)
+		goto undo;
+	w->pool = tp;
+	w->index = tp->nworkers;
+	w->temporary = true;
+	atomic_fetch_add(&tp->active, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, worker_main, w) != 0) {
+		atomic_fetch_sub(&tp->active, 1);
+		exe__free(w);
+		pthread_attr_destroy(&attr);
+		goto undo;
+	}
+	pthread_attr_destroy(&attr);
+	return;
+undo:
+	atomic_fetch_sub(&tp->compensators, 1);
 }
 
 /* ---- submit ---- */
@@ -591,9 +727,11 @@ static void join_workers(struct thread_pool *tp)
 		tp->joined = true;
 	}
 	pthread_mutex_unlock(&tp->life_lock);
-	/* Threads that run a task while waiting for it may still hold a claim:
-	 * wait until they counted it. Rare and short-lived: sleep-poll. */
-	for (long ns = 1000; !all_finished(tp); ns = ns < 1000000 ? ns * 2 : ns) {
+	/* Threads that run a task while waiting for it may still hold a claim,
+	 * and compensating threads (detached) may still run: wait until they
+	 * counted their tasks and left. Rare and short-lived: sleep-poll. */
+	for (long ns = 1000; !all_finished(tp) || atomic_load(&tp->compensators);
+	     ns = ns < 1000000 ? ns * 2 : ns) {
 		struct timespec ts = {0, ns};
 
 		nanosleep(&ts, NULL);
@@ -769,6 +907,7 @@ int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *op
 			break;
 		}
 		w->started_ok = true;
+		atomic_fetch_add(&tp->active, 1);
 	}
 	if (rc) {
 		tp_shutdown(&tp->base, EXE_SHUTDOWN_WAIT);

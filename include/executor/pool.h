@@ -13,8 +13,14 @@
  * Waiting inside a task. A task that waits (forever) on another pending task
  * of the same pool runs that task itself, and while the task it waits for
  * runs on another thread it runs other queued tasks of the pool rather than
- * sleep (fork-join "help while you wait", at most 16 deep); so nested waits
- * cannot deadlock, even with one worker. An infinite wait from outside the
+ * sleep (fork-join "help while you wait"). Such runs nest on the waiting
+ * thread's stack at most 256 deep, and never within 256 KiB of its end; past
+ * that the waiter sleeps, and when every worker of the pool sleeps in such a
+ * wait the pool starts a temporary thread (it runs the init function too)
+ * that takes queued tasks and leaves once a worker is back, as Java's
+ * ForkJoinPool compensates blocked workers. So nested waits cannot deadlock,
+ * even with one worker and a chain of waits deeper than any stack. A task
+ * waiting on its own future (or on a task it runs on top of) gets -EDEADLK. An infinite wait from outside the
  * pool does the same ("caller runs"), which saves a cross-core wake-up and
  * keeps the waiting thread busy; the wait may then return up to one task's
  * run time after its own task finished. Set exe_pool_opts.no_caller_runs (or
