@@ -190,6 +190,45 @@ static int enqueue(struct thread_pool *tp, struct exe_future *f, bool *wake)
 	return 0;
 }
 
+/*
+ * Queue the chain @head (@n futures linked by next) under one lock hold, as
+ * enqueue() does for one. Return 0 with *@nwake: how many sleeping workers
+ * the batch can use (those spinning take work without a wake), or
+ * -ESHUTDOWN with nothing queued.
+ */
+static int enqueue_many(struct thread_pool *tp, struct exe_future *head, size_t n, unsigned *nwake)
+{
+	struct exe_future *f, *next;
+	uint32_t sleepers, spinners;
+
+	pthread_mutex_lock(&tp->submit_lock);
+	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed)) {
+		pthread_mutex_unlock(&tp->submit_lock);
+		return -ESHUTDOWN;
+	}
+	atomic_store_explicit(&tp->submitted, atomic_load_explicit(&tp->submitted, memory_order_relaxed) + n,
+	                      memory_order_relaxed);
+	for (f = head; f; f = next) {
+		/* Read next first: once in the ring, f may run and be freed. */
+		next = f->next;
+		exe__tsan_release(f);
+		if (tp->of_head || !ck_ring_enqueue_spmc(&tp->ring, tp->slots, f)) {
+			f->next = NULL;
+			if (tp->of_tail)
+				tp->of_tail->next = f;
+			else
+				tp->of_head = f;
+			tp->of_tail = f;
+			atomic_fetch_add_explicit(&tp->of_len, 1, memory_order_relaxed);
+		}
+	}
+	sleepers = atomic_load_explicit(&tp->sleepers, memory_order_relaxed);
+	spinners = atomic_load_explicit(&tp->spinners, memory_order_relaxed);
+	*nwake = n > spinners ? (unsigned)(n - spinners < sleepers ? n - spinners : sleepers) : 0;
+	pthread_mutex_unlock(&tp->submit_lock);
+	return 0;
+}
+
 /* Take the overflow list's head and move the next batch into the ring. */
 static struct exe_future *refill(struct thread_pool *tp)
 {
@@ -713,6 +752,73 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 	return 0;
 }
 
+static void free_chain(struct exe_future *head)
+{
+	struct exe_future *f;
+
+	while ((f = head)) {
+		head = f->next;
+		exe__free(f); /* never published */
+	}
+}
+
+static int tp_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
+                          struct exe_future **out)
+{
+	struct thread_pool *tp = pool_of(p);
+	struct exe_future *head = NULL, **link = &head, *f;
+	unsigned nwake;
+	size_t i;
+	int rc;
+
+	if (exe__pool_is_broken(&tp->base))
+		return -EPIPE;
+	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed))
+		return -ESHUTDOWN;
+	if (tp->capacity) {
+		/* All or nothing, never blocking: take n places or none. */
+		if (n > tp->capacity ||
+		    atomic_fetch_add_explicit(&tp->queued, (int64_t)n, memory_order_seq_cst) + (int64_t)n >
+		        (int64_t)tp->capacity) {
+			if (n <= tp->capacity)
+				for (i = 0; i < n; i++)
+					space_released(tp);
+			return -EAGAIN;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		f = exe__future_new(&task_ops, tp, out ? 2 : 1);
+		if (!f) {
+			free_chain(head);
+			for (i = 0; tp->capacity && i < n; i++)
+				space_released(tp);
+			return -ENOMEM;
+		}
+		f->fn = fn;
+		f->arg = args[i];
+		if (tp->helpable)
+			atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
+		if (out)
+			out[i] = f;
+		*link = f;
+		link = &f->next;
+	}
+	rc = enqueue_many(tp, head, n, &nwake);
+	if (rc) {
+		free_chain(head);
+		for (i = 0; tp->capacity && i < n; i++)
+			space_released(tp);
+		if (out)
+			memset(out, 0, n * sizeof(*out));
+		return rc;
+	}
+	if (nwake) {
+		atomic_fetch_add_explicit(&tp->park_seq, 1, memory_order_release);
+		exe__futex_wake(&tp->park_seq, (int)nwake);
+	}
+	return 0;
+}
+
 /* ---- shutdown, destroy, stats ---- */
 
 static void join_workers(struct thread_pool *tp)
@@ -820,6 +926,7 @@ static void tp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 
 static const struct exe__pool_ops thread_pool_ops = {
     .submit = tp_submit,
+    .submit_many = tp_submit_many,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
     .stats = tp_stats,
