@@ -149,6 +149,26 @@ static struct exe_future *own_pool_future(struct exe_future *const *fs, size_t n
 	return NULL;
 }
 
+static int wait_all_in_turn(struct exe_future *const *fs, size_t n, int64_t timeout_ns)
+{
+	int64_t deadline = exe__deadline(timeout_ns);
+	size_t i;
+	int rc;
+
+	if (waits_on_itself(fs, n, EXE_WAIT_ALL))
+		return -EDEADLK;
+	for (i = 0; i < n; i++) {
+		int64_t left = deadline < 0 ? EXE_FOREVER : deadline - exe_now_ns();
+
+		rc = exe_future_wait(fs[i], deadline >= 0 && left <= 0 ? 0 : left);
+		if (rc == -ETIMEDOUT && deadline >= 0)
+			return -ETIMEDOUT;
+		if (rc)
+			return rc;
+	}
+	return count_distinct_finished(fs, n);
+}
+
 int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, int64_t timeout_ns)
 {
 	struct exe_future *mine;
@@ -167,6 +187,11 @@ int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, in
 	 * ever), so return at once, as Python's wait([]) does. */
 	if (n == 0)
 		return 0;
+	/* ALL is each future in turn: no callback nodes, and an infinite wait
+	 * helps (runs pending tasks) in one pass instead of rescanning the
+	 * whole array after every task it ran. */
+	if (mode == EXE_WAIT_ALL && timeout_ns != 0)
+		return wait_all_in_turn(fs, n, timeout_ns);
 	while (!condition_met(fs, n, mode, &finished)) {
 		if (timeout_ns == 0)
 			return -ETIMEDOUT;
