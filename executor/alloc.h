@@ -15,6 +15,16 @@ void *exe__aligned_calloc(size_t align, size_t n, size_t size);
 char *exe__vasprintf(const char *fmt, __builtin_va_list ap);
 void exe__free(void *p);
 
+/* Blocks of up to EXE__SMALL_SIZE bytes (futures) from per-thread caches
+ * backed by a shared depot of batches and slabs: no malloc per task on the
+ * submit and finish paths. The same failure injection applies. A block may
+ * be freed on any thread, with exe__small_free() only (never exe__free()).
+ * Under AddressSanitizer these are plain malloc/free, so reuse never hides a
+ * use after free. */
+#define EXE__SMALL_SIZE 128
+void *exe__small_alloc(void);
+void exe__small_free(void *p);
+
 /* Tests: the next @n allocations succeed, then every one fails until reset
  * with a negative @n. Not thread-scoped: use from single-threaded tests. */
 void exe__alloc_fail_after(long n);

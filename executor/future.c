@@ -35,6 +35,9 @@
 #include "executor/future_internal.h"
 #include "executor/futex.h"
 
+/* Memory per pending pool task: the future is the task. */
+_Static_assert(sizeof(struct exe_future) <= EXE__SMALL_SIZE, "a future must fit a small block");
+
 _Thread_local void *exe__tls_worker_owner;
 static _Thread_local struct exe_future *tls_current_task;
 
@@ -73,18 +76,12 @@ static int normalize_code(int code)
 	return code == 0 ? -EINVAL : code;
 }
 
-struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs)
+static struct exe_future *init_future(struct exe_future *f, bool small, const struct exe__future_ops *ops,
+                                      void *owner, uint32_t refs)
 {
-	return exe__future_new_sized(sizeof(struct exe_future), ops, owner, refs);
-}
-
-struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
-                                         uint32_t refs)
-{
-	struct exe_future *f = exe__malloc(size);
-
 	if (!f)
 		return NULL;
+	f->small = small;
 	atomic_init(&f->state, EXE_FUTURE_PENDING);
 	atomic_init(&f->refs, refs);
 	f->code = 0;
@@ -101,6 +98,20 @@ struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_o
 	f->cbs_tail = &f->cbs;
 	f->next = NULL;
 	return f;
+}
+
+/* Plain futures (pool tasks, promises, derived futures) come from the
+ * small-block cache; producers' larger objects from malloc, which their
+ * own error paths free with exe__free(). */
+struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs)
+{
+	return init_future(exe__small_alloc(), true, ops, owner, refs);
+}
+
+struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
+                                         uint32_t refs)
+{
+	return init_future(exe__malloc(size), false, ops, owner, refs);
 }
 
 /* ---- callbacks ---- */
@@ -671,8 +682,18 @@ void exe_future_unref(struct exe_future *f)
 	}
 	if (f->value_free && exe_future_state(f) == EXE_FUTURE_DONE)
 		f->value_free(f->value);
+	exe__future_discard(f);
+}
+
+void exe__future_discard(struct exe_future *f)
+{
+	if (!f)
+		return;
 	exe__free(f->msg);
-	exe__free(f);
+	if (f->small)
+		exe__small_free(f);
+	else
+		exe__free(f);
 }
 
 /* ---- promises ---- */

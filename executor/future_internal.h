@@ -59,6 +59,7 @@ struct exe_future {
 	int code;                /* FAILED: the negative code */
 	_Atomic uint8_t cb_lock; /* guards cbs, cbs_tail, cb_running */
 	bool cb_running;         /* a thread is draining cbs */
+	bool small;              /* from exe__small_alloc() (not a larger producer object) */
 	const struct exe__future_ops *ops;
 	void *owner;     /* the pool or io context; NULL for promises */
 	exe_task_fn *fn; /* the work, for the owner */
@@ -71,7 +72,8 @@ struct exe_future {
 	struct exe_future *next; /* the owner's intrusive link (queues) */
 };
 
-/* A new PENDING future with @refs references. NULL on allocation failure. */
+/* A new PENDING future with @refs references. NULL on allocation failure.
+ * Unpublished, it is freed with exe__future_discard(), never exe__free(). */
 struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs);
 
 /* Like exe__future_new(), for a producer's larger object whose first member
@@ -80,6 +82,10 @@ struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owne
  * the whole object. */
 struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
                                          uint32_t refs);
+
+/* Free a future that was never published (no other thread saw it); NULL is
+ * a no-op. Futures come from the small-block cache: never exe__free() one. */
+void exe__future_discard(struct exe_future *f);
 
 /* PENDING -> RUNNING. False when cancelled or already claimed. */
 static inline bool exe__future_claim(struct exe_future *f)

@@ -741,7 +741,7 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
 	rc = enqueue(tp, f, &wake);
 	if (rc) {
-		exe__free(f); /* never published */
+		exe__future_discard(f); /* never published */
 		space_released(tp);
 		return rc;
 	}
@@ -758,7 +758,7 @@ static void free_chain(struct exe_future *head)
 
 	while ((f = head)) {
 		head = f->next;
-		exe__free(f); /* never published */
+		exe__future_discard(f); /* never published */
 	}
 }
 
