@@ -56,3 +56,43 @@ Test(contract, corrupted_ipc_mutex_bytes_are_ebadmsg_not_einval)
 	exe_ipc_mutex_destroy(m);
 	munmap(mem, len);
 }
+
+/* The NULL rule: a NULL future reads as FAILED with -EINVAL; no query
+ * crashes (they dereferenced it before). */
+Test(contract, future_queries_on_null_return_the_documented_neutral_values)
+{
+	cr_assert_eq(exe_future_state(NULL), EXE_FUTURE_FAILED);
+	cr_assert(exe_future_is_finished(NULL));
+	cr_assert_eq(exe_future_code(NULL), -EINVAL);
+	cr_assert_str_eq(exe_future_error(NULL), exe_strerror(-EINVAL));
+	cr_assert_not(exe_future_cancel_requested(NULL));
+	cr_assert_null(exe_future_ref(NULL));
+	exe_future_unref(NULL);
+	cr_assert_eq(exe_future_wait(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_future_result(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_future_cancel(NULL), -EINVAL);
+	cr_assert_eq(exe_future_on_done(NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_future_start(NULL), -EINVAL);
+	cr_assert_eq(exe_future_set_result(NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_future_set_error(NULL, -EIO, NULL), -EINVAL);
+}
+
+/* "Not finished yet" is one code: a query is a 0-timeout wait. */
+Test(contract, not_finished_is_etimedout_for_every_query_and_poll)
+{
+	struct exe_future *f = NULL;
+	struct exe_queue *q = NULL;
+	void *v;
+
+	cr_assert_eq(exe_future_create(&f), 0);
+	cr_assert_eq(exe_future_code(f), -ETIMEDOUT);
+	cr_assert_eq(exe_future_wait(f, 0), -ETIMEDOUT);
+	cr_assert_eq(exe_future_result(f, &v, 0), -ETIMEDOUT);
+	cr_assert_eq(exe_wait(&f, 1, EXE_WAIT_ANY, 0), -ETIMEDOUT);
+	exe_future_unref(f);
+	cr_assert_eq(exe_queue_create(&q, &(struct exe_queue_opts){.capacity = 1}), 0);
+	cr_assert_eq(exe_queue_get(q, &v, 0), -ETIMEDOUT);
+	cr_assert_eq(exe_queue_put(q, NULL, 0), 0);
+	cr_assert_eq(exe_queue_put(q, NULL, 0), -ETIMEDOUT);
+	exe_queue_destroy(q);
+}
