@@ -186,7 +186,7 @@ int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns)
 		if (atomic_load_explicit(&s->word, memory_order_acquire) == 1)
 			return 0;
 		if (timeout_ns == 0)
-			return -EAGAIN;
+			return -ETIMEDOUT;
 		if (deadline >= 0 && exe_now_ns() >= deadline)
 			return -ETIMEDOUT;
 		/* Sleeps only while the word still reads 0: a set() between

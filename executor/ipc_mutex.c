@@ -73,6 +73,14 @@ int exe__ipc_mutex_init(pthread_mutex_t *m)
 	return -err;
 }
 
+/* pthread's EINVAL on a mutex that passed our header check means its own
+ * bytes are corrupted (a bad kind or owner word): that is -EBADMSG here,
+ * -EINVAL being reserved for bad arguments. */
+static int lock_code(int err)
+{
+	return err == EINVAL ? -EBADMSG : -err;
+}
+
 int exe__ipc_mutex_lock_timeout(pthread_mutex_t *m, int64_t timeout_ns)
 {
 	struct timespec ts;
@@ -81,14 +89,14 @@ int exe__ipc_mutex_lock_timeout(pthread_mutex_t *m, int64_t timeout_ns)
 
 	if (timeout_ns == 0) {
 		err = pthread_mutex_trylock(m);
-		return err == EBUSY ? -EAGAIN : -err;
+		return err == EBUSY ? -ETIMEDOUT : lock_code(err);
 	}
 	deadline = exe__deadline(timeout_ns);
 	if (deadline < 0)
-		return -pthread_mutex_lock(m);
+		return lock_code(pthread_mutex_lock(m));
 	ts.tv_sec = deadline / EXE_NS_PER_S;
 	ts.tv_nsec = deadline % EXE_NS_PER_S;
-	return -pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+	return lock_code(pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts));
 }
 
 /* ---- public ---- */
@@ -248,5 +256,5 @@ int exe_ipc_mutex_unlock(struct exe_ipc_mutex *m)
 	s = valid(m);
 	if (!s)
 		return -EBADMSG;
-	return -pthread_mutex_unlock(&s->mutex);
+	return lock_code(pthread_mutex_unlock(&s->mutex));
 }

@@ -85,7 +85,7 @@ static void *try_lock_thread(void *arg)
 {
 	struct exe_ipc_mutex *m = arg;
 	int64_t t0 = exe_now_ns();
-	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -EAGAIN && exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT &&
+	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -ETIMEDOUT && exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT &&
 	              exe_now_ns() - t0 >= 30 * MS;
 
 	return (void *)ok;
@@ -153,7 +153,7 @@ Test(ipc_mutex, holder_killed_gives_eownerdead_and_the_lock_recovers)
 	cr_assert_not_null(st);
 	cr_assert_eq((uintptr_t)st % 64, 0);
 	pid = start_holder(m);
-	cr_assert_eq(exe_ipc_mutex_lock(m, 0), -EAGAIN, "held by the child");
+	cr_assert_eq(exe_ipc_mutex_lock(m, 0), -ETIMEDOUT, "held by the child");
 	kill(pid, SIGKILL);
 	cr_assert_eq(wait_exit(pid), -SIGKILL);
 
@@ -330,7 +330,7 @@ Test(ipc_queue, messages_come_out_in_order_as_copies)
 		cr_assert_eq(len, strlen(want) + 1);
 		cr_assert_str_eq(buf, want);
 	}
-	cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), -EAGAIN);
+	cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), -ETIMEDOUT);
 	exe_ipc_queue_destroy(q);
 }
 
@@ -372,11 +372,11 @@ Test(ipc_queue, bounded_by_count_and_by_bytes)
 
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(exe_ipc_queue_put(q, buf, 1, 0), 0);
-	cr_assert_eq(exe_ipc_queue_put(q, buf, 1, 0), -EAGAIN, "count bound");
+	cr_assert_eq(exe_ipc_queue_put(q, buf, 1, 0), -ETIMEDOUT, "count bound");
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), 0);
 	cr_assert_eq(exe_ipc_queue_put(q, buf, 60, 0), 0);
-	cr_assert_eq(exe_ipc_queue_put(q, buf, 41, 0), -EAGAIN, "byte bound");
+	cr_assert_eq(exe_ipc_queue_put(q, buf, 41, 0), -ETIMEDOUT, "byte bound");
 	t0 = exe_now_ns();
 	cr_assert_eq(exe_ipc_queue_put(q, buf, 41, 30 * MS), -ETIMEDOUT);
 	cr_assert_geq(exe_now_ns() - t0, 30 * MS);
@@ -412,7 +412,7 @@ Test(ipc_queue, contents_survive_wrapping_around_the_ring)
 			for (size_t i = 0; i < n; i++)
 				msg[i] = (unsigned char)(put + i);
 			int rc = exe_ipc_queue_put(q, msg, n, 0);
-			if (rc == -EAGAIN)
+			if (rc == -ETIMEDOUT)
 				break;
 			cr_assert_eq(rc, 0);
 			put++;
@@ -723,7 +723,7 @@ Test(ipc_event, starts_clear_and_set_clear_are_seen)
 
 	cr_assert_eq(exe_ipc_event_create(&e), 0);
 	cr_assert_eq(exe_ipc_event_is_set(e), 0);
-	cr_assert_eq(exe_ipc_event_wait(e, 0), -EAGAIN);
+	cr_assert_eq(exe_ipc_event_wait(e, 0), -ETIMEDOUT);
 	cr_assert_eq(exe_ipc_event_wait(e, 2 * EXE_NS_PER_MS), -ETIMEDOUT);
 	cr_assert_eq(exe_ipc_event_set(e), 0);
 	cr_assert_eq(exe_ipc_event_set(e), 0, "set twice is fine");

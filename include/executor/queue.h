@@ -8,8 +8,9 @@
  * putter gives it up when put returns 0, the getter receives it.
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: a negative timeout waits
- * forever (EXE_FOREVER), 0 never waits (-EAGAIN when the queue is full or
- * empty), a positive one waits at most that long (-ETIMEDOUT).
+ * forever (EXE_FOREVER), 0 polls (never waits), a positive one waits at
+ * most that long; a full or empty queue past the bound, 0 included, is
+ * -ETIMEDOUT.
  *
  * Close. exe_queue_close() is graceful: puts fail at once with -EPIPE,
  * getters take what is left and then get -EPIPE, and every blocked thread
@@ -70,9 +71,9 @@ EXE_API void exe_queue_destroy(struct exe_queue *q);
  * Ownership: on 0 the item belongs to the queue until a getter takes it; on
  * failure it stays the caller's and @q is unchanged.
  * Threading: any thread.
- * Return: 0; -EAGAIN full and @timeout_ns == 0; -ETIMEDOUT still full at
- * the deadline; -EPIPE closed (also when closed while waiting); -ENOMEM
- * storage could not grow; -EINVAL NULL @q.
+ * Return: 0; -ETIMEDOUT still full when @timeout_ns passed (at once for
+ * 0); -EPIPE closed (also when closed while waiting); -ENOMEM storage could
+ * not grow; -EINVAL NULL @q.
  */
 EXE_API int exe_queue_put(struct exe_queue *q, void *item, int64_t timeout_ns);
 
@@ -91,9 +92,9 @@ EXE_API int exe_queue_put_prio(struct exe_queue *q, void *item, int64_t prio, in
  * Ownership: the item becomes the caller's. Count it with
  * exe_queue_task_done() once processed if anyone uses exe_queue_join().
  * Threading: any thread.
- * Return: 0 with *@item set; -EAGAIN empty and @timeout_ns == 0;
- * -ETIMEDOUT still empty at the deadline; -EPIPE closed and empty;
- * -EINVAL NULL @q or @item. On failure *@item is unchanged.
+ * Return: 0 with *@item set; -ETIMEDOUT still empty when @timeout_ns
+ * passed (at once for 0); -EPIPE closed and empty; -EINVAL NULL @q or
+ * @item. On failure *@item is unchanged.
  */
 EXE_API int exe_queue_get(struct exe_queue *q, void **item, int64_t timeout_ns);
 
