@@ -392,16 +392,21 @@ bool exe__future_help(struct exe_future *f)
 	return f->ops->help(f);
 }
 
-/* While RUNNING @f is not finished, run other queued work of its owner.
- * Return true when @f finished meanwhile. */
-static bool help_others_until_done(struct exe_future *f)
+/* Whether this thread, waiting forever on @f, may run other queued work of
+ * its owner meanwhile (the same rule as exe__future_help()). */
+static bool may_help_others(struct exe_future *f)
 {
 	uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
 
 	if (!f->ops || !f->ops->help_other)
 		return false;
-	if (!(s & EXE__HELPABLE) && exe__tls_worker_owner != f->owner)
-		return false;
+	return (s & EXE__HELPABLE) || exe__tls_worker_owner == f->owner;
+}
+
+/* While RUNNING @f is not finished, run other queued work of its owner.
+ * Return true when @f finished meanwhile. */
+static bool help_others_until_done(struct exe_future *f)
+{
 	while (!exe__state_finished(atomic_load_explicit(&f->state, memory_order_acquire)))
 		if (!f->ops->help_other(f))
 			return false;
@@ -482,8 +487,11 @@ bool exe_future_cancel_requested(const struct exe_future *f)
 #define RUNNING_SPIN_NS (20 * 1000)
 #define YIELD_NS 2000
 
-/* Watch @f until it finishes (true) or the policy above says sleep. */
-static bool spin_until_finished(struct exe_future *f, int64_t deadline)
+/* Watch @f until it finishes (true) or the policy above says sleep. A
+ * @helper (an infinite wait that may help) looks for other work of the
+ * owner every ~microsecond meanwhile (fork-join: the other workers' deques
+ * fill while we watch); work found restarts the budget. */
+static bool spin_until_finished(struct exe_future *f, int64_t deadline, bool helper)
 {
 	int64_t start = exe_now_ns(), now = start, last_yield = start;
 	bool running = false;
@@ -497,6 +505,10 @@ static bool spin_until_finished(struct exe_future *f, int64_t deadline)
 			return true;
 		if (spins % 32)
 			continue;
+		if (helper && f->ops->help_other(f)) {
+			start = last_yield = exe_now_ns();
+			continue;
+		}
 		now = exe_now_ns();
 		if (deadline >= 0 && now >= deadline)
 			return false;
@@ -560,6 +572,7 @@ static int sleep_until_finished(struct exe_future *f, int64_t deadline)
 int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 {
 	int64_t deadline;
+	bool helper;
 	uint32_t s;
 
 	if (!f)
@@ -573,10 +586,11 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 	 * after this wait returns. */
 	if (exe__future_runs_here(f))
 		return -EDEADLK;
-	if (timeout_ns < 0 && (exe__future_help(f) || help_others_until_done(f)))
+	helper = timeout_ns < 0 && may_help_others(f);
+	if (timeout_ns < 0 && (exe__future_help(f) || (helper && help_others_until_done(f))))
 		return 0;
 	deadline = exe__deadline(timeout_ns);
-	if (spin_until_finished(f, deadline))
+	if (spin_until_finished(f, deadline, helper))
 		return 0;
 	return sleep_until_finished(f, deadline);
 }

@@ -52,6 +52,7 @@
 #include <ck_ring.h>
 
 #include "executor/alloc.h"
+#include "executor/deque.h"
 #include "executor/errors.h"
 #include "executor/futex.h"
 #include "executor/future_internal.h"
@@ -60,6 +61,7 @@
 
 #define RING_SLOTS_UNBOUNDED 16384u /* 128 KiB: bursts this size never touch the overflow lock */
 #define SPIN_NS (30 * 1000)         /* idle spin before parking: ~ one cross-core wake */
+#define GLOBAL_EVERY 61             /* a worker looks at the shared queue first every N tasks */
 
 struct worker {
 	alignas(64) pthread_t thread;
@@ -67,10 +69,18 @@ struct worker {
 	unsigned index;
 	bool started_ok;
 	bool temporary; /* a compensating thread (see task_blocking()) */
+	unsigned tick;  /* tasks taken, for GLOBAL_EVERY */
 	/* Written by this worker only; read by stats and the exit check.
-	 * Temporary workers count in the pool's shared ext_* counters. */
-	_Atomic uint64_t started, completed, failed;
+	 * Temporary workers count in the pool's shared ext_* counters.
+	 * submitted: tasks this worker's own tasks pushed on its deque. */
+	_Atomic uint64_t started, completed, failed, submitted;
+	/* Tasks submitted by this worker's tasks (not by temporary workers,
+	 * which use the shared queue). Owner: this worker; thieves: all. */
+	struct exe__deque dq;
 };
+
+/* The permanent worker this thread is, or NULL. */
+static _Thread_local struct worker *tls_self;
 
 struct thread_pool {
 	struct exe_pool base;
@@ -131,9 +141,20 @@ static struct thread_pool *pool_of(struct exe_pool *p)
 
 /* ---- the queue ---- */
 
+static bool deques_nonempty(struct thread_pool *tp)
+{
+	for (unsigned i = 0; i < tp->nworkers; i++)
+		if (exe__deque_nonempty(&tp->workers[i].dq))
+			return true;
+	return false;
+}
+
+/* Work anywhere: the shared queue or a worker's deque. A worker's own deque
+ * is empty whenever it asks (it takes from it first). */
 static bool queue_nonempty(struct thread_pool *tp)
 {
-	return ck_ring_size(&tp->ring) > 0 || atomic_load_explicit(&tp->of_len, memory_order_relaxed) > 0;
+	return ck_ring_size(&tp->ring) > 0 || atomic_load_explicit(&tp->of_len, memory_order_relaxed) > 0 ||
+	       deques_nonempty(tp);
 }
 
 /*
@@ -274,6 +295,52 @@ static struct exe_future *dequeue(struct thread_pool *tp)
 	return f;
 }
 
+/* Steal the oldest task of another worker's deque, starting after @self
+ * (-1: from the first) so thieves spread over victims. */
+static struct exe_future *steal_any(struct thread_pool *tp, int self)
+{
+	unsigned n = tp->nworkers;
+
+	for (unsigned k = 1; k <= n; k++) {
+		unsigned v = (unsigned)(self + (int)k) % n;
+		void *x;
+
+		if ((int)v == self)
+			continue;
+		/* ABORT: another thief or the owner won that item; the
+		 * deque may hold more, so try it again. */
+		while ((x = exe__deque_steal(&tp->workers[v].dq)) == EXE__DEQUE_ABORT)
+			;
+		if (x) {
+			exe__tsan_acquire(x);
+			return x;
+		}
+	}
+	return NULL;
+}
+
+/* A worker's next task: its own deque (the newest first), then the shared
+ * queue, then other workers' deques; every GLOBAL_EVERY tasks the shared
+ * queue first, so external submitters are not starved by a recursion that
+ * keeps its deque full. */
+static struct exe_future *next_task(struct worker *w)
+{
+	struct thread_pool *tp = w->pool;
+	struct exe_future *f;
+
+	if (!w->temporary) {
+		if (++w->tick % GLOBAL_EVERY == 0 && (f = dequeue(tp)))
+			return f;
+		if ((f = exe__deque_take(&w->dq))) {
+			exe__tsan_acquire(f);
+			return f;
+		}
+	}
+	if ((f = dequeue(tp)))
+		return f;
+	return steal_any(tp, w->temporary ? -1 : (int)w->index);
+}
+
 /* ---- parking ---- */
 
 /* Wake every sleeper, after shutdown set its flag under submit_lock: a
@@ -357,12 +424,23 @@ static uint64_t finished_count(struct thread_pool *tp)
 	return n;
 }
 
+/* Accepted tasks: through the shared queue and onto workers' deques. */
+static uint64_t submitted_count(struct thread_pool *tp)
+{
+	uint64_t n = atomic_load(&tp->submitted);
+
+	for (unsigned i = 0; i < tp->nworkers; i++)
+		n += atomic_load(&tp->workers[i].submitted);
+	return n;
+}
+
 /* Every accepted task has been counted finished: workers have exited, and
  * threads that ran a task while waiting for it have counted it. Called
- * after shutdown, so submitted is final (see enqueue()). */
+ * after shutdown and the workers' exit, so submitted is final (see
+ * enqueue(); a deque push happens on a live worker, before it exits). */
 static bool all_finished(struct thread_pool *tp)
 {
-	uint64_t submitted = atomic_load(&tp->submitted);
+	uint64_t submitted = submitted_count(tp);
 
 	return finished_count(tp) >= submitted;
 }
@@ -472,22 +550,33 @@ static pthread_rwlock_t pools_alive = PTHREAD_RWLOCK_INITIALIZER;
 static bool task_help_other(struct exe_future *f)
 {
 	struct thread_pool *tp;
-	struct exe_future *g;
-	bool claimed = false;
+	struct exe_future *g = NULL;
+	bool claimed = false, mine;
 	int code;
 
 	if (!may_nest())
 		return false;
-	pthread_rwlock_rdlock(&pools_alive);
-	if (exe_future_is_finished(f)) {
-		pthread_rwlock_unlock(&pools_alive);
-		return false;
+	/* A worker of @f's pool keeps it alive (destroy joins it first): no
+	 * lock. Anyone else looks at the queue under the reader lock. */
+	mine = tls_self && tls_self->pool == f->owner;
+	if (!mine) {
+		pthread_rwlock_rdlock(&pools_alive);
+		if (exe_future_is_finished(f)) {
+			pthread_rwlock_unlock(&pools_alive);
+			return false;
+		}
 	}
 	tp = f->owner;
-	g = dequeue(tp);
+	if (mine && (g = exe__deque_take(&tls_self->dq)))
+		exe__tsan_acquire(g);
+	if (!g)
+		g = dequeue(tp);
+	if (!g)
+		g = steal_any(tp, mine ? (int)tls_self->index : -1);
 	if (g && (claimed = exe__future_claim(g)))
 		atomic_fetch_add(&tp->ext_started, 1);
-	pthread_rwlock_unlock(&pools_alive);
+	if (!mine)
+		pthread_rwlock_unlock(&pools_alive);
 	if (!g)
 		return false;
 	if (claimed) {
@@ -510,10 +599,15 @@ static void task_blocking(struct exe_future *f, bool blocked)
 
 	/* acq_rel: pairs with retire() and the other workers' updates, so the
 	 * last worker to block sees itself last. */
-	if (!blocked)
+	if (!blocked) {
 		atomic_fetch_add_explicit(&tp->active, 1, memory_order_acq_rel);
-	else if (atomic_fetch_sub_explicit(&tp->active, 1, memory_order_acq_rel) == 1)
+		return;
+	}
+	if (atomic_fetch_sub_explicit(&tp->active, 1, memory_order_acq_rel) == 1)
 		start_compensator(tp);
+	else if (tls_self && tls_self->pool == tp && exe__deque_nonempty(&tls_self->dq) &&
+	         atomic_load_explicit(&tp->sleepers, memory_order_relaxed))
+		wake_one(tp); /* our deque waits for a thief while we sleep */
 }
 
 static const struct exe__future_ops task_ops = {
@@ -571,6 +665,8 @@ static void *worker_main(void *arg)
 	name[15] = '\0'; /* the kernel keeps 15 bytes */
 	pthread_setname_np(pthread_self(), name);
 	exe__tls_worker_owner = tp;
+	if (!w->temporary)
+		tls_self = w;
 
 	if (tp->init) {
 		int rc = tp->init(tp->init_arg);
@@ -581,7 +677,7 @@ static void *worker_main(void *arg)
 	}
 
 	for (;;) {
-		struct exe_future *f = dequeue(tp);
+		struct exe_future *f = next_task(w);
 		int64_t spin_until;
 		enum idle state;
 
@@ -709,6 +805,34 @@ static int reserve(struct thread_pool *tp, const struct exe_submit_opts *o)
 	}
 }
 
+/*
+ * A task of this pool submits: onto its worker's own deque, no lock. The
+ * shutdown check needs no lock either: the worker is alive (it runs the
+ * submitting task) and empties its deque before it can exit, so a task
+ * accepted here always runs. Other workers get a wake only when the deque
+ * already held work (a spare task for a thief; the newest one is the
+ * owner's next) and nobody spins.
+ * Return: 0, -ESHUTDOWN, -ENOSPC (deque full: use the shared queue).
+ */
+static int push_local(struct thread_pool *tp, struct worker *w, struct exe_future *f)
+{
+	bool spare;
+
+	/* acquire: pairs with the release store in tp_shutdown(). */
+	if (atomic_load_explicit(&tp->shutdown, memory_order_acquire))
+		return -ESHUTDOWN;
+	spare = exe__deque_nonempty(&w->dq);
+	/* The deque is C11 code TSan sees, but its fences it does not. */
+	exe__tsan_release(f);
+	if (!exe__deque_push(&w->dq, f))
+		return -ENOSPC;
+	bump(&w->submitted);
+	if (spare && atomic_load_explicit(&tp->spinners, memory_order_relaxed) == 0 &&
+	    atomic_load_explicit(&tp->sleepers, memory_order_relaxed) > 0)
+		wake_one(tp);
+	return 0;
+}
+
 static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
                      struct exe_future **out)
 {
@@ -739,6 +863,19 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		f->value_free = o->result_free;
 	if (tp->helpable)
 		atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
+	if (tls_self && tls_self->pool == tp) {
+		rc = push_local(tp, tls_self, f);
+		if (rc == 0) {
+			if (out)
+				*out = f;
+			return 0;
+		}
+		if (rc != -ENOSPC) {
+			exe__future_discard(f); /* never published */
+			space_released(tp);
+			return rc;
+		}
+	}
 	rc = enqueue(tp, f, &wake);
 	if (rc) {
 		exe__future_discard(f); /* never published */
@@ -772,7 +909,7 @@ static int tp_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args
 	int rc;
 
 	if (exe__pool_is_broken(&tp->base))
-		return -EPIPE;
+		return -ENOTRECOVERABLE;
 	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed))
 		return -ESHUTDOWN;
 	if (tp->capacity) {
@@ -861,7 +998,7 @@ static int tp_shutdown(struct exe_pool *p, unsigned flags)
 		pthread_mutex_unlock(&tp->space_lock);
 	}
 	if (flags & EXE_SHUTDOWN_CANCEL_PENDING) {
-		while ((f = dequeue(tp))) {
+		while ((f = dequeue(tp)) || (f = steal_any(tp, -1))) {
 			exe__future_cancel_pending(f);
 			exe_future_unref(f);
 		}
@@ -894,7 +1031,7 @@ static void tp_destroy(struct exe_pool *p)
 	/* Workers exit once every task is counted finished; an entry whose
 	 * future was cancelled just before they looked may still sit in the
 	 * queue. Only its reference is left to drop. */
-	while ((f = dequeue(tp)))
+	while ((f = dequeue(tp)) || (f = steal_any(tp, -1)))
 		exe_future_unref(f);
 	tp_free(tp);
 }
@@ -913,7 +1050,7 @@ static void tp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 		done += atomic_load(&tp->workers[i].completed);
 		failed += atomic_load(&tp->workers[i].failed);
 	}
-	submitted = atomic_load(&tp->submitted);
+	submitted = submitted_count(tp);
 	st->submitted = submitted;
 	st->completed = done;
 	st->failed = failed;
@@ -1006,6 +1143,7 @@ int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *op
 
 		w->pool = tp;
 		w->index = i;
+		exe__deque_init(&w->dq);
 		atomic_fetch_add(&tp->live_workers, 1);
 		rc = pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc) {

@@ -31,6 +31,11 @@ static _Atomic uint8_t *seen; /* per item: times returned */
 static _Atomic int done;
 static _Atomic long stolen_total;
 
+/* Items are ids scaled by 16, never NULL or EXE__DEQUE_ABORT ((void *)1),
+ * as pointers to real objects are. */
+#define ITEM(id) ((void *)((uintptr_t)(id) * 16))
+#define ID(x) ((uintptr_t)(x) / 16)
+
 static void fail(const char *what, long a, long b)
 {
 	fprintf(stderr, "stress_deque: %s (%ld, %ld)\n", what, a, b);
@@ -61,9 +66,9 @@ static void *thief(void *arg)
 				break;
 			continue;
 		}
-		if ((uintptr_t)x <= last)
-			fail("a thief's steals out of push order", (long)last, (long)(uintptr_t)x);
-		last = (uintptr_t)x;
+		if (ID(x) <= last)
+			fail("a thief's steals out of push order", (long)last, (long)ID(x));
+		last = ID(x);
 		record(last);
 		n++;
 	}
@@ -89,12 +94,12 @@ int main(void)
 
 	/* Capacity: a full deque refuses and keeps everything. */
 	for (uintptr_t i = 1; i <= EXE__DEQUE_CAP; i++)
-		if (!exe__deque_push(&q, (void *)i))
+		if (!exe__deque_push(&q, ITEM(i)))
 			fail("push refused below capacity", (long)i, 0);
-	if (exe__deque_push(&q, (void *)(uintptr_t)(EXE__DEQUE_CAP + 1)))
+	if (exe__deque_push(&q, ITEM(EXE__DEQUE_CAP + 1)))
 		fail("push accepted past capacity", EXE__DEQUE_CAP, 0);
 	for (uintptr_t i = EXE__DEQUE_CAP; i >= 1; i--)
-		if ((uintptr_t)exe__deque_take(&q) != i)
+		if (ID(exe__deque_take(&q)) != i)
 			fail("take on a full deque not LIFO", (long)i, 0);
 	if (exe__deque_take(&q) != NULL || exe__deque_steal(&q) != EXE__DEQUE_EMPTY)
 		fail("drained deque not empty", 0, 0);
@@ -106,12 +111,12 @@ int main(void)
 		uintptr_t newest = 0;
 
 		for (unsigned i = 0; i < push && next <= ITEMS; i++) {
-			if (!exe__deque_push(&q, (void *)next))
+			if (!exe__deque_push(&q, ITEM(next)))
 				break; /* full: take some first */
 			newest = next++;
 		}
 		for (unsigned i = 0; i < take; i++) {
-			uintptr_t x = (uintptr_t)exe__deque_take(&q);
+			uintptr_t x = ID(exe__deque_take(&q));
 
 			if (!x)
 				break;
@@ -125,7 +130,7 @@ int main(void)
 		}
 	}
 	/* Drain what is left, racing the thieves to the end. */
-	for (uintptr_t x; (x = (uintptr_t)exe__deque_take(&q));) {
+	for (uintptr_t x; (x = ID(exe__deque_take(&q)));) {
 		record(x);
 		taken++;
 	}

@@ -149,7 +149,8 @@ EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
  * tasks of the batch already queued (one that already started may run).
  * @n == 0 does nothing and returns 0. Any thread, tasks included.
  * Return: 0, -EINVAL (@p, @fn or @args NULL with @n > 0), -ESHUTDOWN,
- * -EPIPE (broken), -EAGAIN (a bounded queue has not room for @n), -ENOMEM.
+ * -ENOTRECOVERABLE (broken), -EAGAIN (a bounded queue has not room for @n),
+ * -ENOMEM.
  */
 EXE_API int exe_pool_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
                                  struct exe_future **out);
