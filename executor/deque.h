@@ -44,8 +44,8 @@
 #define EXE__DEQUE_CAP 4096 /* a power of two */
 
 struct exe__deque {
-	alignas(64) _Atomic int64_t top;      /* thieves' end */
-	alignas(64) _Atomic int64_t bottom;   /* owner's end */
+	alignas(64) _Atomic int64_t top;     /* thieves' end */
+	alignas(64) _Atomic int64_t bottom;  /* owner's end */
 	_Atomic(void *) buf[EXE__DEQUE_CAP]; /* index & (CAP - 1) */
 };
 
