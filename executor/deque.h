@@ -30,8 +30,12 @@
  *    bottom, so owner and thief cannot both miss each other's update of the
  *    last item; the CASes on top are seq_cst for the same reason.
  *  - Payload hand-off: the release fence in push() pairs with the acquire
- *    load of bottom in steal(); ThreadSanitizer does not model fences, so
- *    callers annotate the item (exe__tsan_release/acquire, tsan.h).
+ *    load of bottom in steal().
+ *  - ThreadSanitizer does not model fences: its builds (EXE_TSAN) move each
+ *    fence's order onto the accesses next to it (the store of bottom in
+ *    push() release; the store of bottom and load of top in take() and both
+ *    loads in steal() seq_cst), which is at least as strong, so TSan checks
+ *    the same hand-offs.
  */
 #ifndef EXE_DEQUE_H
 #define EXE_DEQUE_H
@@ -42,6 +46,18 @@
 #include <stdint.h>
 
 #define EXE__DEQUE_CAP 4096 /* a power of two */
+
+#ifdef EXE_TSAN
+#define EXE__DQ_FENCE(mo) ((void)0)
+#define EXE__DQ_PUB memory_order_release   /* push: bottom */
+#define EXE__DQ_SC memory_order_seq_cst    /* take: bottom, top; steal: top, bottom */
+#define EXE__DQ_SC_ACQ memory_order_seq_cst
+#else
+#define EXE__DQ_FENCE(mo) atomic_thread_fence(mo)
+#define EXE__DQ_PUB memory_order_relaxed
+#define EXE__DQ_SC memory_order_relaxed
+#define EXE__DQ_SC_ACQ memory_order_acquire
+#endif
 
 struct exe__deque {
 	alignas(64) _Atomic int64_t top;     /* thieves' end */
@@ -72,8 +88,8 @@ static inline bool exe__deque_push(struct exe__deque *q, void *x)
 	atomic_store_explicit(&q->buf[b & (EXE__DEQUE_CAP - 1)], x, memory_order_relaxed);
 	/* release: the slot (and the item's contents) before the new bottom;
 	 * pairs with the acquire load of bottom in steal(). */
-	atomic_thread_fence(memory_order_release);
-	atomic_store_explicit(&q->bottom, b + 1, memory_order_relaxed);
+	EXE__DQ_FENCE(memory_order_release);
+	atomic_store_explicit(&q->bottom, b + 1, EXE__DQ_PUB);
 	return true;
 }
 
@@ -84,10 +100,10 @@ static inline void *exe__deque_take(struct exe__deque *q)
 	int64_t t;
 	void *x;
 
-	atomic_store_explicit(&q->bottom, b, memory_order_relaxed);
+	atomic_store_explicit(&q->bottom, b, EXE__DQ_SC);
 	/* seq_cst: pairs with the fence in steal() (see Invariants). */
-	atomic_thread_fence(memory_order_seq_cst);
-	t = atomic_load_explicit(&q->top, memory_order_relaxed);
+	EXE__DQ_FENCE(memory_order_seq_cst);
+	t = atomic_load_explicit(&q->top, EXE__DQ_SC);
 	if (t > b) {
 		/* Empty: restore bottom. */
 		atomic_store_explicit(&q->bottom, b + 1, memory_order_relaxed);
@@ -108,14 +124,14 @@ static inline void *exe__deque_take(struct exe__deque *q)
 static inline void *exe__deque_steal(struct exe__deque *q)
 {
 	/* acquire: pairs with the CASes of other thieves and the owner. */
-	int64_t t = atomic_load_explicit(&q->top, memory_order_acquire);
+	int64_t t = atomic_load_explicit(&q->top, EXE__DQ_SC_ACQ);
 	int64_t b;
 	void *x;
 
 	/* seq_cst: pairs with the fence in take(). */
-	atomic_thread_fence(memory_order_seq_cst);
+	EXE__DQ_FENCE(memory_order_seq_cst);
 	/* acquire: pairs with the release fence in push(). */
-	b = atomic_load_explicit(&q->bottom, memory_order_acquire);
+	b = atomic_load_explicit(&q->bottom, EXE__DQ_SC_ACQ);
 	if (t >= b)
 		return EXE__DEQUE_EMPTY;
 	x = atomic_load_explicit(&q->buf[t & (EXE__DEQUE_CAP - 1)], memory_order_relaxed);
