@@ -21,7 +21,8 @@
  *    batch's length.
  *  - The thread list is touched by its thread only; the depot only under
  *    depot_lock, which orders a block's last use by one thread before its
- *    reuse by another.
+ *    reuse by another. fork() happens with depot_lock held (pthread_atfork,
+ *    armed before the first depot use).
  */
 #include "executor/alloc.h"
 
@@ -173,9 +174,23 @@ static void cache_exit(void *arg)
 	c->registered = false;
 }
 
+/* fork() copies the depot in whatever state another thread left it: hold
+ * the lock across the fork so the child (a process-pool fork server or
+ * worker that allocates futures) never inherits it locked. */
+static void depot_lock_for_fork(void)
+{
+	pthread_mutex_lock(&depot_lock);
+}
+
+static void depot_unlock_after_fork(void)
+{
+	pthread_mutex_unlock(&depot_lock);
+}
+
 static void make_exit_key(void)
 {
 	pthread_key_create(&exit_key, cache_exit);
+	pthread_atfork(depot_lock_for_fork, depot_unlock_after_fork, depot_unlock_after_fork);
 }
 
 /* Arm the thread-exit destructor once per thread that holds blocks. */

@@ -81,20 +81,32 @@ static int cmp_ptr(const void *a, const void *b);
  * in Python's wait(), which returns sets). Called once, on return. */
 static int count_distinct_finished(struct exe_future *const *fs, size_t n)
 {
-	struct exe_future **sorted = n > 64 ? exe__malloc(n * sizeof(*sorted)) : NULL;
-	size_t i, j;
+	size_t cap = 128, i, j;
+	struct exe_future **set;
 	int count = 0;
 
-	if (sorted) {
-		memcpy(sorted, fs, n * sizeof(*sorted));
-		qsort(sorted, n, sizeof(*sorted), cmp_ptr);
-		for (i = 0; i < n; i++)
-			if ((i == 0 || sorted[i] != sorted[i - 1]) && exe_future_is_finished(sorted[i]))
+	/* A hash set of the pointers (open addressing, at most half full):
+	 * linear in n, where sorting a copy cost a third of a batch's time. */
+	while (n > 64 && cap < 2 * n && cap < (SIZE_MAX >> 2) / sizeof(*set))
+		cap <<= 1;
+	set = n > 64 ? exe__calloc(cap, sizeof(*set)) : NULL;
+	if (set) {
+		for (i = 0; i < n; i++) {
+			/* Fibonacci hashing of the address above its alignment. */
+			size_t h = (size_t)(((uintptr_t)fs[i] >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
+
+			while (set[h] && set[h] != fs[i])
+				h = (h + 1) & (cap - 1);
+			if (set[h])
+				continue;
+			set[h] = fs[i];
+			if (exe_future_is_finished(fs[i]))
 				count++;
-		exe__free(sorted);
+		}
+		exe__free(set);
 		return count;
 	}
-	/* Small arrays (or no memory for a copy): quadratic, no allocation. */
+	/* Small arrays (or no memory for a set): quadratic, no allocation. */
 	for (i = 0; i < n; i++) {
 		if (!exe_future_is_finished(fs[i]))
 			continue;
