@@ -40,13 +40,13 @@ Test(contract, strerror_has_one_text_per_code_and_handles_every_int)
 
 Test(contract, corrupted_ipc_mutex_bytes_are_ebadmsg_not_einval)
 {
-	size_t len = exe_ipc_mutex_size(0);
+	size_t len = exe_ipc_mutex_mem_size(0);
 	void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct exe_ipc_mutex *m;
 	pthread_mutex_t *pm;
 
 	cr_assert_neq(mem, MAP_FAILED);
-	cr_assert_eq(exe_ipc_mutex_init_at(mem, len, 0, &m), 0);
+	cr_assert_eq(exe_ipc_mutex_init_at(&m, mem, len, 0), 0);
 	/* The header is intact; the pthread mutex's own kind word is garbage. */
 	pm = (pthread_mutex_t *)((char *)mem + 24);
 	pm->__data.__kind = 0x7fff;
@@ -95,4 +95,57 @@ Test(contract, not_finished_is_etimedout_for_every_query_and_poll)
 	cr_assert_eq(exe_queue_put(q, NULL, 0), 0);
 	cr_assert_eq(exe_queue_put(q, NULL, 0), -ETIMEDOUT);
 	exe_queue_destroy(q);
+}
+
+static int identity(void *arg, void **result)
+{
+	*result = arg;
+	return 0;
+}
+
+/* exe_pool_map's timeout is an argument: 0 polls, so it gives up before
+ * submitting anything and says which element it stopped at. */
+Test(contract, pool_map_with_timeout_zero_polls)
+{
+	struct exe_pool *p = NULL;
+	struct exe_pool_stats st;
+	void *args[3] = {(void *)1, (void *)2, (void *)3}, *res[3];
+	size_t bad = 99;
+
+	cr_assert_eq(exe_thread_pool_create(&p, &(struct exe_pool_opts){.workers = 1}), 0);
+	cr_assert_eq(exe_pool_map(p, identity, args, 3, res, 0, &bad), -ETIMEDOUT);
+	cr_assert_eq(bad, 0);
+	cr_assert_eq(exe_pool_stats(p, &st), 0);
+	cr_assert_eq(st.submitted, 0, "a poll submitted work");
+	cr_assert_eq(exe_pool_map(p, identity, args, 3, res, EXE_FOREVER, &bad), 0);
+	cr_assert_eq((intptr_t)res[2], 3);
+	exe_pool_destroy(p);
+}
+
+/* Queries and predicates of NULL objects return their neutral value. */
+Test(contract, queries_of_null_objects_are_neutral)
+{
+	size_t n = 5;
+
+	cr_assert_eq(exe_queue_count(NULL), 0);
+	cr_assert(exe_queue_empty(NULL));
+	cr_assert_not(exe_queue_full(NULL));
+	cr_assert_not(exe_queue_closed(NULL));
+	cr_assert_eq(exe_queue_close_now(NULL, NULL, &n), -EINVAL);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(exe_ipc_queue_count(NULL, &n), -EINVAL);
+	cr_assert_not(exe_ipc_event_is_set(NULL));
+	cr_assert_null(exe_ipc_mutex_data(NULL));
+	cr_assert_null(exe_pool_error(NULL));
+	cr_assert_eq(exe_pool_stats(NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_process_pid(NULL), -1);
+	cr_assert_not(exe_process_is_alive(NULL));
+	exe_pool_destroy(NULL);
+	exe_queue_destroy(NULL);
+	exe_io_destroy(NULL);
+	exe_process_destroy(NULL);
+	exe_ipc_queue_destroy(NULL);
+	exe_ipc_mutex_destroy(NULL);
+	exe_ipc_event_destroy(NULL);
+	exe_as_completed_destroy(NULL);
 }

@@ -82,7 +82,10 @@ enum exe_submit_flags {
 
 struct exe_submit_opts {
 	unsigned flags;           /* enum exe_submit_flags */
-	int64_t block_timeout_ns; /* with EXE_SUBMIT_BLOCK: <0 forever (default 0 = forever too) */
+	/* With EXE_SUBMIT_BLOCK, how long to wait for room; 0: forever (the
+	 * default), EXE_FOREVER also forever, > 0 at most that long
+	 * (-ETIMEDOUT). */
+	int64_t block_timeout_ns;
 	exe_free_fn *result_free; /* the task's value is freed with its future */
 	int64_t task_timeout_ns;  /* process pools: overrides exe_pool_opts.task_timeout_ns */
 };
@@ -138,17 +141,22 @@ EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
  * deadline, the tasks not yet started are cancelled and the call returns.
  * Blocks for room in a bounded queue. One task per element: for many tiny
  * tasks on a process pool, exe_pool_map_opts() sends them in chunks.
+ * @timeout_ns is a timeout argument like any other: < 0 (EXE_FOREVER) no
+ * deadline, > 0 the deadline, and 0 polls - nothing may be waited for, so
+ * for @n > 0 the map returns -ETIMEDOUT with *@failed_index 0 before
+ * submitting anything (use exe_pool_map_open() to take results as they come).
  * Return: 0 all succeeded; else the first failure's code (-ETIMEDOUT at the
- * deadline) with *@failed_index (may be NULL) set; -EINVAL, -ESHUTDOWN,
- * -ENOMEM before anything ran.
+ * deadline) with *@failed_index (may be NULL) set; -EINVAL (NULL @p or @fn,
+ * NULL @args or @results with @n), -ESHUTDOWN, -ENOMEM before anything ran.
  */
 EXE_API int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
                          int64_t timeout_ns, size_t *failed_index);
 
 /* Options of exe_pool_map_opts(). All-zero means the defaults. */
 struct exe_map_opts {
-	/* One overall deadline, fixed at the call, in nanoseconds; 0 or
-	 * negative (EXE_FOREVER): none. */
+	/* One overall deadline, fixed at the call, in nanoseconds; 0: none
+	 * (the default; an option field, unlike exe_pool_map()'s argument),
+	 * EXE_FOREVER: none too. */
 	int64_t timeout_ns;
 	/* Elements per message. 0: automatic; a process pool picks it from n
 	 * and its worker count (about four chunks per worker, at most 256), a
