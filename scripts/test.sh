@@ -57,9 +57,25 @@ find_package(executor REQUIRED)
 add_executable(hello_cmake "$root/examples/hello_pool.c")
 target_link_libraries(hello_cmake PRIVATE executor::executor)
 CMAKE
+mkdir -p "$prefix/consumer_static"
+cat >"$prefix/consumer_static/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.18)
+project(consumer_static C)
+find_package(executor REQUIRED COMPONENTS static)
+add_executable(hello_static "$root/examples/hello_pool.c")
+target_link_libraries(hello_static PRIVATE executor::static)
+CMAKE
 cmake -S "$prefix/consumer" -B "$prefix/consumer/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/consumer/build" >/dev/null
-if "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$pc_libdir" "$prefix/consumer/build/hello_cmake"; then
+cmake -S "$prefix/consumer_static" -B "$prefix/consumer_static/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/consumer_static/build" >/dev/null
+# The man pages are installed: one per function and libexecutor(7).
+man_ok=true
+for page in man3/exe_pool_submit.3 man3/exe_map_next.3 man7/libexecutor.7; do
+	[ -f "$prefix/share/man/$page" ] || { echo "missing man page $page"; man_ok=false; }
+done
+if $man_ok && "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$pc_libdir" "$prefix/consumer/build/hello_cmake" &&
+	"$prefix/consumer_static/build/hello_static"; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))

@@ -149,3 +149,10 @@ Test(contract, queries_of_null_objects_are_neutral)
 	exe_ipc_event_destroy(NULL);
 	exe_as_completed_destroy(NULL);
 }
+
+/* The version has one source: the header CMake reads. */
+Test(contract, version_is_the_one_the_build_was_configured_with)
+{
+	cr_assert_str_eq(exe_version(), EXE_VERSION_STRING);
+	cr_assert_str_eq(exe_version(), EXE_TEST_PROJECT_VERSION);
+}
