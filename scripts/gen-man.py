@@ -3,7 +3,7 @@
 libexecutor(7) from the rules at the top of executor/common.h.
 
 One source of truth: the headers are the manual, this only reformats them.
-A documented declaration looks like (CONTRACT format):
+A documented declaration looks like this (the format every public header uses):
 
     /*
      * exe_name - one-line summary.

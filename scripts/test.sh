@@ -4,7 +4,9 @@
 #   2. the installed package: headers, pkg-config file and CMake package
 #      used by a program built outside the tree;
 #   3. AddressSanitizer + UBSan (LeakSanitizer included): unit and stress tests;
-#   4. ThreadSanitizer: the stress tests (Criterion cannot start under TSan);
+#   4. ThreadSanitizer: the stress tests and the contract suites (future,
+#      wait, compose, thread pool, queue, lazy map) built as plain programs
+#      against a stand-in for Criterion, which cannot start under TSan;
 #   5. a bounded libFuzzer run of the remote_cmd frame parser (needs clang).
 # Exits non-zero on any failure.
 set -euo pipefail
@@ -86,10 +88,10 @@ configure_build "$out/asan" -DCMAKE_BUILD_TYPE=Debug -DEXE_SANITIZE=address,unde
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_ctest "$out/asan"
 
-step "ThreadSanitizer: stress tests"
+step "ThreadSanitizer: stress tests and the contract suites as plain programs"
 configure_build "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXE_SANITIZE=thread \
 	-DEXE_CRITERION_TESTS=OFF -DEXE_BUILD_BENCH=OFF -DEXE_BUILD_EXAMPLES=OFF
-run_ctest "$out/tsan" -L stress
+run_ctest "$out/tsan" -L "stress|tsan"
 
 step "fuzz: the remote_cmd frame parser (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
 if command -v clang >/dev/null && pkg-config --exists jansson; then

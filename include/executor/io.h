@@ -128,19 +128,21 @@ EXE_API const char *exe_io_backend(const struct exe_io *io);
  * thread (callbacks and timer functions run here). It does not wait when
  * it found work to do, so call it in a loop.
  * Return: how many requests, completions and timers it handled (>= 0),
- * -EINVAL (a threaded context), -ESHUTDOWN.
+ * -EINVAL (NULL @io or a threaded context), -ESHUTDOWN.
  */
 EXE_API int exe_io_run_once(struct exe_io *io, int64_t timeout_ns);
 
 /*
  * exe_io_run - manual contexts: exe_io_run_once() in a loop until
- * exe_io_stop(). Return: 0, -EINVAL (a threaded context).
+ * exe_io_stop().
+ * Return: 0, -EINVAL (NULL @io or a threaded context).
  */
 EXE_API int exe_io_run(struct exe_io *io);
 
 /*
  * exe_io_stop - make exe_io_run() return soon; any thread, also from a
- * callback. Return: 0, -EINVAL (a threaded context).
+ * callback.
+ * Return: 0, -EINVAL (NULL @io or a threaded context).
  */
 EXE_API int exe_io_stop(struct exe_io *io);
 

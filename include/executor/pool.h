@@ -277,11 +277,18 @@ EXE_API int exe_pool_shutdown(struct exe_pool *p, unsigned flags);
  */
 EXE_API void exe_pool_destroy(struct exe_pool *p);
 
-/* exe_pool_stats - a consistent-enough snapshot (each counter exact, the set
- * not atomic). Return: 0, -EINVAL. */
+/*
+ * exe_pool_stats - a consistent-enough snapshot of @p's counters into *@st
+ * (each counter exact, the set not atomic).
+ * Return: 0, -EINVAL (NULL @p or @st).
+ */
 EXE_API int exe_pool_stats(struct exe_pool *p, struct exe_pool_stats *st);
 
-/* exe_pool_error - why the pool is broken, or NULL. Owned by the pool. */
+/*
+ * exe_pool_error - why the pool is broken ("worker 2 init failed: ...").
+ * Return: the message, owned by the pool; NULL while it is not broken and
+ * for NULL @p.
+ */
 EXE_API const char *exe_pool_error(struct exe_pool *p);
 
 #ifdef __cplusplus
