@@ -24,6 +24,7 @@
  *  - COMPLETING is never held while user code runs (no callback, no task):
  *    cancel() waits it out and reports the state that gets published.
  */
+#include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU (pause on x86) */
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -56,7 +57,7 @@ static void cb_lock(struct exe_future *f)
 	/* acquire: pairs with the release in cb_unlock() */
 	while (atomic_exchange_explicit(&f->cb_lock, 1, memory_order_acquire))
 		while (atomic_load_explicit(&f->cb_lock, memory_order_relaxed))
-			__builtin_ia32_pause();
+			ck_pr_stall();
 }
 
 static void cb_unlock(struct exe_future *f)
@@ -499,7 +500,7 @@ static bool spin_until_finished(struct exe_future *f, int64_t deadline, bool hel
 	int spins;
 
 	for (spins = 1;; spins++) {
-		__builtin_ia32_pause();
+		ck_pr_stall();
 		s = atomic_load_explicit(&f->state, memory_order_acquire);
 		if (exe__state_finished(s))
 			return true;
@@ -626,7 +627,7 @@ static int cancel(struct exe_future *f, bool pending_only)
 			if (++completing_spins % 64 == 0)
 				sched_yield();
 			else
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			s = atomic_load_explicit(&f->state, memory_order_acquire);
 			continue;
 		}

@@ -106,7 +106,7 @@ static size_t data_offset(void)
 	return offsetof(struct mutex_shm, data);
 }
 
-size_t exe_ipc_mutex_size(size_t data_bytes)
+size_t exe_ipc_mutex_mem_size(size_t data_bytes)
 {
 	if (data_bytes > SIZE_MAX - data_offset())
 		return 0;
@@ -159,7 +159,7 @@ static int build(void *mem, size_t len, size_t data_bytes, bool mapped, struct e
 
 int exe_ipc_mutex_create(struct exe_ipc_mutex **out, size_t data_bytes)
 {
-	size_t len = exe_ipc_mutex_size(data_bytes);
+	size_t len = exe_ipc_mutex_mem_size(data_bytes);
 	void *mem;
 	int err;
 
@@ -174,16 +174,16 @@ int exe_ipc_mutex_create(struct exe_ipc_mutex **out, size_t data_bytes)
 	return err;
 }
 
-int exe_ipc_mutex_init_at(void *mem, size_t len, size_t data_bytes, struct exe_ipc_mutex **out)
+int exe_ipc_mutex_init_at(struct exe_ipc_mutex **out, void *mem, size_t len, size_t data_bytes)
 {
-	size_t need = exe_ipc_mutex_size(data_bytes);
+	size_t need = exe_ipc_mutex_mem_size(data_bytes);
 
 	if (!mem || !out || !need || len < need || (uintptr_t)mem % 8)
 		return -EINVAL;
 	return build(mem, len, data_bytes, false, out);
 }
 
-int exe_ipc_mutex_attach_at(void *mem, size_t len, struct exe_ipc_mutex **out)
+int exe_ipc_mutex_attach_at(struct exe_ipc_mutex **out, void *mem, size_t len)
 {
 	struct exe_ipc_mutex tmp = {.shm = mem, .len = len}, *m;
 

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU (pause on x86) */
+
 #include "executor/alloc.h"
 #include "executor/errors.h"
 #include "executor/futex.h"
@@ -141,13 +143,31 @@ static bool task_help(struct exe_future *f)
 	struct thread_pool *tp = f->owner;
 	int code;
 
+	struct exe_future *g = NULL;
+
 	if (!may_nest() || !exe__future_claim(f))
 		return false;
 	/* Claimed: the pool stays alive until we count the finish. */
 	atomic_fetch_add(&tp->ext_started, 1);
 	help_depth++;
 	code = run_claimed(tp, f);
+	/* @f's queue entry stays behind, holding a reference, until a worker
+	 * drops it. A thread outside the pool that runs every task it waits
+	 * for (while busy or descheduled workers lag) would pile such entries
+	 * up: take one entry off the shared queue per task run here - in FIFO
+	 * order, usually that very entry - and run it if nobody did. So the
+	 * wait may end one task later, as pool.h says of caller-runs. */
+	if (exe__tp_tls_self == NULL || exe__tp_tls_self->pool != tp)
+		g = exe__tp_dequeue(tp);
+	if (g && exe__future_claim(g)) {
+		int gc;
+
+		atomic_fetch_add(&tp->ext_started, 1);
+		gc = run_claimed(tp, g);
+		atomic_fetch_add(gc == 0 ? &tp->ext_completed : &tp->ext_failed, 1);
+	}
 	help_depth--;
+	exe_future_unref(g); /* the queue's reference (NULL is fine) */
 	atomic_fetch_add(code == 0 ? &tp->ext_completed : &tp->ext_failed, 1);
 	return true;
 }
@@ -341,7 +361,7 @@ void *exe__tp_worker_main(void *arg)
 		       !atomic_load_explicit(&tp->shutdown, memory_order_relaxed) &&
 		       exe_now_ns() < spin_until) {
 			for (int i = 0; i < 64; i++)
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			sched_yield();
 		}
 		was_idle = true;

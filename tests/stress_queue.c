@@ -164,7 +164,7 @@ static int run_phase(struct phase *ph, unsigned long *waits)
 		nout += c[i].count;
 		*waits += c[i].waits;
 	}
-	if (exe_queue_size(ph->q) != 0)
+	if (exe_queue_count(ph->q) != 0)
 		fail("items left after close", -EBADMSG);
 	exe_queue_destroy(ph->q);
 	if (nin != ph->n || nout != ph->n || in != out || insq != outsq) {

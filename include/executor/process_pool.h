@@ -164,8 +164,8 @@ EXE_API int exe_process_pool_create_opts(struct exe_pool **out, const struct exe
  * and task_timeout_ns; result_free must be NULL (the future owns the bytes).
  * @out (may be NULL: fire and forget) receives a reference to the future.
  * Thread-safe.
- * Return: 0, -EINVAL (@p not a process pool, @fn NULL, @in NULL with a
- * length, a bad option), -ESHUTDOWN, -ENOTRECOVERABLE (broken), -EAGAIN (bounded queue
+ * Return: 0, -EINVAL (@p or @fn NULL, @in NULL with a length, a bad
+ * option), -EOPNOTSUPP (@p is not a process pool), -ESHUTDOWN, -ENOTRECOVERABLE (broken), -EAGAIN (bounded queue
  * full), -ETIMEDOUT (blocking submit timed out), -ENOMEM, or a code from
  * memfd_create()/write() for a large input.
  */

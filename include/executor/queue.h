@@ -121,22 +121,35 @@ EXE_API int exe_queue_close(struct exe_queue *q);
  * count as done so exe_queue_join() returns once the items already taken are
  * counted done. @discard (may be NULL) is called on each discarded item, in
  * the caller's thread, after the queue's lock is released.
- * Return: the number of items discarded (>= 0); -EINVAL NULL @q.
+ * *@discarded (may be NULL) receives the number of items discarded.
+ * Return: 0; -EINVAL NULL @q.
  */
-EXE_API long exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard);
+EXE_API int exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard, size_t *discarded);
 
-/* exe_queue_size - the number of queued items right now (0 for NULL @q).
- * Only a hint while other threads use @q. */
-EXE_API size_t exe_queue_size(struct exe_queue *q);
+/*
+ * exe_queue_count - the number of queued items right now. Only a hint while
+ * other threads use @q.
+ * Return: the count; 0 for NULL @q.
+ */
+EXE_API size_t exe_queue_count(struct exe_queue *q);
 
-/* exe_queue_empty - whether @q holds no item right now (a hint, as above). */
+/*
+ * exe_queue_empty - whether @q holds no item right now (a hint, as above).
+ * Return: true when empty (and for NULL @q).
+ */
 EXE_API bool exe_queue_empty(struct exe_queue *q);
 
-/* exe_queue_full - whether a bounded @q is at capacity right now (a hint,
- * as above); always false for an unbounded queue. */
+/*
+ * exe_queue_full - whether a bounded @q is at capacity right now (a hint,
+ * as above).
+ * Return: true when full; always false for an unbounded queue and NULL @q.
+ */
 EXE_API bool exe_queue_full(struct exe_queue *q);
 
-/* exe_queue_closed - whether exe_queue_close() or _close_now() was called. */
+/*
+ * exe_queue_closed - whether exe_queue_close() or _close_now() was called.
+ * Return: true once closed; false otherwise and for NULL @q.
+ */
 EXE_API bool exe_queue_closed(struct exe_queue *q);
 
 /*
