@@ -122,7 +122,7 @@ struct small_cache {
 	bool registered; /* the thread-exit destructor is armed */
 };
 
-static _Thread_local struct small_cache tcache;
+static EXE__TLS struct small_cache tcache;
 static pthread_mutex_t depot_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block *depot;
 static pthread_key_t exit_key;

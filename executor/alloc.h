@@ -7,6 +7,13 @@
 
 #include <stddef.h>
 
+/* The library's thread-locals: initial-exec, so each access in the shared
+ * library is one %fs-relative load instead of a __tls_get_addr() call (the
+ * hot paths - a future's allocation, run and wait - touch them per task).
+ * The library's whole TLS is a few dozen bytes, well within what glibc
+ * reserves for a dlopen()ed library's static TLS. */
+#define EXE__TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 void *exe__malloc(size_t size);
 void *exe__calloc(size_t n, size_t size);
 /* Zeroed memory aligned to @align (a power of two, >= sizeof(void *)), for

@@ -39,8 +39,8 @@
 /* Memory per pending pool task: the future is the task. */
 _Static_assert(sizeof(struct exe_future) <= EXE__SMALL_SIZE, "a future must fit a small block");
 
-_Thread_local void *exe__tls_worker_owner;
-static _Thread_local struct exe_future *tls_current_task;
+EXE__TLS void *exe__tls_worker_owner;
+static EXE__TLS struct exe_future *tls_current_task;
 
 /* The tasks this thread is running, innermost first: a task that waits runs
  * other tasks on its own stack (help), and each such run links a frame. */
@@ -48,7 +48,7 @@ struct run_frame {
 	const struct exe_future *f;
 	const struct run_frame *outer;
 };
-static _Thread_local const struct run_frame *tls_frames;
+static EXE__TLS const struct run_frame *tls_frames;
 
 /* ---- small helpers ---- */
 

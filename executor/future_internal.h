@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "executor.h"
+#include "executor/alloc.h" /* EXE__TLS */
 
 #define EXE__STATE_MASK 0x7u
 #define EXE__CANCEL_REQ (1u << 3) /* exe_future_cancel() on RUNNING work */
@@ -142,6 +143,6 @@ void exe__future_add_node(struct exe_future *f, struct exe__cb *node);
 bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node);
 
 /* The pool a worker thread belongs to, for nested-wait help (NULL elsewhere). */
-extern _Thread_local void *exe__tls_worker_owner;
+extern EXE__TLS void *exe__tls_worker_owner;
 
 #endif

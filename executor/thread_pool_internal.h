@@ -90,7 +90,7 @@ struct thread_pool {
 };
 
 /* The permanent worker this thread is, or NULL (tp_worker.c). */
-extern _Thread_local struct worker *exe__tp_tls_self;
+extern EXE__TLS struct worker *exe__tp_tls_self;
 
 static inline struct thread_pool *exe__tp_pool_of(struct exe_pool *p)
 {

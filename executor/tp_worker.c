@@ -21,7 +21,7 @@
 #include "executor/thread_pool_internal.h"
 #include "executor/tsan.h"
 
-_Thread_local struct worker *exe__tp_tls_self;
+EXE__TLS struct worker *exe__tp_tls_self;
 
 /* ---- accounting ---- */
 
@@ -113,8 +113,8 @@ static void task_cancelled(struct exe_future *f)
 #define HELP_STACK_RESERVE (256 * 1024)
 #define MAX_COMPENSATORS 1024
 
-static _Thread_local unsigned help_depth;
-static _Thread_local uintptr_t stack_low; /* lowest usable stack address; 1: unknown */
+static EXE__TLS unsigned help_depth;
+static EXE__TLS uintptr_t stack_low; /* lowest usable stack address; 1: unknown */
 
 /* Whether this thread may run one more task on top of its stack. */
 static bool may_nest(void)
