@@ -38,6 +38,7 @@
 
 /* Memory per pending pool task: the future is the task. */
 _Static_assert(sizeof(struct exe_future) <= EXE__SMALL_SIZE, "a future must fit a small block");
+_Static_assert(sizeof(struct exe__cb) <= EXE__SMALL_SIZE, "a callback node must fit a small block");
 
 EXE__TLS void *exe__tls_worker_owner;
 static EXE__TLS struct exe_future *tls_current_task;
@@ -187,7 +188,7 @@ static void drain_locked(struct exe_future *f)
 		 * finds the node may free it. */
 		cb_unlock(f);
 		if (copy.heap)
-			exe__free(node);
+			exe__small_free(node);
 		run_node(f, &copy);
 		cb_lock(f);
 	}
@@ -271,7 +272,9 @@ static int add_callback(struct exe_future *f, struct exe_pool *pool, exe_done_fn
 		}
 		cb_unlock(f);
 	}
-	node = exe__malloc(sizeof(*node));
+	/* A small block, like futures: freed on the finishing thread, which
+	 * malloc makes a cross-thread free per callback. */
+	node = exe__small_alloc();
 	if (!node)
 		return -ENOMEM;
 	node->fn = cb;
