@@ -28,14 +28,14 @@ Test(contract, strerror_has_one_text_per_code_and_handles_every_int)
 	cr_assert_str_eq(exe_strerror(-ENOTRECOVERABLE), "broken for good (recreate it)");
 	cr_assert_str_eq(exe_strerror(-EBADMSG), "malformed bytes or corrupted shared memory");
 	/* Every code of the table has its own words. */
-	int codes[] = {EINVAL,    ENOMEM,    EAGAIN,          ETIMEDOUT, ETIME,  ECANCELED,
-	               EBUSY,     EALREADY,  ESHUTDOWN,       EPIPE,     ENOTRECOVERABLE,
-	               ECHILD,    EBADMSG,   EMSGSIZE,        EOWNERDEAD, EDEADLK, EOPNOTSUPP, ENOENT};
+	int codes[] = {EINVAL,  ENOMEM,   EAGAIN,     ETIMEDOUT, ETIME,           ECANCELED,
+	               EBUSY,   EALREADY, ESHUTDOWN,  EPIPE,     ENOTRECOVERABLE, ECHILD,
+	               EBADMSG, EMSGSIZE, EOWNERDEAD, EDEADLK,   EOPNOTSUPP,      ENOENT};
 	size_t n = sizeof(codes) / sizeof(codes[0]);
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = i + 1; j < n; j++)
-			cr_assert_str_neq(exe_strerror(-codes[i]), exe_strerror(-codes[j]), "%d vs %d", codes[i],
-			                  codes[j]);
+			cr_assert_str_neq(exe_strerror(-codes[i]), exe_strerror(-codes[j]), "%d vs %d",
+			                  codes[i], codes[j]);
 }
 
 Test(contract, corrupted_ipc_mutex_bytes_are_ebadmsg_not_einval)

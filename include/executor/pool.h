@@ -81,7 +81,7 @@ enum exe_submit_flags {
 };
 
 struct exe_submit_opts {
-	unsigned flags;           /* enum exe_submit_flags */
+	unsigned flags; /* enum exe_submit_flags */
 	/* With EXE_SUBMIT_BLOCK, how long to wait for room; 0: forever (the
 	 * default), EXE_FOREVER also forever, > 0 at most that long
 	 * (-ETIMEDOUT). */
