@@ -87,7 +87,9 @@ struct exe_submit_opts {
 	 * (-ETIMEDOUT). */
 	int64_t block_timeout_ns;
 	exe_free_fn *result_free; /* the task's value is freed with its future */
-	int64_t task_timeout_ns;  /* process pools: overrides exe_pool_opts.task_timeout_ns */
+	/* Process pools: this task's time limit (-ETIME past it); 0: the pool's
+	 * exe_pool_opts.task_timeout_ns. */
+	int64_t task_timeout_ns;
 };
 
 enum exe_shutdown_flags {
