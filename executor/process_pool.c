@@ -346,7 +346,7 @@ static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct
 	if (rc) {
 		exe__proc_task_release(pp, t);
 		pthread_mutex_unlock(&pp->lock);
-		exe__free(f); /* never published */
+		exe__future_discard(f); /* never published */
 		task_free(t);
 		return rc;
 	}
