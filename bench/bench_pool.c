@@ -18,7 +18,7 @@
  *                        through a shared page.
  *   libexecutor-processes
  *                        exe_process_pool_create() with one worker process
- *                        per online CPU (default prefetch); exe_pool_submit(),
+ *                        per online CPU; exe_pool_submit(),
  *                        exe_future_result() and exe_future_unref() per task.
  *   python-thread-pool, python-process-pool
  *                        concurrent.futures' ThreadPoolExecutor and
@@ -54,7 +54,7 @@
  *
  * Process pools only
  *   map          exe_pool_map_opts() with chunk 64 over empty tasks on a
- *                libexecutor process pool (default prefetch): 64 arguments
+ *                libexecutor process pool: 64 arguments
  *                go to a worker in one message, 64 values come back in one;
  *                python-process-pool uses Executor.map(chunksize=64).
  *                ns/task = wall time / elements.

@@ -116,12 +116,11 @@ static int rawp_one(void *ctx, exe_task_fn *fn, void *arg, int64_t *t_done, int6
 
 /* ---- libexecutor-processes ---- */
 
-static struct exe_pool *libp_make(unsigned workers, unsigned prefetch)
+static struct exe_pool *libp_make(unsigned workers)
 {
 	const struct exe_pool_opts po = { .workers = workers, .name = "bench-pp" };
-	const struct exe_process_pool_opts ppo = { .prefetch = prefetch };
 	struct exe_pool *p;
-	int rc = exe_process_pool_create_opts(&p, &po, &ppo);
+	int rc = exe_process_pool_create_opts(&p, &po, NULL);
 
 	if (rc)
 		bench_die("exe_process_pool_create: %s", exe_strerror(rc));
@@ -130,7 +129,7 @@ static struct exe_pool *libp_make(unsigned workers, unsigned prefetch)
 
 static void *libp_create(void)
 {
-	return libp_make(bench_ncpu, 0);
+	return libp_make(bench_ncpu);
 }
 
 const struct sys_ops raw_procs_ops = { rawp_create, rawp_destroy, rawp_batch, rawp_one, true };
@@ -155,7 +154,7 @@ static void time_map(struct result *r, void (*once)(struct map_run *m, size_t n)
 {
 	double ns[BENCH_MAX_RUNS];
 
-	m->p = libp_make(bench_ncpu, 0);
+	m->p = libp_make(bench_ncpu);
 	once(m, n / 10);
 	for (int i = 0; i < bench_opt.runs; i++) {
 		int64_t t0 = bench_now_ns();
@@ -239,7 +238,7 @@ static int chunk_batch(struct exe_pool *p, const uint64_t *args, uint64_t *vals,
 		const void *data;
 		size_t len;
 
-		if (exe_future_wait(fs[c], EXE_FOREVER) || exe_future_bytes(fs[c], &data, &len) ||
+		if (exe_future_wait(fs[c], EXE_FOREVER) || exe_future_bytes(fs[c], &data, &len, EXE_FOREVER) ||
 		    len != m * sizeof(*vals))
 			bad = 1;
 		else
@@ -294,7 +293,7 @@ void bench_bytes(void)
 	unsigned char *in = bench_calloc(1, BYTES_LEN);
 	struct bench_lat runs[BENCH_MAX_RUNS] = { { 0 } };
 	struct result r = { .sys = SYS_LIBPROC, .workload = "bytes1MiB", .tasks = n, .latency = true };
-	struct exe_pool *p = libp_make(bench_ncpu, 0);
+	struct exe_pool *p = libp_make(bench_ncpu);
 
 	/* Touched once here, so the first run does not pay for page faults on
 	 * our side of the copy. */
@@ -314,7 +313,7 @@ void bench_bytes(void)
 				bench_die("exe_pool_submit_bytes: %s", exe_strerror(rc));
 			rc = exe_future_wait(f, EXE_FOREVER);
 			if (!rc)
-				rc = exe_future_bytes(f, &data, &len);
+				rc = exe_future_bytes(f, &data, &len, EXE_FOREVER);
 			t1 = bench_now_ns();
 			if (rc || len != BYTES_LEN || memcmp((const char *)data + BYTES_LEN - 64,
 							     in + BYTES_LEN - 64, 64))
@@ -371,7 +370,7 @@ void bench_crash(enum sys_id s)
 	struct rawp *rp = NULL;
 
 	if (s == SYS_LIBPROC)
-		p = libp_make(1, 0);
+		p = libp_make(1);
 	else
 		rp = rawp_create();
 	for (int run = 0; run < bench_opt.runs; run++) {

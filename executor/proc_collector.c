@@ -8,12 +8,13 @@
  *    shared but the queue (taken through exe__proc_queue_take()) and the
  *    counters. It sleeps in epoll on the worker channels, the fork-server
  *    socket and the pool's eventfd, with the nearest deadline as timeout.
- *  - A worker gets up to pp->depth tasks (1 + prefetch; the next ones wait
- *    in its socket while it runs the current one), so a short task costs no
- *    wake-up of the collector between tasks. Idle workers are served first;
- *    deeper rounds only happen with a backlog. A task
- *    counts as started (its deadline runs) when it reaches the head of its
- *    worker's list: the worker runs its tasks in order.
+ *  - Work-conserving dispatch: a task goes to a worker only when that
+ *    worker is idle (ready, nothing in flight), in queue order. Nothing is
+ *    handed ahead to a busy worker, so no task waits behind a long one while
+ *    another worker is free, and every task still in the queue can be
+ *    cancelled. A task is claimed (RUNNING) as it is handed to an idle
+ *    worker, which starts it as soon as it reads the frame; its deadline
+ *    runs from then.
  *  - Death: the fork server reaps the worker and sends pid and status. The
  *    channel is drained first (results written before the death count), then
  *    the task at the head fails with the reason we had for stopping the
@@ -696,23 +697,20 @@ static struct exe__ptask *next_task(struct exe__proc_pool *pp)
 
 static void dispatch(struct exe__proc_pool *pp, int64_t now)
 {
-	unsigned round, i;
+	unsigned i;
 
 	if (exe__pool_is_broken(&pp->base))
 		return;
-	/* Round 0 feeds idle workers, later rounds queue ahead. */
-	for (round = 0; round < pp->depth; round++) {
-		for (i = 0; i < pp->nworkers; i++) {
-			struct exe__pworker *w = pp->slots[i];
-			struct exe__ptask *t;
+	for (i = 0; i < pp->nworkers; i++) {
+		struct exe__pworker *w = pp->slots[i];
+		struct exe__ptask *t;
 
-			if (!w || w->state != W_READY || w->ninflight > round)
-				continue;
-			t = next_task(pp);
-			if (!t)
-				return;
-			send_task(pp, w, t, now);
-		}
+		if (!w || w->state != W_READY || w->ninflight)
+			continue;
+		t = next_task(pp);
+		if (!t)
+			return;
+		send_task(pp, w, t, now);
 	}
 }
 
@@ -721,7 +719,7 @@ static void fail_queue(struct exe__proc_pool *pp)
 	struct exe__ptask *t;
 
 	while ((t = next_task(pp)))
-		exe__proc_task_finish(pp, t, -EPIPE, NULL, NULL, exe__pool_broken_msg(&pp->base));
+		exe__proc_task_finish(pp, t, -ENOTRECOVERABLE, NULL, NULL, exe__pool_broken_msg(&pp->base));
 }
 
 /* ---- deadlines ---- */
@@ -752,7 +750,7 @@ static int64_t check_workers(struct exe__proc_pool *pp, bool draining, int64_t n
 		if (!t || w->stop_sent)
 			continue;
 		if (t->deadline && now >= t->deadline) {
-			stop_worker(pp, w, -ETIMEDOUT, t->id,
+			stop_worker(pp, w, -ETIME, t->id,
 			            fmt("task timed out after %.3f s", (double)t->timeout_ns / 1e9), SIGTERM,
 			            now);
 		} else if (t->kill_on_cancel && exe_future_cancel_requested(t->f)) {

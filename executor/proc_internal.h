@@ -211,7 +211,6 @@ struct exe__proc_pool {
 	int64_t term_grace_ns;
 	int64_t destroy_grace_ns;
 	bool kill_on_cancel;
-	unsigned depth; /* tasks handed to a worker ahead */
 	pid_t parent_pid;
 	struct exe__arena *arena;
 	struct exe__cell *cells; /* kid_cap progress cells, shared */

@@ -53,7 +53,6 @@
 
 #define DEFAULT_TERM_GRACE_NS (200 * EXE_NS_PER_MS)
 #define DEFAULT_DESTROY_GRACE_NS (5 * EXE_NS_PER_S)
-#define DEFAULT_PREFETCH 1
 
 static const struct exe__pool_ops process_pool_ops;
 static const struct exe__future_ops ptr_task_ops;
@@ -273,13 +272,16 @@ void exe__proc_bytes_free(void *p)
 	exe__free(b);
 }
 
-int exe_future_bytes(struct exe_future *f, const void **data, size_t *len)
+int exe_future_bytes(struct exe_future *f, const void **data, size_t *len, int64_t timeout_ns)
 {
 	const struct bytes *b;
 	int rc;
 
 	if (!f || !data || !len || f->ops != &bytes_task_ops)
 		return -EINVAL;
+	rc = exe_future_wait(f, timeout_ns);
+	if (rc)
+		return rc;
 	rc = exe_future_code(f); /* acquire: the value is published with the state */
 	if (rc)
 		return rc;
@@ -326,7 +328,7 @@ static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct
 	if (exe__pool_is_broken(&pp->base)) {
 		exe__proc_task_release(pp, t);
 		task_free(t);
-		return -EPIPE;
+		return -ENOTRECOVERABLE;
 	}
 	f = exe__future_new(ops, pp, out ? 2 : 1);
 	if (!f) {
@@ -762,8 +764,8 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 		opts = &defaults;
 	if (!popts)
 		popts = &pdefaults;
-	if (opts->queue_capacity > (1u << 30) || opts->task_timeout_ns < 0 || popts->term_grace_ns < 0 ||
-	    opts->workers > 4096 || popts->prefetch > 64)
+	if (opts->queue_capacity > (1u << 30) || popts->task_timeout_ns < 0 || popts->term_grace_ns < 0 ||
+	    opts->workers > 4096)
 		return -EINVAL;
 	pp = exe__calloc(1, sizeof(*pp));
 	if (!pp)
@@ -779,12 +781,11 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 	pp->capacity = opts->queue_capacity;
 	pp->init = opts->init;
 	pp->init_arg = opts->init_arg;
-	pp->max_tasks = opts->max_tasks_per_worker;
-	pp->task_timeout_ns = opts->task_timeout_ns;
+	pp->max_tasks = popts->max_tasks_per_worker;
+	pp->task_timeout_ns = popts->task_timeout_ns;
 	pp->term_grace_ns = popts->term_grace_ns ? popts->term_grace_ns : DEFAULT_TERM_GRACE_NS;
 	pp->destroy_grace_ns = popts->destroy_grace_ns ? popts->destroy_grace_ns : DEFAULT_DESTROY_GRACE_NS;
 	pp->kill_on_cancel = popts->kill_on_cancel;
-	pp->depth = 1 + (popts->prefetch ? popts->prefetch : DEFAULT_PREFETCH);
 	pp->parent_pid = getpid();
 	snprintf(pp->name, sizeof(pp->name), "%s", opts->name && *opts->name ? opts->name : "exe");
 	/* Room for every slot's worker, a retiring one per slot, and spares. */

@@ -74,7 +74,7 @@ static void check(struct slot *s, long i)
 
 	switch (s->kind) {
 	case BYTES:
-		if (rc != 0 || exe_future_bytes(s->f, &data, &len) != 0 || len != s->len)
+		if (rc != 0 || exe_future_bytes(s->f, &data, &len, EXE_FOREVER) != 0 || len != s->len)
 			fail("bytes task", i, rc);
 		else
 			for (size_t k = 0; k < len; k++)
