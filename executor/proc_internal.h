@@ -3,10 +3,12 @@
  * channel frame, the fork-server messages, the task record, the pool.
  *
  * Files: process_pool.c (create, submit, queue, shutdown, stats),
+ * proc_bytes.c (bytes tasks: input copies, result bytes), proc_map.c (the
+ * chunked map),
  * proc_collector.c (the collector thread: worker channels, dispatch, deaths,
  * deadlines), proc_worker.c (the fork server and the worker loop, in the
  * child processes), proc_frame.c (framing and memfd payloads, both sides),
- * proc_arena.c (the shared payload arena). Chunked maps: process_pool.c
+ * proc_arena.c (the shared payload arena). Chunked maps: proc_map.c
  * queues them, proc_worker.c runs them, proc_collector.c finishes them.
  */
 #ifndef EXE_PROC_INTERNAL_H
@@ -267,6 +269,22 @@ struct exe__proc_pool {
 
 /* Wake the collector (any thread). */
 void exe__proc_wake(struct exe__proc_pool *pp);
+
+/* The front end's tables (process_pool.c). */
+extern const struct exe__pool_ops exe__proc_pool_ops;
+extern const struct exe__future_ops exe__proc_ptr_ops;   /* pointer tasks, map chunks */
+extern const struct exe__future_ops exe__proc_bytes_ops; /* bytes tasks */
+
+/* A zeroed task record with room for @inline_len input bytes. */
+struct exe__ptask *exe__proc_task_new(size_t inline_len);
+void exe__proc_task_free(struct exe__ptask *t);
+/* Queue @t (its input already copied) with a new future; takes ownership
+ * of @t. Return: 0 with *@out (may be NULL), or the submit codes. */
+int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,
+                      const struct exe_submit_opts *o, struct exe_future **out);
+/* exe__pool_ops.map (proc_map.c). */
+int exe__proc_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+                  int64_t deadline, size_t chunk, size_t *failed_index);
 
 /* Collector side (proc_collector.c). */
 void *exe__proc_collector_main(void *arg);

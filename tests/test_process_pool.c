@@ -807,7 +807,8 @@ Test(process_pool, a_crash_never_fails_a_task_that_had_not_started)
 	struct exe_future *f[40];
 
 	for (int i = 0; i < 40; i++)
-		cr_assert_eq(exe_pool_submit(p, i % 4 == 1 ? segfault : square, (void *)(intptr_t)i, &f[i]), 0);
+		cr_assert_eq(exe_pool_submit(p, i % 4 == 1 ? segfault : square, (void *)(intptr_t)i, &f[i]),
+		             0);
 	for (int i = 0; i < 40; i++) {
 		void *v = NULL;
 		int rc = exe_future_result(f[i], &v, 20 * EXE_NS_PER_S);

@@ -80,7 +80,8 @@ struct exe_submit_opts {
 	unsigned flags;           /* enum exe_submit_flags */
 	int64_t block_timeout_ns; /* with EXE_SUBMIT_BLOCK: <0 forever (default 0 = forever too) */
 	exe_free_fn *result_free; /* the task's value is freed with its future */
-	int64_t task_timeout_ns;  /* process pools: overrides exe_process_pool_opts.task_timeout_ns; 0: the pool's */
+	int64_t task_timeout_ns;  /* process pools: overrides exe_process_pool_opts.task_timeout_ns; 0: the
+	                             pool's */
 };
 
 enum exe_shutdown_flags {

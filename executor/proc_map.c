@@ -1,0 +1,172 @@
+/*
+ * proc_map.c - exe_pool_map_opts() on a process pool: the map in chunks.
+ *
+ * Design
+ *  - One task record (and one internal future) per chunk, whose input is
+ *    the chunk's arguments, queued like any task: bounded queues, shutdown,
+ *    a broken pool, deaths and time limits work as for single tasks.
+ *  - The collector copies a finished chunk's values into a buffer shared by
+ *    the map and its chunks (struct exe__pmap, reference counted: a map that
+ *    stopped early leaves chunks running), then completes the chunk's
+ *    future; the map copies them out after the future finished (the
+ *    completion's release orders the values before it).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "executor/alloc.h"
+#include "executor/future_internal.h"
+#include "executor/proc_internal.h"
+
+void exe__pmap_unref(struct exe__pmap *m)
+{
+	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+		exe__free(m);
+}
+
+void exe__proc_chunk_finish(struct exe__proc_pool *pp, struct exe__ptask *t, size_t done, const void *vals,
+                            int code, char *msg)
+{
+	if (done)
+		memcpy(t->map->vals + t->first, vals, done * sizeof(uint64_t));
+	/* Published by the completion (release), read by the map after it. */
+	t->map->done[t->chunk] = (uint32_t)done;
+	exe__proc_task_finish(pp, t, code, NULL, NULL, msg);
+}
+
+/* ---- map in chunks ---- */
+
+/* About four chunks per worker: few messages per element, yet enough chunks
+ * to even out uneven elements across workers at the end of the map. */
+static size_t auto_chunk(const struct exe__proc_pool *pp, size_t n)
+{
+	size_t per = 4 * (size_t)pp->nworkers;
+	size_t c = n / per + (n % per != 0);
+
+	if (c < 1)
+		return 1;
+	return c > EXE__CHUNK_AUTO_MAX ? EXE__CHUNK_AUTO_MAX : c;
+}
+
+/* The per-task limit scaled to a chunk; bounded so that a start time plus
+ * the limit cannot overflow. */
+static int64_t chunk_timeout(int64_t per_task, size_t len)
+{
+	const int64_t cap = INT64_MAX / 4;
+
+	if (!per_task)
+		return 0;
+	return per_task > cap / (int64_t)len ? cap : per_task * (int64_t)len;
+}
+
+static struct exe__ptask *chunk_new(struct exe__pmap *m, exe_task_fn *fn, void *const *args, size_t first,
+                                    size_t len, size_t c)
+{
+	struct exe__ptask *t = exe__proc_task_new(len * sizeof(uint64_t));
+	size_t i;
+
+	if (!t)
+		return NULL;
+	t->kind = EXE__F_TASK_CHUNK;
+	t->fn = (uint64_t)(uintptr_t)fn;
+	t->in_len = len * sizeof(uint64_t);
+	for (i = 0; i < len; i++) {
+		uint64_t a = (uint64_t)(uintptr_t)args[first + i];
+
+		memcpy(t->in + i * sizeof(a), &a, sizeof(a));
+	}
+	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	t->map = m;
+	t->first = first;
+	t->chunk = c;
+	return t;
+}
+
+/* exe_pool_map_opts(): one task record per chunk, queued like any task (so
+ * bounded queues, shutdown, a broken pool, deaths and time limits work as
+ * for single tasks), and one future per chunk. */
+int exe__proc_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+                  int64_t deadline, size_t chunk, size_t *failed_index)
+{
+	struct exe__proc_pool *pp = (struct exe__proc_pool *)p;
+	struct exe_submit_opts o = {.flags = EXE_SUBMIT_BLOCK};
+	struct exe_future **fs;
+	struct exe__pmap *m;
+	size_t nchunks, c, i, submitted = 0, fail_at = 0;
+	int rc = 0, crc = 0;
+
+	if (!chunk)
+		chunk = auto_chunk(pp, n);
+	if (chunk > EXE__CHUNK_MAX)
+		chunk = EXE__CHUNK_MAX;
+	if (chunk == 1)
+		return exe__pool_map_each(p, fn, args, n, results, deadline, failed_index);
+	nchunks = n / chunk + (n % chunk != 0);
+	if (n > (SIZE_MAX - sizeof(*m)) / (sizeof(uint64_t) + sizeof(uint32_t)))
+		return -ENOMEM;
+	m = exe__malloc(sizeof(*m) + n * sizeof(uint64_t) + nchunks * sizeof(uint32_t));
+	fs = exe__calloc(nchunks, sizeof(*fs));
+	if (!m || !fs) {
+		exe__free(m);
+		exe__free(fs);
+		return -ENOMEM;
+	}
+	atomic_init(&m->refs, 1);
+	m->vals = (uint64_t *)(m + 1);
+	m->done = (uint32_t *)(m->vals + n);
+	for (c = 0; c < nchunks; c++) {
+		size_t first = c * chunk, len = n - first < chunk ? n - first : chunk;
+		struct exe__ptask *t;
+
+		o.block_timeout_ns = exe__pool_remaining(deadline);
+		if (deadline >= 0 && o.block_timeout_ns == 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		o.task_timeout_ns = chunk_timeout(pp->task_timeout_ns, len);
+		m->done[c] = 0;
+		t = chunk_new(m, fn, args, first, len, c);
+		if (!t) {
+			rc = -ENOMEM;
+			break;
+		}
+		rc = exe__proc_enqueue(pp, t, &exe__proc_ptr_ops, &o, &fs[c]);
+		if (rc)
+			break;
+		submitted++;
+	}
+	/* Collect in order, even after a failed submit: an earlier element's
+	 * failure comes first. */
+	for (c = 0; c < submitted && !crc; c++) {
+		size_t first = c * chunk, len = n - first < chunk ? n - first : chunk, k = len;
+		int code = exe_future_wait(fs[c], exe__pool_remaining(deadline));
+
+		if (code) /* the deadline: nothing of this chunk is in hand */
+			k = 0;
+		else if ((code = exe_future_code(fs[c]))) /* acquire: done[] and vals[] */
+			k = m->done[c] < len ? m->done[c] : len;
+		for (i = 0; i < k; i++)
+			results[first + i] = (void *)(uintptr_t)m->vals[first + i];
+		if (code) {
+			crc = code;
+			fail_at = first + k;
+		}
+	}
+	if (crc) {
+		rc = crc;
+	} else if (rc) {
+		fail_at = submitted * chunk;
+	}
+	if (rc && failed_index)
+		*failed_index = fail_at;
+	for (c = 0; c < submitted; c++) {
+		if (rc)
+			exe__future_cancel_pending(fs[c]);
+		exe_future_unref(fs[c]);
+	}
+	exe__free(fs);
+	exe__pmap_unref(m);
+	return rc;
+}
