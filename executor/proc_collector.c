@@ -585,16 +585,31 @@ static struct exe__pworker *find_worker(struct exe__proc_pool *pp, uint64_t seq,
 	return NULL;
 }
 
+/* The fork server died (killed from outside). A new one cannot be forked
+ * safely from this process, which has threads now (the reason the server
+ * exists), so the pool is broken for good: -ENOTRECOVERABLE. */
 static void server_lost(struct exe__proc_pool *pp, int64_t now)
 {
-	exe__pool_mark_broken(&pp->base, "the fork server of %s died", pp->name);
+	exe__pool_mark_broken(&pp->base, "the fork server of %s (pid %d) died: recreate the pool", pp->name,
+	                      (int)pp->server_pid);
 	epoll_ctl(pp->epfd, EPOLL_CTL_DEL, pp->ctl, NULL);
 	close(pp->ctl);
 	pp->ctl = -1;
-	/* Its children die with it (PR_SET_PDEATHSIG); no status will come. */
+	/* Its children die with it (PR_SET_PDEATHSIG); no status will come.
+	 * Their process groups (what their tasks started) go too, as far as
+	 * they still exist. */
 	while (pp->workers) {
-		pidfd_signal(pp->workers->pidfd, SIGKILL);
-		on_exit_(pp, pp->workers, now);
+		struct exe__pworker *w = pp->workers;
+
+		if (w->pid > 0 && !w->fail_code) {
+			w->fail_code = -ECHILD;
+			w->fail_id = 0;
+			w->fail_msg = fmt("the fork server died");
+		}
+		if (w->pid > 0)
+			kill(-w->pid, SIGKILL);
+		pidfd_signal(w->pidfd, SIGKILL);
+		on_exit_(pp, w, now);
 	}
 }
 

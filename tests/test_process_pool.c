@@ -31,6 +31,7 @@ struct shared {
 	_Atomic int pid;
 	_Atomic int server_pid;
 	_Atomic int inits;
+	_Atomic int child, grandchild; /* processes a task started */
 };
 static struct shared *shm;
 
@@ -152,6 +153,38 @@ static int publish_pid_and_hang(void *arg, void **result)
 {
 	(void)arg;
 	(void)result;
+	shm->server_pid = getppid();
+	shm->pid = getpid();
+	while (forever)
+		sleep_ms(10);
+	return 0;
+}
+
+/* A task that starts two processes and hangs: a plain child (same process
+ * group) and a daemon (double fork and setsid(): a new session, its parent
+ * gone). Both publish their pids. */
+static int start_processes_and_hang(void *arg, void **result)
+{
+	pid_t c;
+
+	(void)arg, (void)result;
+	if ((c = fork()) == 0) {
+		setsid();
+		if (fork() == 0) {
+			shm->grandchild = getpid();
+			for (;;)
+				pause();
+		}
+		_exit(0);
+	}
+	waitpid(c, NULL, 0);
+	if (fork() == 0) {
+		shm->child = getpid();
+		for (;;)
+			pause();
+	}
+	while (!shm->grandchild || !shm->child)
+		sleep_ms(1);
 	shm->server_pid = getppid();
 	shm->pid = getpid();
 	while (forever)
@@ -1333,6 +1366,108 @@ static bool process_gone(pid_t pid)
 	fclose(fp);
 	s = s ? strrchr(buf, ')') : NULL;
 	return !s || s[2] == 'Z' || s[2] == 'X';
+}
+
+static void wait_gone(pid_t pid, const char *what)
+{
+	for (int i = 0; i < 3000 && !process_gone(pid); i++)
+		sleep_ms(1);
+	cr_assert(process_gone(pid), "%s %d is still alive", what, (int)pid);
+}
+
+Test(process_pool, a_tasks_process_tree_ends_with_its_worker)
+{
+	struct exe_pool_opts o = {.workers = 1};
+	struct exe_process_pool_opts po = {.kill_on_cancel = true, .term_grace_ns = 50 * EXE_NS_PER_MS};
+	struct exe_pool *p = NULL;
+	struct exe_future *f;
+
+	map_shared();
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &po), 0);
+	cr_assert_eq(exe_pool_submit(p, start_processes_and_hang, NULL, &f), 0);
+	while (!shm->pid)
+		sleep_ms(1);
+	cr_assert(!process_gone(shm->child) && !process_gone(shm->grandchild));
+	cr_assert_eq(exe_future_cancel(f), -EBUSY);
+	expect_failure(f, -ECANCELED, "cancelled while running");
+	wait_gone(shm->pid, "worker");
+	wait_gone(shm->child, "the task's child");
+	wait_gone(shm->grandchild, "the task's daemonized grandchild");
+	exe_future_unref(f);
+	expect_square(p, 3); /* the pool goes on */
+	exe_pool_destroy(p);
+	unmap_shared();
+}
+
+Test(process_pool, a_tasks_process_tree_ends_when_the_parent_is_killed)
+{
+	pid_t app;
+
+	map_shared();
+	app = fork();
+	if (app == 0) {
+		struct exe_pool *p = NULL;
+		struct exe_future *f;
+
+		if (exe_process_pool_create(&p, &(struct exe_pool_opts){.workers = 1}))
+			_exit(1);
+		exe_pool_submit(p, start_processes_and_hang, NULL, &f);
+		for (;;)
+			pause(); /* killed by the test */
+	}
+	while (!shm->pid)
+		sleep_ms(1);
+	kill(app, SIGKILL);
+	cr_assert_eq(waitpid(app, NULL, 0), app);
+	wait_gone(shm->server_pid, "fork server");
+	wait_gone(shm->pid, "worker");
+	wait_gone(shm->child, "the task's child");
+	wait_gone(shm->grandchild, "the task's daemonized grandchild");
+	unmap_shared();
+}
+
+/* The fork server killed from outside (SIGKILL, or SIGTERM which it takes
+ * as a request to clean up): running tasks fail with -ECHILD, the pool is
+ * broken for good (-ENOTRECOVERABLE, with a message), destroy still leaves
+ * nothing behind. */
+static void server_death_case(int sig)
+{
+	int fds_before = count_fds();
+	struct exe_pool *p;
+	struct exe_future *f, *g;
+	int rc = 0;
+
+	map_shared();
+	p = make_pool(2);
+	cr_assert_eq(exe_pool_submit(p, publish_pid_and_hang, NULL, &f), 0);
+	while (!shm->pid)
+		sleep_ms(1);
+	kill(shm->server_pid, sig);
+	expect_failure(f, -ECHILD, "fork server died");
+	for (int i = 0; i < 3000 && !exe_pool_error(p); i++)
+		sleep_ms(1);
+	cr_assert_not_null(exe_pool_error(p));
+	cr_assert_not_null(strstr(exe_pool_error(p), "fork server"), "%s", exe_pool_error(p));
+	rc = exe_pool_submit(p, square, (void *)2, &g);
+	cr_assert_eq(rc, -ENOTRECOVERABLE);
+	wait_gone(shm->pid, "worker");
+	exe_future_unref(f);
+	exe_pool_destroy(p);
+	cr_assert_eq(count_fds(), fds_before);
+	errno = 0;
+	cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1);
+	cr_assert_eq(errno, ECHILD, "a child process is left");
+	unmap_shared();
+}
+
+Test(process_pool, fork_server_killed_breaks_the_pool_for_good)
+{
+	server_death_case(SIGKILL);
+}
+
+Test(process_pool, fork_server_terminated_breaks_the_pool_for_good)
+{
+	server_death_case(SIGTERM);
 }
 
 Test(process_pool, workers_die_with_the_parent)
