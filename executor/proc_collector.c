@@ -303,8 +303,7 @@ static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, c
 	struct exe__ptask *t;
 	char *msg = NULL;
 
-	if (fd >= 0 || h->flags || h->word > len || (h->status == 0) != (h->word == len) ||
-	    (h->status == 0 && h->arg) || h->arg > h->len || h->len != h->word * sizeof(uint64_t) + h->arg) {
+	if (fd >= 0 || exe__frame_check_chunk_result(h, len)) {
 		if (fd >= 0)
 			close(fd);
 		bad_frame(pp, w, "malformed chunk result", now);

@@ -70,6 +70,10 @@ void exe__frame_seal(struct exe__frame *h);
 /* Check a received header. Return 0, or -EBADMSG with a static reason. */
 int exe__frame_check(const struct exe__frame *h, const char **why);
 
+/* Check a RESULT_CHUNK frame (already through exe__frame_check()) against
+ * the chunk it answers (@chunk_len elements). Return 0 or -EBADMSG. */
+int exe__frame_check_chunk_result(const struct exe__frame *h, uint64_t chunk_len);
+
 /* Send @h with @len payload bytes from @payload (inline) or the memfd @fd
  * (>= 0; then h->flags has EXE__FF_MEMFD). Blocking; never raises SIGPIPE.
  * Return 0 or -errno. */
