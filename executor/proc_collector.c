@@ -40,6 +40,7 @@
  *    the redo list, until exe__proc_task_finish().
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -840,20 +841,51 @@ static void stop_server(struct exe__proc_pool *pp)
 	pp->server_pidfd = -1;
 }
 
+/* Poll the channels (and the kicks counter) for up to @budget ns before
+ * sleeping in epoll: a worker's result or a submit that comes within the
+ * budget costs no wake-up. Return what epoll_pwait2() returned (0: nothing
+ * within the budget); *@kicked when a wake request came instead. */
+static int spin_poll(struct exe__proc_pool *pp, struct epoll_event *evs, uint32_t seen, int64_t budget,
+                     bool *kicked)
+{
+	const struct timespec zero = {0, 0};
+	int64_t until = exe_now_ns() + budget;
+	unsigned k = 0;
+
+	do {
+		int n = epoll_pwait2(pp->epfd, evs, 64, &zero, NULL);
+
+		if (n != 0)
+			return n;
+		/* relaxed: the lock taken before sleeping orders the rest. */
+		if (atomic_load_explicit(&pp->kicks, memory_order_relaxed) != seen) {
+			*kicked = true;
+			return 0;
+		}
+		/* Give a worker sharing this CPU its turn now and then. */
+		if (++k % 8 == 0)
+			sched_yield();
+	} while (exe_now_ns() < until);
+	return 0;
+}
+
 static void run(struct exe__proc_pool *pp)
 {
-	int64_t close_at = 0;
+	int64_t close_at = 0, spin_ns = EXE__SPIN_MIN_NS;
 
 	for (;;) {
 		struct epoll_event evs[64];
 		struct timespec ts, *tsp = NULL;
-		bool shut, destroying, qempty, woke = false;
-		int64_t now, next;
+		bool shut, destroying, qempty, woke = false, kicked = false;
+		int64_t now, next, t_wait;
+		uint32_t seen;
 		int n, i;
 
 		now = exe_now_ns();
 		pthread_mutex_lock(&pp->lock);
-		pp->wake_pending = 0;
+		/* Awake: submitters need not write the eventfd until we sleep. */
+		pp->wake_pending = 1;
+		seen = pp->kicks;
 		shut = pp->shutdown;
 		destroying = pp->destroying;
 		qempty = pp->qhead.next == &pp->qhead;
@@ -897,8 +929,24 @@ static void run(struct exe__proc_pool *pp)
 			ts.tv_nsec = d % EXE_NS_PER_S;
 			tsp = &ts;
 		}
-		n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
+		n = 0;
+		t_wait = now;
+		if (!closing(pp) && (!qempty || !all_idle(pp)) && spin_ns > 0)
+			n = spin_poll(pp, evs, seen, spin_ns, &kicked);
+		if (n == 0 && !kicked) {
+			pthread_mutex_lock(&pp->lock);
+			kicked = pp->kicks != seen;
+			if (!kicked)
+				pp->wake_pending = 0; /* asleep: the next wake request writes */
+			pthread_mutex_unlock(&pp->lock);
+			if (!kicked)
+				n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
+		}
 		now = exe_now_ns();
+		/* Only waits for the channels or submitters teach the spin: a
+		 * deadline's timeout does not. */
+		if (n > 0 || kicked)
+			spin_ns = exe__spin_adapt(spin_ns, now - t_wait);
 		/* Channels first: the server's messages may free workers. */
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.u64 == 0)

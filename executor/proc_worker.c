@@ -312,6 +312,7 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 	struct exe__frame h = {.kind = EXE__F_READY};
 	struct exe_future *cur;
 	struct exe__rx rx;
+	int64_t spin_ns = EXE__SPIN_MIN_NS;
 	char name[32];
 	int rc = 0;
 
@@ -346,7 +347,17 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 
 		rc = exe__rx_next(&rx, &h, &payload, &fd, &why);
 		if (rc == 0) {
-			ssize_t n = exe__rx_fill(&rx, chan, false);
+			int64_t t0 = exe_now_ns(), until = t0 + spin_ns;
+			ssize_t n;
+
+			/* Poll for the next task a little before sleeping: a
+			 * busy pool hands one over within microseconds. */
+			do
+				n = exe__rx_fill(&rx, chan, true);
+			while (n == -EAGAIN && exe_now_ns() < until);
+			if (n == -EAGAIN)
+				n = exe__rx_fill(&rx, chan, false);
+			spin_ns = exe__spin_adapt(spin_ns, exe_now_ns() - t0);
 
 			if (n == 0)
 				_exit(0);

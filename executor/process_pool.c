@@ -14,9 +14,10 @@
  *    instead leaves the record linked, and the future's cancelled() hook
  *    unlinks and frees it. So a queued record is unlinked exactly once, by
  *    whoever moved its future out of PENDING.
- *  - Submitters wake the collector through an eventfd, written only when no
- *    wake-up is pending since the collector last looked (wake_pending, under
- *    the lock): one write per collector cycle, not per task.
+ *  - Submitters wake the collector through an eventfd, written only when
+ *    the collector sleeps (wake_pending clear, under the lock): while it is
+ *    awake or spinning it sees the kicks counter move instead, so a busy
+ *    pool takes submits without a system call.
  *  - exe_future_cancel() on a running task reaches the collector through a
  *    registry of live pools: the future's owner is compared with the
  *    registered pools under the registry lock, never dereferenced blindly,
@@ -63,6 +64,8 @@ static void wake_locked(struct exe__proc_pool *pp)
 {
 	uint64_t one = 1;
 
+	/* The collector, awake or spinning, sees this before it sleeps. */
+	atomic_fetch_add_explicit(&pp->kicks, 1, memory_order_relaxed);
 	if (pp->wake_pending)
 		return;
 	pp->wake_pending = 1;
