@@ -306,9 +306,11 @@ void exe__proc_task_free(struct exe__ptask *t);
  * of @t. Return: 0 with *@out (may be NULL), or the submit codes. */
 int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,
                       const struct exe_submit_opts *o, struct exe_future **out);
-/* exe__pool_ops.map (proc_map.c). */
+/* exe__pool_ops.map and .map_open (proc_map.c). */
 int exe__proc_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
                   int64_t deadline, size_t chunk, size_t *failed_index);
+int exe__proc_map_open(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
+                       size_t n, size_t window, size_t chunk);
 
 /* Collector side (proc_collector.c). */
 void *exe__proc_collector_main(void *arg);

@@ -409,6 +409,7 @@ const struct exe__pool_ops exe__proc_pool_ops = {
     .destroy = pp_destroy,
     .stats = pp_stats,
     .map = exe__proc_map,
+    .map_open = exe__proc_map_open,
 };
 
 /* ---- create ---- */

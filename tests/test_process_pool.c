@@ -1183,6 +1183,124 @@ Test(process_pool, chunk_time_limit_fails_the_element_that_ran_past_it)
 	exe_pool_destroy(p);
 }
 
+/* ---- the lazy map in chunks ---- */
+
+static int pid_and_index(void *arg, void **result)
+{
+	*result = (void *)(((intptr_t)getpid() << 32) | (intptr_t)arg);
+	return 0;
+}
+
+Test(process_pool, lazy_map_sends_chunks_and_hands_results_out_in_order)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_map_opts o = {.chunk = 64, .window = 512};
+	size_t n = 10000, k = 0;
+	void **args = malloc(n * sizeof(*args));
+	intptr_t *pid = malloc(n * sizeof(*pid));
+	struct exe_map_iter *it = NULL;
+	void *v;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)i;
+	cr_assert_eq(exe_pool_map_open(&it, p, pid_and_index, args, n, &o), 0);
+	while ((rc = exe_map_next(it, &v, 20 * EXE_NS_PER_S)) == 0) {
+		cr_assert_eq(exe_map_index(it), k);
+		cr_assert_eq((intptr_t)v & 0xffffffff, (intptr_t)k, "element %zu out of order", k);
+		pid[k++] = (intptr_t)v >> 32;
+	}
+	cr_assert_eq(rc, -EPIPE);
+	cr_assert_eq(k, n);
+	/* One chunk, one message, one worker: 64 elements in a row ran in the
+	 * same process. */
+	for (size_t c = 0; c < n / 64; c++)
+		for (size_t i = 1; i < 64; i++)
+			cr_assert_eq(pid[c * 64 + i], pid[c * 64], "chunk %zu split between workers", c);
+	exe_map_close(it);
+	free(args);
+	free(pid);
+	exe_pool_destroy(p);
+}
+
+/* Elements 64..71 form chunk 8 (chunk 8 elements): element 70 fails or
+ * crashes, 71 never runs, the rest of the map goes on. */
+static void lazy_chunk_failure_case(exe_task_fn *fn, int code, bool crash)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_map_opts o = {.chunk = 8, .window = 64};
+	size_t n = 200, k = 0;
+	void **args = malloc(n * sizeof(*args));
+	struct exe_map_iter *it = NULL;
+	void *v;
+	int rc;
+
+	map_shared();
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)i;
+	cr_assert_eq(exe_pool_map_open(&it, p, fn, args, n, &o), 0);
+	while ((rc = exe_map_next(it, &v, 20 * EXE_NS_PER_S)) != -EPIPE) {
+		cr_assert_eq(exe_map_index(it), k);
+		if (k == 70) {
+			cr_assert_eq(rc, code, "element 70: %d", rc);
+		} else if (k == 71) {
+			cr_assert_eq(rc, -ECANCELED, "element 71, after the failure in its chunk: %d", rc);
+		} else {
+			cr_assert_eq(rc, 0, "element %zu: %d", k, rc);
+			cr_assert_eq((intptr_t)v, crash ? (intptr_t)k + 1000 : (intptr_t)k * 3);
+		}
+		k++;
+	}
+	cr_assert_eq(k, n);
+	exe_map_close(it);
+	free(args);
+	unmap_shared();
+	exe_pool_destroy(p);
+}
+
+static int fail_at_70(void *arg, void **result)
+{
+	intptr_t x = (intptr_t)arg;
+
+	if (x == 70)
+		return exe_task_set_error(-EIO, "element %d failed", (int)x);
+	*result = (void *)(x * 3);
+	return 0;
+}
+
+Test(process_pool, lazy_map_chunk_failure_fails_its_element_and_the_map_goes_on)
+{
+	lazy_chunk_failure_case(fail_at_70, -EIO, false);
+}
+
+Test(process_pool, lazy_map_chunk_crash_fails_its_element_and_the_map_goes_on)
+{
+	lazy_chunk_failure_case(crash_at_70, -ECHILD, true);
+}
+
+Test(process_pool, lazy_map_close_cancels_chunks_not_started)
+{
+	struct exe_pool *p = make_pool(1);
+	struct exe_map_opts o = {.chunk = 4, .window = 64};
+	size_t n = 400;
+	void **args = malloc(n * sizeof(*args));
+	struct exe_map_iter *it = NULL;
+	struct exe_pool_stats st;
+	void *v;
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)20; /* 20 ms each: 80 ms a chunk */
+	cr_assert_eq(exe_pool_map_open(&it, p, sleep_arg_ms, args, n, &o), 0);
+	cr_assert_eq(exe_map_next(it, &v, 20 * EXE_NS_PER_S), 0);
+	cr_assert_eq((intptr_t)v, 20);
+	exe_map_close(it); /* one chunk runs, the other 15 in the window never start */
+	exe_pool_stats(p, &st);
+	cr_assert_geq(st.cancelled, 14, "cancelled %lu", (unsigned long)st.cancelled);
+	cr_assert_leq(st.submitted, 17, "the map went past its window: %lu", (unsigned long)st.submitted);
+	free(args);
+	exe_pool_destroy(p);
+}
+
 /* ---- shutdown, recycling, cleanup ---- */
 
 Test(process_pool, submit_after_shutdown_returns_eshutdown)

@@ -208,8 +208,8 @@ struct exe_map_iter;
  * are submitted as the window frees up, by exe_map_next() on the calling
  * thread; nothing runs before the first exe_map_next(). @o may be NULL (all
  * defaults); @o->timeout_ns must be 0 (each exe_map_next() takes its own
- * timeout); @o->chunk is accepted for pools that map in chunks (none does
- * yet: one task per element).
+ * timeout); @o->chunk: process pools send that many elements per message
+ * (see process_pool.h), thread pools run one task per element.
  *
  *	struct exe_map_iter *it;
  *	void *v;

@@ -45,6 +45,14 @@
  * (the worker starts it at once); until then it is PENDING, and
  * exe_future_cancel() and exe_pool_shutdown(EXE_SHUTDOWN_CANCEL_PENDING)
  * always cancel it.
+ * exe_pool_map_open() (the lazy map) on a process pool sends chunks too:
+ * exe_map_opts.chunk elements per message, at most the window (0:
+ * automatic, as large as lets two chunks per worker fit the window - so
+ * raise the window, e.g. to 64 x workers, to get chunks from the default).
+ * A failing element fails alone; the elements after it in its chunk never
+ * ran and come out as -ECANCELED; a crash fails the element that was
+ * running (-ECHILD) and the pool goes on. exe_map_close() cancels the
+ * chunks not started.
  * A task's exe_task_set_error() message travels back to the future.
  * exe_task_cancelled() is always false inside a process task: a process
  * task is stopped by killing its worker (EXE_SUBMIT_KILL_ON_CANCEL).
