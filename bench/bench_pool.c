@@ -62,9 +62,10 @@
  *                by hand: one bytes task per 64 elements, whose input is the
  *                64 arguments and whose output the 64 values.
  *   bytes1MiB    one round trip at a time: 1 MiB in, the task copies it
- *                into a 1 MiB result (exe_pool_submit_bytes(),
- *                exe_future_bytes()); python-process-pool passes and returns
- *                a 1 MiB bytes object. ns/task and p50/p99 per round trip.
+ *                into a 1 MiB result built with exe_proc_result_alloc()
+ *                (exe_pool_submit_bytes(), exe_future_bytes());
+ *                python-process-pool passes and returns a 1 MiB bytes
+ *                object. ns/task and p50/p99 per round trip.
  *   crash-recovery
  *                a task segfaults (a store through a null pointer) after
  *                stamping the time into a shared page; the figure is from

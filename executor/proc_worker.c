@@ -152,6 +152,21 @@ static void run_ptr(int chan, const struct exe__frame *t, struct exe_future *cur
 	cur->msg = NULL;
 }
 
+/* The arena block the parent offered for the running bytes task's result,
+ * for exe_proc_result_alloc(): NULL outside a bytes task or without one. */
+static unsigned char *out_block;
+static size_t out_block_cap;
+static bool out_block_taken;
+
+void *exe_proc_result_alloc(size_t len)
+{
+	if (out_block && !out_block_taken && len <= out_block_cap) {
+		out_block_taken = true;
+		return out_block;
+	}
+	return malloc(len ? len : 1);
+}
+
 static void run_bytes(int chan, const struct exe__frame *t, const unsigned char *payload, int fd,
                       struct exe_future *cur, void *scratch)
 {
@@ -185,11 +200,38 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 		memcpy(scratch, payload, t->len);
 		in = scratch;
 	}
+	out_block = NULL;
+	out_block_taken = false;
+	if (t->out_cap && pp_arena && t->out <= arena_size && t->out_cap <= arena_size - t->out) {
+		out_block = (unsigned char *)pp_arena + t->out;
+		out_block_cap = t->out_cap;
+	}
 	exe__task_swap(cur);
 	rc = fix_code(fn(in, t->len, &out, &out_len));
 	exe__task_swap(NULL);
 	if (map)
 		munmap(map, t->len);
+	if (out_block && out == out_block) {
+		/* Written in place by the task (exe_proc_result_alloc()): no copy,
+		 * nothing to free. */
+		out_block = NULL;
+		if (rc == 0 && out_len > out_block_cap) {
+			rc = -EINVAL;
+			exe__free(cur->msg);
+			cur->msg = strdup("task returned more bytes than exe_proc_result_alloc() gave");
+		}
+		if (rc) {
+			reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, cur->msg);
+		} else {
+			h.flags = out_len ? EXE__FF_ARENA : 0;
+			h.len = out_len;
+			reply(chan, &h, NULL, -1);
+		}
+		exe__free(cur->msg);
+		cur->msg = NULL;
+		return;
+	}
+	out_block = NULL;
 	if (rc == 0 && !out && out_len) {
 		rc = -EINVAL;
 		exe__free(cur->msg);

@@ -943,6 +943,61 @@ Test(process_pool, mib_payloads_round_trip_intact_in_any_size_order)
 	exe_pool_destroy(p);
 }
 
+/* The result built in place: its first 8 bytes are the length asked for
+ * (from the input), then a pattern; "fail" after the allocation fails. */
+static int build_in_place(const void *in, size_t len, void **out, size_t *out_len)
+{
+	uint64_t want;
+	unsigned char *b;
+
+	if (len == 4 && !memcmp(in, "fail", 4)) {
+		*out = exe_proc_result_alloc(1 << 20);
+		return exe_task_set_error(-EIO, "failed after allocating");
+	}
+	memcpy(&want, in, sizeof(want));
+	b = exe_proc_result_alloc(want);
+	if (!b)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < want; i++)
+		b[i] = (unsigned char)(i * 7 + want);
+	*out = b;
+	*out_len = want;
+	return 0;
+}
+
+Test(process_pool, results_built_in_place_arrive_intact_whatever_their_size)
+{
+	static const uint64_t sizes[] = {1 << 20, 1 << 20,       3,        0,      100000,
+	                                 1 << 20, (1 << 20) + 1, 5u << 20, 1 << 20};
+	struct exe_pool *p = make_pool(1);
+	void *outside = exe_proc_result_alloc(10);
+
+	cr_assert_not_null(outside, "outside a task it is malloc()");
+	free(outside);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct exe_future *f;
+		const void *data;
+		size_t len;
+
+		cr_assert_eq(exe_pool_submit_bytes(p, build_in_place, &sizes[k], sizeof(sizes[k]), NULL, &f),
+		             0);
+		cr_assert_eq(exe_future_bytes(f, &data, &len, 20 * EXE_NS_PER_S), 0, "size %lu: %s",
+		             (unsigned long)sizes[k], exe_future_error(f));
+		cr_assert_eq(len, sizes[k]);
+		for (uint64_t i = 0; i < len; i++)
+			if (((const unsigned char *)data)[i] != (unsigned char)(i * 7 + sizes[k]))
+				cr_assert_fail("size %lu: byte %lu differs", (unsigned long)sizes[k],
+				               (unsigned long)i);
+		exe_future_unref(f);
+		if (k == 1) { /* a failure after the allocation takes the block back */
+			cr_assert_eq(exe_pool_submit_bytes(p, build_in_place, "fail", 4, NULL, &f), 0);
+			expect_failure(f, -EIO, "failed after allocating");
+			exe_future_unref(f);
+		}
+	}
+	exe_pool_destroy(p);
+}
+
 Test(process_pool, result_bytes_outlive_the_pool)
 {
 	struct exe_pool *p = make_pool(1);

@@ -23,7 +23,8 @@
  *    (exe_future_bytes()). Buffers up to 32 KiB travel in the channel.
  *    Larger ones up to 16 MiB go through a shared-memory arena mapped in
  *    every worker (the input is copied once at submit and read in place;
- *    the result is copied once by the worker and kept by the future without
+ *    the result is copied once by the worker, or not at all when the task
+ *    built it in exe_proc_result_alloc(), and kept by the future without
  *    another copy); beyond that, or when the arena is full, through a sealed
  *    memfd (a 64 MiB result is copied once in the worker and mapped here).
  *    A task that writes through wild pointers may spoil other tasks'
@@ -163,6 +164,20 @@ struct exe_process_pool_opts {
 	/* EXE_SUBMIT_KILL_ON_CANCEL for every task of the pool. */
 	bool kill_on_cancel;
 };
+
+/*
+ * exe_proc_result_alloc - a buffer for a bytes task's result, placed where
+ * the result can reach the parent without a copy. Call it inside an
+ * exe_proc_task_fn, fill the buffer and return it as *out with *out_len <=
+ * @len: when the pool offered a shared-memory block big enough (it does once
+ * it has seen results of that size), the task writes straight into it and
+ * the future takes the block over. Otherwise, and anywhere outside a bytes
+ * task, it is malloc(@len) (at least one byte) and travels as any result.
+ * Ownership: return it as *out, or just drop it on failure; never free() it
+ * yourself inside a task (it may not come from malloc()).
+ * Return: the buffer, or NULL when out of memory.
+ */
+EXE_API void *exe_proc_result_alloc(size_t len);
 
 /*
  * exe_process_pool_create - start a fork server and exe_pool_opts.workers
