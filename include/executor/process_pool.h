@@ -104,11 +104,13 @@
  * adopted are reaped between tasks. When a worker dies (crash, time limit,
  * kill on cancel, recycling, destroy) or the parent dies, the fork server,
  * itself a subreaper, kills the worker's process group and every process
- * that was reparented to it. Only a process that escapes both (a new session
- * AND a parent outside the tree, which needs a double fork plus setsid
- * racing the kill) or that is killed together with the fork server itself
- * (SIGKILL to the server) can outlive it; no privilege is needed for any of
- * this. Every descriptor the pool opens is close-on-exec; workers
+ * that was reparented to it, until none is left. No privilege is needed for
+ * any of this. What can still outlive a worker: processes of its task when
+ * the fork server itself is killed with SIGKILL (the pool then kills the
+ * workers' process groups, but not what left them with setsid()), and
+ * processes the user cannot signal (set-user-ID programs).
+ *
+ * Descriptors. Every descriptor the pool opens is close-on-exec; workers
  * keep only stdin, stdout, stderr and their channel. Exited workers are
  * reaped at once: no zombie remains. Do not reap children you did not start
  * with waitpid(-1): the fork server is one of them.
@@ -134,8 +136,8 @@ extern "C" {
 /*
  * A bytes task, run in a worker process. @in (@in_len bytes, NULL when 0) is
  * the copy made at submit, read-only and valid for the call. Set *@out to a
- * malloc()ed buffer (or NULL) and *@out_len to its length; the worker frees
- * it after sending it. Return 0, or a negative code (then *@out is ignored,
+ * malloc()ed buffer, or one from exe_proc_result_alloc() (no copy), or NULL,
+ * and *@out_len to its length; the worker frees it after sending it. Return 0, or a negative code (then *@out is ignored,
  * and freed if set).
  */
 typedef int exe_proc_task_fn(const void *in, size_t in_len, void **out, size_t *out_len);
