@@ -22,6 +22,12 @@
  *    ("killed by signal 11"); tasks behind it never started and go back to
  *    the front of the line. A replacement is asked for as soon as we decide
  *    to stop a worker, or when it dies unasked.
+ *  - Before sleeping in epoll while work is in flight, the collector polls
+ *    the channels for an adaptive few microseconds (spin_poll()), and
+ *    workers poll their channel likewise before blocking: a hand-off that
+ *    comes within the spin costs no wake-up. Submitters see the collector
+ *    awake (wake_pending) and skip the eventfd write; it rechecks the kicks
+ *    counter under the pool lock before it sleeps.
  *  - Map chunks are tasks like the others (one frame out, one back). A
  *    worker that dies in a chunk fails its first unfinished element: the
  *    values before it come from the worker's progress cell.
