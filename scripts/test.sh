@@ -7,7 +7,8 @@
 #   4. ThreadSanitizer: the stress tests and the contract suites (future,
 #      wait, compose, thread pool, queue, lazy map) built as plain programs
 #      against a stand-in for Criterion, which cannot start under TSan;
-#   5. a bounded libFuzzer run of the remote_cmd frame parser (needs clang).
+#   5. bounded libFuzzer runs of the remote_cmd frame parser and of the
+#      process pool's channel frames (needs clang).
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -121,6 +122,27 @@ if command -v clang >/dev/null && pkg-config --exists jansson; then
 	fi
 else
 	echo "skipped: clang (with libFuzzer) or jansson not found"
+fi
+
+step "fuzz: the process pool's channel frames (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+if command -v clang >/dev/null; then
+	frame_dir="$out/fuzz-proc-frame"
+	mkdir -p "$frame_dir/corpus"
+	# Seed: the top bit of the first byte asks for sealed headers.
+	printf '\200' >"$frame_dir/corpus/seed-sealed"
+	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" \
+		-I"$root" -o "$frame_dir/fuzz_proc_frame" "$root/tests/fuzz_proc_frame.c" \
+		"$root/executor/proc_frame.c" "$root/executor/alloc.c" &&
+		"$frame_dir/fuzz_proc_frame" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=70000 \
+			-print_final_stats=0 "$frame_dir/corpus" >"$frame_dir/log" 2>&1; then
+		tail -n 1 "$frame_dir/log"
+		passed=$((passed + 1))
+	else
+		tail -n 40 "$frame_dir/log" 2>/dev/null || true
+		failed=$((failed + 1))
+	fi
+else
+	echo "skipped: clang (with libFuzzer) not found"
 fi
 
 echo
