@@ -29,7 +29,11 @@
  * the middle of a put loses that message only if the put had not returned.
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: negative waits forever, 0
- * never waits (-EAGAIN), positive waits at most that long (-ETIMEDOUT).
+ * never waits (-EAGAIN), positive waits at most that long (-ETIMEDOUT). The
+ * bound covers the queue's internal lock too: a process stopped while it
+ * holds the lock (SIGSTOP, a debugger) delays nobody past their timeout, and
+ * exe_ipc_queue_close() and exe_ipc_queue_count() take no lock at all. A
+ * forever wait behind a stopped holder waits for it, as it would on any lock.
  */
 #ifndef EXECUTOR_IPC_H
 #define EXECUTOR_IPC_H
