@@ -282,6 +282,9 @@ int main(int argc, char **argv)
 	    {"port", required_argument, NULL, 'p'},
 	    {"host", required_argument, NULL, 'H'},
 	    {"token-file", required_argument, NULL, 'T'},
+	    /* Named only to refuse it (and so that getopt does not take
+	     * "--token" for an abbreviation of "--token-file"). */
+	    {"token", required_argument, NULL, 'X'},
 	    {"timeout-ms", required_argument, NULL, 't'},
 	    {"verify", no_argument, NULL, 'v'},
 	    {"malformed", no_argument, NULL, 'm'},
@@ -301,6 +304,11 @@ int main(int argc, char **argv)
 		case 'p': port = atol(optarg); break;
 		case 'H': host = optarg; break;
 		case 'T': token_file = optarg; break;
+		case 'X':
+			fprintf(stderr, "%s: --token is refused: `ps` shows a program's arguments to every "
+			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n", argv[0]);
+			usage(argv[0]);
+			break;
 		case 't': timeout_ms = atol(optarg); break;
 		case 'v': verify = 1; break;
 		case 'm': bad_frames = 1; break;

@@ -309,6 +309,9 @@ int main(int argc, char **argv)
 	    {"port", required_argument, NULL, 'p'},
 	    {"host", required_argument, NULL, 'H'},
 	    {"token-file", required_argument, NULL, 'T'},
+	    /* Named only to refuse it (and so that getopt does not take
+	     * "--token" for an abbreviation of "--token-file"). */
+	    {"token", required_argument, NULL, 'X'},
 	    {"timeout-ms", required_argument, NULL, 't'},
 	    {"max-clients", required_argument, NULL, 'c'},
 	    {"max-pending", required_argument, NULL, 'P'},
@@ -337,6 +340,11 @@ int main(int argc, char **argv)
 		case 'p': port = atol(optarg); break;
 		case 'H': host = optarg; break;
 		case 'T': token_file = optarg; break;
+		case 'X':
+			fprintf(stderr, "%s: --token is refused: `ps` shows a program's arguments to every "
+			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n", argv[0]);
+			usage(argv[0]);
+			break;
 		case 't': cfg.timeout_ms = atol(optarg); break;
 		case 'c': cfg.max_clients = atol(optarg); break;
 		case 'P': cfg.max_pending = atol(optarg); break;
