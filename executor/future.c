@@ -24,6 +24,7 @@
  *  - COMPLETING is never held while user code runs (no callback, no task):
  *    cancel() waits it out and reports the state that gets published.
  */
+#include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU (pause on x86) */
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -47,7 +48,7 @@ static void cb_lock(struct exe_future *f)
 	/* acquire: pairs with the release in cb_unlock() */
 	while (atomic_exchange_explicit(&f->cb_lock, 1, memory_order_acquire))
 		while (atomic_load_explicit(&f->cb_lock, memory_order_relaxed))
-			__builtin_ia32_pause();
+			ck_pr_stall();
 }
 
 static void cb_unlock(struct exe_future *f)
@@ -378,29 +379,40 @@ static bool help_others_until_done(struct exe_future *f)
 
 /* ---- queries ---- */
 
+/* The NULL rule for queries (future.h): NULL reads as a future that FAILED
+ * with -EINVAL, so every query agrees with every other and none crashes. */
+
 enum exe_future_state exe_future_state(const struct exe_future *f)
 {
+	if (!f)
+		return EXE_FUTURE_FAILED;
 	return state_of(atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
 }
 
 bool exe_future_is_finished(const struct exe_future *f)
 {
+	if (!f)
+		return true;
 	return exe__state_finished(
 	    atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
 }
 
 int exe_future_code(const struct exe_future *f)
 {
+	if (!f)
+		return -EINVAL;
 	switch (exe_future_state(f)) {
 	case EXE_FUTURE_DONE: return 0;
 	case EXE_FUTURE_FAILED: return f->code;
 	case EXE_FUTURE_CANCELLED: return -ECANCELED;
-	default: return -EBUSY;
+	default: return -ETIMEDOUT; /* not finished: a 0-timeout wait */
 	}
 }
 
 const char *exe_future_error(const struct exe_future *f)
 {
+	if (!f)
+		return exe_strerror(-EINVAL);
 	switch (exe_future_state(f)) {
 	case EXE_FUTURE_FAILED: return f->msg ? f->msg : exe_strerror(f->code);
 	case EXE_FUTURE_CANCELLED: return f->msg ? f->msg : exe_strerror(-ECANCELED);
@@ -410,7 +422,11 @@ const char *exe_future_error(const struct exe_future *f)
 
 bool exe_future_cancel_requested(const struct exe_future *f)
 {
-	uint32_t s = atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_relaxed);
+	uint32_t s;
+
+	if (!f)
+		return false;
+	s = atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_relaxed);
 
 	return (s & EXE__CANCEL_REQ) || state_of(s) == EXE_FUTURE_CANCELLED;
 }
@@ -440,7 +456,7 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 	if (deadline >= 0 && deadline < spin_until)
 		spin_until = deadline;
 	for (spins = 1;; spins++) {
-		__builtin_ia32_pause();
+		ck_pr_stall();
 		s = atomic_load_explicit(&f->state, memory_order_acquire);
 		if (exe__state_finished(s))
 			return 0;
@@ -498,7 +514,7 @@ static int cancel(struct exe_future *f, bool pending_only)
 			if (++completing_spins % 64 == 0)
 				sched_yield();
 			else
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			s = atomic_load_explicit(&f->state, memory_order_acquire);
 			continue;
 		}
@@ -553,6 +569,8 @@ int exe__future_cancel_pending(struct exe_future *f)
 
 struct exe_future *exe_future_ref(struct exe_future *f)
 {
+	if (!f)
+		return NULL;
 	/* relaxed: taking a reference needs one already held. */
 	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 	return f;

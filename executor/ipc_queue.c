@@ -129,7 +129,7 @@ static int geometry(const struct exe_ipc_queue_opts *opts, uint64_t *msgs, uint6
 	return 0;
 }
 
-size_t exe_ipc_queue_size(const struct exe_ipc_queue_opts *opts)
+size_t exe_ipc_queue_mem_size(const struct exe_ipc_queue_opts *opts)
 {
 	uint64_t m, b;
 	size_t len;
@@ -322,15 +322,15 @@ int exe_ipc_queue_create(struct exe_ipc_queue **out, const struct exe_ipc_queue_
 	return err;
 }
 
-int exe_ipc_queue_init_at(void *mem, size_t len, const struct exe_ipc_queue_opts *opts,
-                          struct exe_ipc_queue **out)
+int exe_ipc_queue_init_at(struct exe_ipc_queue **out, void *mem, size_t len,
+                          const struct exe_ipc_queue_opts *opts)
 {
 	if (!mem || !out || (uintptr_t)mem % 8)
 		return -EINVAL;
 	return build(mem, len, opts, false, out);
 }
 
-int exe_ipc_queue_attach_at(void *mem, size_t len, struct exe_ipc_queue **out)
+int exe_ipc_queue_attach_at(struct exe_ipc_queue **out, void *mem, size_t len)
 {
 	struct exe_ipc_queue tmp = {.shm = mem, .len = len}, *q;
 
@@ -504,17 +504,20 @@ int exe_ipc_queue_close(struct exe_ipc_queue *q)
 	return 0;
 }
 
-long exe_ipc_queue_count(struct exe_ipc_queue *q)
+int exe_ipc_queue_count(struct exe_ipc_queue *q, size_t *count)
 {
 	struct queue_shm *s;
 	uint64_t n;
 
-	if (!q)
+	if (!q || !count)
 		return -EINVAL;
 	s = valid(q);
 	if (!s)
 		return -EBADMSG;
 	/* The copy commit() publishes: no lock, so no wait on its holder. */
 	n = atomic_load_explicit(&s->count_hint, memory_order_relaxed);
-	return n > s->max_msgs ? -EBADMSG : (long)n;
+	if (n > s->max_msgs)
+		return -EBADMSG;
+	*count = (size_t)n;
+	return 0;
 }

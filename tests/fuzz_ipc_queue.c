@@ -41,8 +41,7 @@ static bool documented(int rc)
 static void exercise(struct exe_ipc_queue *q)
 {
 	char buf[256];
-	size_t len;
-	long n;
+	size_t len, n;
 	int rc;
 
 	for (int i = 0; i < 2; i++) {
@@ -55,8 +54,8 @@ static void exercise(struct exe_ipc_queue *q)
 		if (!documented(rc) || (rc == 0 && len > sizeof(buf)))
 			abort();
 	}
-	n = exe_ipc_queue_count(q);
-	if (n < 0 && n != -EBADMSG)
+	rc = exe_ipc_queue_count(q, &n);
+	if (rc && rc != -EBADMSG)
 		abort();
 	rc = exe_ipc_queue_close(q);
 	if (rc && rc != -EBADMSG)
@@ -89,11 +88,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    .max_bytes = 1 + (size > 2 ? (size_t)data[2] * 16 : 0),
 		};
 
-		len = exe_ipc_queue_size(&o);
+		len = exe_ipc_queue_mem_size(&o);
 		if (!len || len > MAX_SEGMENT)
 			abort();
 		memset(mem, 0, len);
-		if (exe_ipc_queue_init_at(mem, len, &o, &built))
+		if (exe_ipc_queue_init_at(&built, mem, len, &o))
 			abort();
 		for (size_t i = 0; i < o.max_msgs / 2; i++)
 			exe_ipc_queue_put(built, "seed message", 1 + i % 12 < o.max_bytes ? 1 + i % 12 : 0, 0);
@@ -105,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				mem[((size_t)data[i] << 8 | data[i + 1]) % len] = data[i + 2];
 		}
 	}
-	if (exe_ipc_queue_attach_at(mem, len, &q) == 0) {
+	if (exe_ipc_queue_attach_at(&q, mem, len) == 0) {
 		exercise(q);
 		exe_ipc_queue_destroy(q);
 	}
