@@ -34,10 +34,10 @@
  *    only its wait for room or a message: a holder that is stopped
  *    (SIGSTOP, a debugger, swapped out) or a lock word scribbled over by
  *    someone else looks the same from here, and timeout 0 must never wait
- *    on either. close and count take no lock at all: close sets an atomic
- *    flag and bumps both futex words, count reads a copy of the message
- *    count that every commit publishes. So they return at once whoever
- *    holds the lock.
+ *    on either. close takes no lock at all (it sets an atomic flag and
+ *    bumps both futex words); count tries the lock once and, when it is
+ *    held, reads the copy of the message count every commit publishes. So
+ *    both return at once whoever holds the lock.
  *
  * Invariants (under lock, checked by locked() on every call)
  *  - count <= max_msgs, bytes <= max_bytes, head and tail < ring size, and
@@ -96,9 +96,9 @@ struct queue_shm {
 	/* Written without the lock (close) and read under it: seq_cst, pairs
 	 * with the waiters' seq_cst loads of the futex words. */
 	_Atomic uint32_t closed;
-	/* st.count, published after every commit for exe_ipc_queue_count(),
-	 * which takes no lock. Relaxed: it is a hint, nothing is read through
-	 * it. */
+	/* st.count, published after every commit for exe_ipc_queue_count()
+	 * when the lock is held. Relaxed: it is a hint, nothing is read
+	 * through it. */
 	_Atomic uint64_t count_hint;
 
 	/* Bumped under lock, slept on without it. */
@@ -508,13 +508,25 @@ int exe_ipc_queue_count(struct exe_ipc_queue *q, size_t *count)
 {
 	struct queue_shm *s;
 	uint64_t n;
+	int rc;
 
 	if (!q || !count)
 		return -EINVAL;
+	/* Try the lock once: free (or left by a dead holder, which locked()
+	 * repairs first), the count is exact. */
+	rc = locked(q, &s, 0, 0);
+	if (rc == 0) {
+		*count = (size_t)s->st.count;
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (rc != -ETIMEDOUT && rc != -EAGAIN)
+		return rc;
+	/* Held: the copy the last commit published, rather than a wait on
+	 * a holder that may be stopped. */
 	s = valid(q);
 	if (!s)
 		return -EBADMSG;
-	/* The copy commit() publishes: no lock, so no wait on its holder. */
 	n = atomic_load_explicit(&s->count_hint, memory_order_relaxed);
 	if (n > s->max_msgs)
 		return -EBADMSG;

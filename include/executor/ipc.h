@@ -33,8 +33,9 @@
  * passed, 0 included, is -ETIMEDOUT. The bound covers the queue's internal
  * lock too: a process stopped while it holds the lock (SIGSTOP, a debugger)
  * delays nobody past their timeout, and exe_ipc_queue_close() and
- * exe_ipc_queue_count() take no lock at all. A forever wait behind a stopped
- * holder waits for it, as it would on any lock.
+ * exe_ipc_queue_count() never wait for it (count then reports the count as
+ * of the last completed put or get). A forever wait behind a stopped holder
+ * waits for it, as it would on any lock.
  */
 #ifndef EXECUTOR_IPC_H
 #define EXECUTOR_IPC_H
