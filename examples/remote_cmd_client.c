@@ -305,8 +305,10 @@ int main(int argc, char **argv)
 		case 'H': host = optarg; break;
 		case 'T': token_file = optarg; break;
 		case 'X':
-			fprintf(stderr, "%s: --token is refused: `ps` shows a program's arguments to every "
-			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n", argv[0]);
+			fprintf(stderr,
+			        "%s: --token is refused: `ps` shows a program's arguments to every "
+			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n",
+			        argv[0]);
 			usage(argv[0]);
 			break;
 		case 't': timeout_ms = atol(optarg); break;
@@ -322,7 +324,8 @@ int main(int argc, char **argv)
 		char line[RP_TOKEN_MAX + 2];
 
 		if (!f || !fgets(line, sizeof(line), f)) {
-			fprintf(stderr, "remote_cmd_client: %s: %s\n", token_file, f ? "empty" : strerror(errno));
+			fprintf(stderr, "remote_cmd_client: %s: %s\n", token_file,
+			        f ? "empty" : strerror(errno));
 			return 2;
 		}
 		fclose(f);

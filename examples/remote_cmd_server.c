@@ -341,8 +341,10 @@ int main(int argc, char **argv)
 		case 'H': host = optarg; break;
 		case 'T': token_file = optarg; break;
 		case 'X':
-			fprintf(stderr, "%s: --token is refused: `ps` shows a program's arguments to every "
-			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n", argv[0]);
+			fprintf(stderr,
+			        "%s: --token is refused: `ps` shows a program's arguments to every "
+			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n",
+			        argv[0]);
 			usage(argv[0]);
 			break;
 		case 't': cfg.timeout_ms = atol(optarg); break;
@@ -371,9 +373,8 @@ int main(int argc, char **argv)
 	}
 	if (port < 0 || port > 65535 || cfg.timeout_ms < 1 || cfg.max_clients < 1 ||
 	    cfg.max_clients > MAX_CLIENTS || cfg.max_pending < 1 || cfg.max_pending > MAX_PENDING ||
-	    cfg.auth_ms < 1 || cfg.max_output < 1 || cfg.max_cmd < 1 ||
-	    cfg.max_cmd > (long)RP_MAX_BODY || cfg.idle_s < 1 ||
-	    inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+	    cfg.auth_ms < 1 || cfg.max_output < 1 || cfg.max_cmd < 1 || cfg.max_cmd > (long)RP_MAX_BODY ||
+	    cfg.idle_s < 1 || inet_pton(AF_INET, host, &addr.sin_addr) != 1)
 		usage(argv[0]);
 	addr.sin_port = htons((uint16_t)port);
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -400,11 +401,11 @@ int main(int argc, char **argv)
 	/* A worker per slot of either kind, and one more that answers
 	 * "busy". A bounded queue behind them refuses floods instead of
 	 * buffering them. */
-	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){.workers = (unsigned)(cfg.max_clients +
-	                                                                                 cfg.max_pending + 1),
-	                                                           .queue_capacity = 16,
-	                                                           .name = "rcmd",
-	                                                           .no_caller_runs = true});
+	rc = exe_thread_pool_create(
+	    &pool, &(struct exe_pool_opts){.workers = (unsigned)(cfg.max_clients + cfg.max_pending + 1),
+	                                   .queue_capacity = 16,
+	                                   .name = "rcmd",
+	                                   .no_caller_runs = true});
 	if (rc) {
 		fprintf(stderr, "remote_cmd_server: pool: %s\n", exe_strerror(rc));
 		return 1;

@@ -343,7 +343,8 @@ static void wait_on_fd(struct exe_io *io, struct exe__io_op *op)
 		/* epoll cannot watch it (/dev/null, some devices): a file
 		 * thread does the read or write as it comes. */
 		if (rc == -EPERM && op->opcode != EXE__OP_RECV && op->opcode != EXE__OP_SEND &&
-		    op->opcode != EXE__OP_ACCEPT && op->opcode != EXE__OP_CONNECT && op->opcode != EXE__OP_POLL)
+		    op->opcode != EXE__OP_ACCEPT && op->opcode != EXE__OP_CONNECT &&
+		    op->opcode != EXE__OP_POLL)
 			to_pool(io, op);
 		else
 			exe__io_op_done(io, op, rc);
@@ -429,7 +430,6 @@ static int fd_ready(struct exe_io *io, int fd, uint32_t revents)
 }
 
 /* ---- the backend ---- */
-
 
 static void fb_start(struct exe_io *io, struct exe__io_op *op)
 {

@@ -95,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (exe_ipc_queue_init_at(&built, mem, len, &o))
 			abort();
 		for (size_t i = 0; i < o.max_msgs / 2; i++)
-			exe_ipc_queue_put(built, "seed message", 1 + i % 12 < o.max_bytes ? 1 + i % 12 : 0, 0);
+			exe_ipc_queue_put(built, "seed message", 1 + i % 12 < o.max_bytes ? 1 + i % 12 : 0,
+			                  0);
 		if (data[0] % 3 == 1) {
 			for (size_t i = 3; i < size && HEADER_BYTES + i - 3 < len; i++)
 				mem[HEADER_BYTES + i - 3] ^= data[i];

@@ -195,7 +195,8 @@ struct resources {
 static struct resources measure(void)
 {
 	/* fds: opendir itself holds one, the same every time. */
-	return (struct resources){count_dir("/proc/self/fd"), count_dir("/proc/self/task"), count_shared_maps()};
+	return (struct resources){count_dir("/proc/self/fd"), count_dir("/proc/self/task"),
+	                          count_shared_maps()};
 }
 
 /* ---- one round ---- */
@@ -226,9 +227,9 @@ static void round_once(int round, int64_t until)
 	      "ipc queue");
 	CHECK(exe_thread_pool_create(&tp, &(struct exe_pool_opts){.workers = 2, .name = "soak"}) == 0,
 	      "thread pool");
-	rc = exe_process_pool_create_opts(&pp, &(struct exe_pool_opts){.workers = 2, .name = "soakp"},
-	                                  &(struct exe_process_pool_opts){.term_grace_ns = 20 * MS,
-	                                                                  .destroy_grace_ns = 200 * MS});
+	rc = exe_process_pool_create_opts(
+	    &pp, &(struct exe_pool_opts){.workers = 2, .name = "soakp"},
+	    &(struct exe_process_pool_opts){.term_grace_ns = 20 * MS, .destroy_grace_ns = 200 * MS});
 	CHECK(rc == 0, "process pool: %d", rc);
 	rc = exe_io_create(&io, &(struct exe_io_opts){.backend = round % 2 ? EXE_IO_FALLBACK : EXE_IO_AUTO});
 	CHECK(rc == 0, "io: %d", rc);
@@ -248,7 +249,8 @@ static void round_once(int round, int64_t until)
 		case 4:
 		case 5:
 			in[0] = (unsigned char)rnd(5);
-			exe_pool_submit_bytes(pp, p_task, in, 1 + rnd(7), in[0] == 3 ? &short_limit : NULL, &f);
+			exe_pool_submit_bytes(pp, p_task, in, 1 + rnd(7), in[0] == 3 ? &short_limit : NULL,
+			                      &f);
 			break;
 		case 6:
 			if (rnd(2))
@@ -290,7 +292,8 @@ static void round_once(int round, int64_t until)
 		struct exe_future *f = tracked[i].f;
 		int calls = atomic_load(&tracked[i].calls);
 
-		CHECK(exe_future_is_finished(f), "round %d: future %zu not finished after teardown", round, i);
+		CHECK(exe_future_is_finished(f), "round %d: future %zu not finished after teardown", round,
+		      i);
 		CHECK(calls == 1, "round %d: future %zu: done callback ran %d times", round, i, calls);
 		exe_future_unref(f);
 	}
@@ -322,7 +325,8 @@ int main(void)
 
 	CHECK(after.fds == before.fds, "descriptors: %d before, %d after", before.fds, after.fds);
 	CHECK(after.threads == before.threads, "threads: %d before, %d after", before.threads, after.threads);
-	CHECK(after.shared == before.shared, "shared mappings: %d before, %d after", before.shared, after.shared);
+	CHECK(after.shared == before.shared, "shared mappings: %d before, %d after", before.shared,
+	      after.shared);
 	CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD, "a child process is left");
 	printf("stress_soak: %d rounds in %.1f s, %ld timer runs: %s\n", rounds, seconds,
 	       atomic_load(&timer_runs), failures ? "FAILED" : "OK");

@@ -854,7 +854,9 @@ Test(ipc_queue, random_corruption_of_lock_and_state_never_hangs_or_crashes)
 		}
 		rc = wait_exit(spawn(corrupt_and_call, q));
 		cr_assert_eq(rc, 0, "trial %d: %s", trial,
-		             rc == -SIGALRM ? "a call hung" : rc < 0 ? "a call crashed" : "an undocumented code");
+		             rc == -SIGALRM ? "a call hung"
+		             : rc < 0       ? "a call crashed"
+		                            : "an undocumented code");
 	}
 	memcpy(mem, pristine, size);
 	exe_ipc_queue_destroy(q);
