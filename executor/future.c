@@ -430,6 +430,10 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 		return 0;
 	if (timeout_ns == 0)
 		return -ETIMEDOUT;
+	/* A fiber parks at once: spinning or running a pool task here would
+	 * hold up every fiber of its thread. */
+	if (exe__in_fiber())
+		return exe__fiber_wait_future(f, timeout_ns);
 	if (timeout_ns < 0 && (exe__future_help(f) || help_others_until_done(f)))
 		return 0;
 	/* Spin first, bounded in time (pause costs 10-140 cycles depending on

@@ -135,7 +135,8 @@ int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, in
 	while (!condition_met(fs, n, mode, &finished)) {
 		if (timeout_ns == 0)
 			return -ETIMEDOUT;
-		if (timeout_ns > 0 || !help_one(fs, n))
+		/* A fiber never runs a task inline: it would hold up its thread. */
+		if (timeout_ns > 0 || exe__in_fiber() || !help_one(fs, n))
 			goto block;
 	}
 	return count_distinct_finished(fs, n);
@@ -166,7 +167,10 @@ block:
 			rc = -ETIMEDOUT;
 			break;
 		}
-		exe__futex_wait(&w->seq, seq, deadline);
+		if (exe__futex_wait(&w->seq, seq, deadline) == -ECANCELED) {
+			rc = -ECANCELED; /* a cancelled fiber */
+			break;
+		}
 	}
 	/* A node that ran (or is running) dropped, or will drop, its own
 	 * reference; the ones we unlink never run, so we drop theirs. */
@@ -298,9 +302,10 @@ int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f)
 			it->deadline = -1;
 			return -ETIMEDOUT;
 		}
-		if (deadline < 0 && help_one(it->fs, it->n))
+		if (deadline < 0 && !exe__in_fiber() && help_one(it->fs, it->n))
 			continue;
-		exe__futex_wait(&it->seq, seq, deadline);
+		if (exe__futex_wait(&it->seq, seq, deadline) == -ECANCELED)
+			return -ECANCELED; /* a cancelled fiber */
 	}
 }
 
