@@ -33,10 +33,9 @@ static void write_begin(struct exe__fiber_sched *s)
 {
 	uint32_t seq = atomic_load_explicit(&s->wd_seq, memory_order_relaxed);
 
+	/* The field stores that follow are release stores: a reader that
+	 * sees one of them also sees this odd value. */
 	atomic_store_explicit(&s->wd_seq, seq + 1, memory_order_relaxed);
-	/* release fence: the odd value is visible no later than the field
-	 * stores that follow (pairs with the reader's acquire fence). */
-	atomic_thread_fence(memory_order_release);
 }
 
 static void write_end(struct exe__fiber_sched *s)
@@ -53,16 +52,18 @@ void exe__watchdog_enter(struct exe__fiber_sched *s, const struct exe__fiber *fb
 
 	memcpy(w, fb->name, sizeof(w));
 	write_begin(s);
+	/* release: see write_begin(); pairs with the reader's acquire loads. */
 	for (int i = 0; i < 4; i++)
-		atomic_store_explicit(&s->wd_name[i], w[i], memory_order_relaxed);
-	atomic_store_explicit(&s->wd_since, exe_now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&s->wd_name[i], w[i], memory_order_release);
+	atomic_store_explicit(&s->wd_since, exe_now_ns(), memory_order_release);
 	write_end(s);
 }
 
 void exe__watchdog_leave(struct exe__fiber_sched *s)
 {
 	write_begin(s);
-	atomic_store_explicit(&s->wd_since, 0, memory_order_relaxed); /* 0: no fiber running */
+	/* 0: no fiber running. release: see write_begin(). */
+	atomic_store_explicit(&s->wd_since, 0, memory_order_release);
 	write_end(s);
 }
 
@@ -92,11 +93,11 @@ static void *watchdog_main(void *arg)
 			continue;
 		/* Seqlock reader. acquire: pairs with write_end()'s release. */
 		seq1 = atomic_load_explicit(&s->wd_seq, memory_order_acquire);
-		since = atomic_load_explicit(&s->wd_since, memory_order_relaxed);
+		/* acquire: pairs with the hub's release stores, and keeps
+		 * the second read of seq after these. */
+		since = atomic_load_explicit(&s->wd_since, memory_order_acquire);
 		for (int i = 0; i < 4; i++)
-			w[i] = atomic_load_explicit(&s->wd_name[i], memory_order_relaxed);
-		/* acquire fence: pairs with write_begin()'s release fence. */
-		atomic_thread_fence(memory_order_acquire);
+			w[i] = atomic_load_explicit(&s->wd_name[i], memory_order_acquire);
 		seq2 = atomic_load_explicit(&s->wd_seq, memory_order_relaxed);
 		now = exe_now_ns();
 		if ((seq1 & 1) || seq1 != seq2 || since == 0 || since == reported || now - since <= bound)
