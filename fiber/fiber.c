@@ -67,6 +67,14 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+/* Batches of ready fibers one pass of the io loop may run back to back
+ * while nothing else is pending (exe__fiber_run), and how long: the pass
+ * in between (timers, a system call to the kernel ring) costs microseconds,
+ * a batch of one yielding fiber tens of nanoseconds. */
+#define MAX_ROUNDS 4096
+#define ROUNDS_CLOCK_EVERY 64
+#define ROUNDS_MAX_NS (100 * 1000)
+
 _Thread_local struct exe__fiber *exe__tls_fiber;
 _Thread_local struct exe_io *exe__tls_hub;
 
@@ -427,21 +435,43 @@ static void fiber_main(struct exe__transfer t)
 	abort(); /* a dead fiber is never resumed */
 }
 
+/* Nothing but fibers is waiting for the hub: no request, no completion
+ * (both cheap to check: no lock, no system call). */
+static bool hub_otherwise_idle(struct exe_io *io)
+{
+	return atomic_load_explicit(&io->stack, memory_order_relaxed) == NULL &&
+	       !(io->be->pending && io->be->pending(io));
+}
+
 int exe__fiber_run(struct exe_io *io)
 {
 	struct exe__fiber_sched *s = &io->fibers;
-	struct exe__fiber *fb = s->ready_head, *next;
-	int n = 0;
+	struct exe__fiber *fb, *next;
+	int n = 0, rounds;
 
-	if (!fb)
-		return 0;
-	/* This batch only: fibers readied meanwhile wait for the next pass,
-	 * so completions and new requests are taken in between. */
-	s->ready_head = s->ready_tail = NULL;
-	for (; fb; fb = next) {
-		next = fb->ready_next;
-		resume(io, fb);
-		n++;
+	/* Batches: fibers readied during one (yields, wakes by other
+	 * fibers) run in the next. Between batches the loop goes back to its
+	 * pass (requests, timers, completions) whenever one of those has
+	 * work, and after ~ROUNDS_MAX_NS at the latest, for timers. */
+	int64_t until = 0;
+
+	for (rounds = 0; rounds < MAX_ROUNDS && (fb = s->ready_head); rounds++) {
+		if (rounds > 0 && !hub_otherwise_idle(io))
+			break;
+		if (rounds % ROUNDS_CLOCK_EVERY == 0 && rounds > 0) {
+			int64_t now = exe_now_ns();
+
+			if (!until)
+				until = now + ROUNDS_MAX_NS;
+			else if (now >= until)
+				break; /* timers are due a look */
+		}
+		s->ready_head = s->ready_tail = NULL;
+		for (; fb; fb = next) {
+			next = fb->ready_next;
+			resume(io, fb);
+			n++;
+		}
 	}
 	return n + (s->ready_head != NULL);
 }

@@ -329,7 +329,10 @@ static int run_pass(struct exe_io *io, int64_t deadline)
 	int64_t next_timer, until;
 	int n, rounds;
 
-	n = process_requests(io);
+	/* Fibers woken by the last pass's completions run first, so the
+	 * operations they submit start in this pass, not the next. */
+	n = exe__fiber_run(io);
+	n += process_requests(io);
 	/* Requests still arriving: take them into this batch, one system call
 	 * for all (bounded, so completions are reaped too). */
 	for (rounds = 0; n && rounds < 4 && !stack_empty(io); rounds++)
@@ -340,7 +343,6 @@ static int run_pass(struct exe_io *io, int64_t deadline)
 		n += exe__timers_drain(io);
 	}
 	n += exe__timers_run(io, &next_timer);
-	n += exe__fiber_run(io);
 
 	until = deadline < 0 ? INT64_MAX : deadline;
 	if (n > 0 || atomic_load_explicit(&io->stop, memory_order_relaxed) ||
