@@ -155,9 +155,9 @@ static int fiber_a(void *arg, void **result)
 	case W_AS_COMPLETED: {
 		struct exe_as_completed *it;
 
-		exe_as_completed_create(&it, &t->promise, 1, A_WAIT);
-		t->a_rc = exe_as_completed_next(it, &f);
-		t->a_rc = t->a_rc == 1 && f == t->promise ? 0 : t->a_rc - 100;
+		exe_as_completed_create(&it, &t->promise, 1);
+		t->a_rc = exe_as_completed_next(it, &f, A_WAIT);
+		t->a_rc = t->a_rc == 0 && f == t->promise ? 0 : t->a_rc - 100;
 		exe_as_completed_destroy(it);
 		f = NULL;
 		break;
