@@ -87,7 +87,7 @@ static void count_open(void)
 	long p = atomic_load_explicit(&peak, memory_order_relaxed);
 
 	while (now > p && !atomic_compare_exchange_weak_explicit(&peak, &p, now, memory_order_relaxed,
-	                                                        memory_order_relaxed))
+	                                                         memory_order_relaxed))
 		;
 }
 
@@ -148,9 +148,9 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"port", required_argument, NULL, 'p'},     {"host", required_argument, NULL, 'H'},
-	    {"threads", required_argument, NULL, 't'},  {"expect-peak", required_argument, NULL, 'e'},
-	    {"help", no_argument, NULL, 'h'},           {0},
+	    {"port", required_argument, NULL, 'p'},    {"host", required_argument, NULL, 'H'},
+	    {"threads", required_argument, NULL, 't'}, {"expect-peak", required_argument, NULL, 'e'},
+	    {"help", no_argument, NULL, 'h'},          {0},
 	};
 	struct context ctx[MAX_THREADS] = {0};
 	struct sockaddr_in addr = {.sin_family = AF_INET}, bound;
@@ -195,8 +195,8 @@ int main(int argc, char **argv)
 		addr.sin_port = bound.sin_port;
 		rc = exe_io_create(&ctx[i].io, &(struct exe_io_opts){.entries = 1024});
 		if (rc == 0)
-			rc = exe_fiber_spawn(ctx[i].io, server, &ctx[i], &(struct exe_fiber_opts){.name = "server"},
-			                     &ctx[i].server);
+			rc = exe_fiber_spawn(ctx[i].io, server, &ctx[i],
+			                     &(struct exe_fiber_opts){.name = "server"}, &ctx[i].server);
 		if (rc) {
 			fprintf(stderr, "io: %s\n", exe_strerror(rc));
 			return 1;
@@ -232,7 +232,8 @@ int main(int argc, char **argv)
 	       atomic_load(&accepted), atomic_load(&peak), atomic_load(&messages),
 	       (unsigned long)atomic_load(&bytes));
 	if (expect_peak && atomic_load(&peak) < expect_peak) {
-		printf("fiber_echo_server: FAILED: peak %ld < expected %ld\n", atomic_load(&peak), expect_peak);
+		printf("fiber_echo_server: FAILED: peak %ld < expected %ld\n", atomic_load(&peak),
+		       expect_peak);
 		return 1;
 	}
 	return 0;

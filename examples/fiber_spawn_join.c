@@ -124,8 +124,9 @@ int main(int argc, char **argv)
 	exe_set_error_hook(on_error, NULL);
 	exe_fiber_watchdog(io, unit_ns / 2);
 
-	printf("--- eat sleeps %.0f ms, play %.0f ms, both fibers on one io thread, switching on each wait:\n",
-	       2 * unit_ms, unit_ms);
+	printf(
+	    "--- eat sleeps %.0f ms, play %.0f ms, both fibers on one io thread, switching on each wait:\n",
+	    2 * unit_ms, unit_ms);
 	fast = run(io, false);
 	printf("--- the same with nanosleep(), which does not switch (the trap):\n");
 	slow = run(io, true);

@@ -359,9 +359,9 @@ static int start(struct exe_io *io, struct exe__fiber *fb)
 	fb->started = true;
 	rc = exe__stack_get(&io->fibers, fb->stack_size, &fb->stack);
 	if (rc) {
-		exe__future_complete_owned(&fb->fut, rc, NULL, msg_printf("fiber \"%s\": no stack of %zu bytes (%s)",
-		                                                          fb->name, fb->stack_size,
-		                                                          exe_strerror(rc)));
+		exe__future_complete_owned(&fb->fut, rc, NULL,
+		                           msg_printf("fiber \"%s\": no stack of %zu bytes (%s)", fb->name,
+		                                      fb->stack_size, exe_strerror(rc)));
 		return rc;
 	}
 	top = exe__stack_top(fb->stack, &usable);
@@ -387,7 +387,6 @@ static void resume(struct exe_io *io, struct exe__fiber *fb)
 	}
 	/* exe_task_future() and friends see the fiber's future while it runs. */
 	saved_task = exe__task_swap(&fb->fut);
-	s->current = fb;
 	exe__tls_fiber = fb;
 	watched = atomic_load_explicit(&s->wd_bound, memory_order_relaxed) > 0;
 	if (watched)
@@ -399,7 +398,6 @@ static void resume(struct exe_io *io, struct exe__fiber *fb)
 	if (watched)
 		exe__watchdog_leave(s);
 	exe__tls_fiber = NULL;
-	s->current = NULL;
 	exe__task_swap(saved_task);
 	if (fb->dead)
 		reap(io, fb);
@@ -436,11 +434,13 @@ static void fiber_main(struct exe__transfer t)
 }
 
 /* Nothing but fibers is waiting for the hub: no request, no completion
- * (both cheap to check: no lock, no system call). */
-static bool hub_otherwise_idle(struct exe_io *io)
+ * (both cheap to check: no lock, no system call; the ring's every few
+ * batches only, it is an indirect call). */
+static bool hub_otherwise_idle(struct exe_io *io, int round)
 {
-	return atomic_load_explicit(&io->stack, memory_order_relaxed) == NULL &&
-	       !(io->be->pending && io->be->pending(io));
+	if (atomic_load_explicit(&io->stack, memory_order_relaxed) != NULL)
+		return false;
+	return round % 8 != 0 || !(io->be->pending && io->be->pending(io));
 }
 
 int exe__fiber_run(struct exe_io *io)
@@ -456,7 +456,7 @@ int exe__fiber_run(struct exe_io *io)
 	int64_t until = 0;
 
 	for (rounds = 0; rounds < MAX_ROUNDS && (fb = s->ready_head); rounds++) {
-		if (rounds > 0 && !hub_otherwise_idle(io))
+		if (rounds > 0 && !hub_otherwise_idle(io, rounds))
 			break;
 		if (rounds % ROUNDS_CLOCK_EVERY == 0 && rounds > 0) {
 			int64_t now = exe_now_ns();
@@ -499,8 +499,8 @@ int exe__fiber_park_until(struct exe__fiber *fb, int64_t deadline_ns)
 			rc = -ETIMEDOUT;
 		if (rc) {
 			/* Not parking: a waker may have come first. */
-			if (!atomic_compare_exchange_strong_explicit(&fb->park, &s, EXE__PARK_RUNNING,
-			                                             memory_order_acquire, memory_order_acquire))
+			if (!atomic_compare_exchange_strong_explicit(
+				&fb->park, &s, EXE__PARK_RUNNING, memory_order_acquire, memory_order_acquire))
 				rc = 0;
 			atomic_store_explicit(&fb->park, EXE__PARK_RUNNING, memory_order_relaxed);
 			/* The context is going away: its fibers are being cancelled. */

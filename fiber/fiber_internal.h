@@ -39,7 +39,6 @@ struct exe__fiber_sched {
 	struct exe__fiber *ready_head, *ready_tail;
 	struct exe__fiber *live; /* adopted, not reaped: cancelled at shutdown */
 	exe__fctx hub_ctx;       /* the hub's context while a fiber runs */
-	struct exe__fiber *current;
 	struct exe__stack *pool;
 	size_t pooled_bytes;
 	bool cancelled_all;

@@ -22,7 +22,7 @@ enum {
 };
 
 struct exe__fiber {
-	struct exe_future fut;           /* first: the fiber is its future */
+	struct exe_future fut;        /* first: the fiber is its future */
 	struct exe__io_node run_node; /* REQ_FIBER: spawn, then remote wakes */
 	struct exe__io_node cxl_node; /* REQ_FIBER_CANCEL */
 	struct exe_io *io;

@@ -91,7 +91,8 @@ int exe__stack_get(struct exe__fiber_sched *s, size_t size, struct exe__stack **
 #if defined(EXE_ASAN)
 			/* Frames of the last fiber may have left poisoned
 			 * redzones behind: start clean. */
-			ASAN_UNPOISON_MEMORY_REGION((char *)st->map + pg, (size_t)((char *)st - ((char *)st->map + pg)));
+			ASAN_UNPOISON_MEMORY_REGION((char *)st->map + pg,
+			                            (size_t)((char *)st - ((char *)st->map + pg)));
 #endif
 			*out = st;
 			return 0;

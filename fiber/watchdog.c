@@ -105,7 +105,8 @@ static void *watchdog_main(void *arg)
 		memcpy(name, w, sizeof(w));
 		name[32] = '\0';
 		snprintf(msg, sizeof(msg),
-		         "fiber \"%s\" has run %" PRId64 " ms without switching: it blocks every fiber of its "
+		         "fiber \"%s\" has run %" PRId64
+		         " ms without switching: it blocks every fiber of its "
 		         "io thread",
 		         name, (now - since) / EXE_NS_PER_MS);
 		exe__report_error("fiber watchdog", -ETIME, msg);

@@ -16,11 +16,11 @@
 #include <executor.h>
 
 #define IOS 3
-#define PAIRS 24         /* producer/consumer fiber pairs */
-#define ITEMS 2000       /* per producer */
-#define SPAWNERS 3       /* plain threads spawning fibers */
-#define SPAWNS 300       /* per spawner */
-#define VICTIMS 150      /* fibers cancelled while waiting */
+#define PAIRS 24    /* producer/consumer fiber pairs */
+#define ITEMS 2000  /* per producer */
+#define SPAWNERS 3  /* plain threads spawning fibers */
+#define SPAWNS 300  /* per spawner */
+#define VICTIMS 150 /* fibers cancelled while waiting */
 
 static struct exe_io *ios[IOS];
 static struct exe_pool *pool;
@@ -200,7 +200,8 @@ int main(void)
 	for (int i = 0; i < PAIRS; i++) {
 		if (exe_future_wait(prod[i], 60 * EXE_NS_PER_S) || exe_future_code(prod[i]) ||
 		    exe_future_wait(cons[i], 60 * EXE_NS_PER_S) || exe_future_code(cons[i])) {
-			fprintf(stderr, "pair %d: %d %d\n", i, exe_future_code(prod[i]), exe_future_code(cons[i]));
+			fprintf(stderr, "pair %d: %d %d\n", i, exe_future_code(prod[i]),
+			        exe_future_code(cons[i]));
 			return 1;
 		}
 		exe_future_unref(prod[i]);
@@ -219,11 +220,12 @@ int main(void)
 	exe_queue_destroy(q);
 	if (atomic_load(&got_count) != (long)PAIRS * ITEMS || atomic_load(&got_sum) != want ||
 	    atomic_load(&spawned_done) != SPAWNERS * SPAWNS || atomic_load(&timed_out_ok) == 0) {
-		fprintf(stderr, "lost work: %ld items, sum %ld (want %ld), %ld spawned\n", atomic_load(&got_count),
-		        atomic_load(&got_sum), want, atomic_load(&spawned_done));
+		fprintf(stderr, "lost work: %ld items, sum %ld (want %ld), %ld spawned\n",
+		        atomic_load(&got_count), atomic_load(&got_sum), want, atomic_load(&spawned_done));
 		return 1;
 	}
-	printf("stress_fiber: %ld items through %d fiber pairs on %d contexts, %d remote spawns, %d cancels: ok\n",
+	printf("stress_fiber: %ld items through %d fiber pairs on %d contexts, %d remote spawns, %d cancels: "
+	       "ok\n",
 	       atomic_load(&got_count), PAIRS, IOS, SPAWNERS * SPAWNS, VICTIMS);
 	return 0;
 }

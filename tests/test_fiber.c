@@ -80,7 +80,8 @@ Test(fiber, result_and_error_through_the_future)
 
 	cr_assert_eq(exe_fiber_spawn(io, add_one, (void *)41, NULL, &ok), 0);
 	cr_assert_eq(exe_fiber_spawn(io, fails, NULL, NULL, &bad), 0);
-	cr_assert_eq(exe_fiber_spawn(io, look_at_self, &seen, &(struct exe_fiber_opts){.name = "me"}, &me), 0);
+	cr_assert_eq(exe_fiber_spawn(io, look_at_self, &seen, &(struct exe_fiber_opts){.name = "me"}, &me),
+	             0);
 	cr_assert_eq(exe_future_result(ok, &v, WAIT), 0);
 	cr_assert_eq((intptr_t)v, 42);
 	cr_assert_eq(exe_future_result(bad, NULL, WAIT), -ENOENT);
@@ -255,19 +256,58 @@ static void interleave(enum wait_kind kind, const char *want, int64_t want_rc)
 
 /* A waits, B runs to completion, then A resumes with what B provided
  * (exe_wait: one future finished; recv: one byte). */
-Test(fiber, future_wait_switches) { interleave(W_FUTURE_WAIT, "abBA", 0); }
-Test(fiber, future_result_switches) { interleave(W_FUTURE_RESULT, "abBA", 0); }
-Test(fiber, io_res_switches) { interleave(W_IO_RES, "abBA", 1); }
-Test(fiber, exe_wait_switches) { interleave(W_WAIT_ALL, "abBA", 1); }
-Test(fiber, as_completed_switches) { interleave(W_AS_COMPLETED, "abBA", 0); }
-Test(fiber, queue_get_switches) { interleave(W_QUEUE_GET, "abBA", 0); }
-Test(fiber, queue_put_switches) { interleave(W_QUEUE_PUT_FULL, "abBA", 0); }
-Test(fiber, queue_join_switches) { interleave(W_QUEUE_JOIN, "abBA", 0); }
-Test(fiber, io_sleep_switches) { interleave(W_IO_SLEEP, "abBA", 0); }
-Test(fiber, fiber_sleep_switches) { interleave(W_FIBER_SLEEP, "abBA", 0); }
-Test(fiber, fiber_recv_switches) { interleave(W_FIBER_RECV, "abBA", 1); }
-Test(fiber, yield_switches) { interleave(W_YIELD, "abBA", 0); }
-Test(fiber, waiting_on_a_fiber_switches) { interleave(W_FIBER_FUTURE, "abBA", 0); }
+Test(fiber, future_wait_switches)
+{
+	interleave(W_FUTURE_WAIT, "abBA", 0);
+}
+Test(fiber, future_result_switches)
+{
+	interleave(W_FUTURE_RESULT, "abBA", 0);
+}
+Test(fiber, io_res_switches)
+{
+	interleave(W_IO_RES, "abBA", 1);
+}
+Test(fiber, exe_wait_switches)
+{
+	interleave(W_WAIT_ALL, "abBA", 1);
+}
+Test(fiber, as_completed_switches)
+{
+	interleave(W_AS_COMPLETED, "abBA", 0);
+}
+Test(fiber, queue_get_switches)
+{
+	interleave(W_QUEUE_GET, "abBA", 0);
+}
+Test(fiber, queue_put_switches)
+{
+	interleave(W_QUEUE_PUT_FULL, "abBA", 0);
+}
+Test(fiber, queue_join_switches)
+{
+	interleave(W_QUEUE_JOIN, "abBA", 0);
+}
+Test(fiber, io_sleep_switches)
+{
+	interleave(W_IO_SLEEP, "abBA", 0);
+}
+Test(fiber, fiber_sleep_switches)
+{
+	interleave(W_FIBER_SLEEP, "abBA", 0);
+}
+Test(fiber, fiber_recv_switches)
+{
+	interleave(W_FIBER_RECV, "abBA", 1);
+}
+Test(fiber, yield_switches)
+{
+	interleave(W_YIELD, "abBA", 0);
+}
+Test(fiber, waiting_on_a_fiber_switches)
+{
+	interleave(W_FIBER_FUTURE, "abBA", 0);
+}
 
 /* ---- the seed's spawn/join: two sleepers take the longer time ---- */
 
@@ -553,8 +593,8 @@ struct awaiter {
 	int64_t thread_value;
 	char bytes[16];
 	int rc;
-	_Atomic long ticks;    /* the ticker's progress */
-	long ticks_during;     /* ... while the awaiter waited */
+	_Atomic long ticks; /* the ticker's progress */
+	long ticks_during;  /* ... while the awaiter waited */
 };
 
 static int awaits_pools(void *arg, void **result)
@@ -723,8 +763,8 @@ Test(fiber, watchdog_names_a_fiber_that_blocks)
 
 	exe_set_error_hook(record_hook, &h);
 	cr_assert_eq(exe_fiber_watchdog(io, 50 * EXE_NS_PER_MS), 0);
-	cr_assert_eq(exe_fiber_spawn(io, blocks_the_thread, NULL, &(struct exe_fiber_opts){.name = "blocker"}, &f),
-	             0);
+	cr_assert_eq(
+	    exe_fiber_spawn(io, blocks_the_thread, NULL, &(struct exe_fiber_opts){.name = "blocker"}, &f), 0);
 	join(f);
 	exe_io_destroy(io);
 	exe_set_error_hook(NULL, NULL);
@@ -835,9 +875,9 @@ Test(fiber, bad_input)
 	cr_assert_eq(exe_fiber_spawn(io, NULL, NULL, NULL, &f), -EINVAL);
 	cr_assert_eq(exe_fiber_spawn(io, add_one, NULL, &(struct exe_fiber_opts){.stack_size = 4096}, &f),
 	             -EINVAL);
-	cr_assert_eq(exe_fiber_spawn(io, add_one, NULL, &(struct exe_fiber_opts){.stack_size = (size_t)1 << 31},
-	                             &f),
-	             -EINVAL);
+	cr_assert_eq(
+	    exe_fiber_spawn(io, add_one, NULL, &(struct exe_fiber_opts){.stack_size = (size_t)1 << 31}, &f),
+	    -EINVAL);
 	cr_assert_eq(exe_fiber_watchdog(NULL, 1), -EINVAL);
 	cr_assert_eq(exe_fiber_watchdog(io, -1), -EINVAL);
 	cr_assert_eq(exe_fiber_sleep(-1), -EINVAL);
