@@ -705,6 +705,51 @@ Test(fiber, deep_recursion_up_to_the_stack_size)
 	exe_io_destroy(io);
 }
 
+/* Stacks are pooled: the next fiber of the context runs on the stack the
+ * last one left, pages and all (a fresh mapping would read as zeros). */
+static int __attribute__((noinline)) stack_probe(bool write)
+{
+	volatile unsigned char area[512];
+	int seen = 0;
+
+	for (size_t i = 0; i < sizeof(area); i++) {
+		if (write)
+			area[i] = 0xA5;
+		else
+			seen += area[i] == 0xA5;
+	}
+	return seen;
+}
+
+static int writes_stack(void *arg, void **result)
+{
+	(void)arg, (void)result;
+	return stack_probe(true) == 0 ? 0 : -EPROTO;
+}
+
+static int reads_stack(void *arg, void **result)
+{
+	(void)arg;
+	*result = (void *)(intptr_t)stack_probe(false);
+	return 0;
+}
+
+Test(fiber, a_finished_fibers_stack_is_reused)
+{
+	struct exe_io *io = make_io();
+	struct exe_future *f;
+	void *v;
+
+	cr_assert_eq(exe_fiber_spawn(io, writes_stack, NULL, NULL, &f), 0);
+	join(f);
+	exe_future_unref(f);
+	cr_assert_eq(exe_fiber_spawn(io, reads_stack, NULL, NULL, &f), 0);
+	cr_assert_eq(exe_future_result(f, &v, WAIT), 0);
+	cr_assert_gt((intptr_t)v, 256, "only %d of 512 bytes left by the last fiber", (int)(intptr_t)v);
+	exe_future_unref(f);
+	exe_io_destroy(io);
+}
+
 Test(fiber, overflow_hits_the_guard_page, .signal = SIGSEGV)
 {
 	struct exe_io *io = make_io();
