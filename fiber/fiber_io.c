@@ -47,6 +47,8 @@ int64_t exe_fiber_read(int fd, void *buf, size_t len, int64_t offset)
 	struct exe__fiber *fb = exe__tls_fiber;
 	struct exe_future *f = NULL;
 
+	if (!buf && len)
+		return -EINVAL; /* as the io operations say, in and out of a fiber */
 	if (!fb) {
 		if (offset < -1)
 			return -EINVAL;
@@ -62,6 +64,8 @@ int64_t exe_fiber_write(int fd, const void *buf, size_t len, int64_t offset)
 	struct exe__fiber *fb = exe__tls_fiber;
 	struct exe_future *f = NULL;
 
+	if (!buf && len)
+		return -EINVAL; /* as the io operations say, in and out of a fiber */
 	if (!fb) {
 		if (offset < -1)
 			return -EINVAL;
@@ -77,6 +81,8 @@ int64_t exe_fiber_recv(int fd, void *buf, size_t len, int flags)
 	struct exe__fiber *fb = exe__tls_fiber;
 	struct exe_future *f = NULL;
 
+	if (!buf && len)
+		return -EINVAL; /* as the io operations say, in and out of a fiber */
 	if (!fb)
 		return errno_or(recv(fd, buf, len, flags));
 	int rc = exe_io_recv(fb->io, fd, buf, len, flags, &f);
@@ -89,6 +95,8 @@ int64_t exe_fiber_send(int fd, const void *buf, size_t len, int flags)
 	struct exe__fiber *fb = exe__tls_fiber;
 	struct exe_future *f = NULL;
 
+	if (!buf && len)
+		return -EINVAL; /* as the io operations say, in and out of a fiber */
 	if (!fb)
 		return errno_or(send(fd, buf, len, flags | MSG_NOSIGNAL));
 	int rc = exe_io_send(fb->io, fd, buf, len, flags, &f);

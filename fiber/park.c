@@ -32,6 +32,7 @@
  *    own removal check; both happen under the bucket lock.
  *  - bucket.count == number of linked entries (changed under the lock).
  */
+#include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -70,7 +71,7 @@ static void bucket_lock(struct lot_bucket *b)
 	/* acquire: pairs with the release in bucket_unlock(). */
 	while (atomic_exchange_explicit(&b->lock, 1, memory_order_acquire))
 		while (atomic_load_explicit(&b->lock, memory_order_relaxed))
-			__builtin_ia32_pause();
+			ck_pr_stall();
 }
 
 static void bucket_unlock(struct lot_bucket *b)

@@ -105,7 +105,8 @@ Test(map_iter, never_more_than_the_window_in_flight)
 	window_w = 3;
 	atomic_store(&consumed, 0);
 	atomic_store(&window_violations, 0);
-	cr_assert_eq(exe_pool_map_open(&it, p, check_window, args, 400, &(struct exe_map_opts){.window = 3}), 0);
+	cr_assert_eq(exe_pool_map_open(&it, p, check_window, args, 400, &(struct exe_map_opts){.window = 3}),
+	             0);
 	while ((rc = exe_map_next(it, &v, 5 * EXE_NS_PER_S)) == 0) {
 		cr_assert_eq((uintptr_t)v, atomic_load(&consumed));
 		/* Consume slowly: an unbounded map would run far ahead. */
@@ -310,7 +311,8 @@ Test(map_iter, an_empty_map_ends_at_once_and_bad_arguments_are_einval)
 	cr_assert_eq(exe_pool_map_open(&it, NULL, plus_one, a, 1, NULL), -EINVAL);
 	cr_assert_eq(exe_pool_map_open(&it, p, NULL, a, 1, NULL), -EINVAL);
 	cr_assert_eq(exe_pool_map_open(&it, p, plus_one, NULL, 1, NULL), -EINVAL);
-	cr_assert_eq(exe_pool_map_open(&it, p, plus_one, a, 1, &(struct exe_map_opts){.timeout_ns = 1}), -EINVAL);
+	cr_assert_eq(exe_pool_map_open(&it, p, plus_one, a, 1, &(struct exe_map_opts){.timeout_ns = 1}),
+	             -EINVAL);
 	cr_assert_eq(exe_map_next(NULL, &v, 0), -EINVAL);
 	cr_assert_eq(exe_map_index(NULL), SIZE_MAX);
 	exe_map_close(NULL);

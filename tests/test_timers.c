@@ -150,7 +150,7 @@ static int tick(void *arg)
 
 	t->at[k] = exe_now_ns();
 	atomic_store(&t->n, k);
-	return k == TICKS ? 1 : 0;
+	return k == TICKS ? EXE_TIMER_STOP : 0;
 }
 
 static int64_t median_of(const int64_t *v, int n)
