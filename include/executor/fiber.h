@@ -121,25 +121,57 @@ EXE_API int exe_fiber_yield(void);
 EXE_API int exe_fiber_sleep(int64_t ns);
 
 /*
- * The wrappers: an io operation on the fiber's io context and a wait for
- * it, so the call reads like the blocking one and returns its result
- * directly. Outside a fiber they make the plain system call (which blocks
- * the thread). Buffers are borrowed for the call.
- * Return: the call's result (bytes, a new fd, 0), or a negative code: the
- * kernel's (-ECONNRESET, -EBADF, ...), -EINVAL, -ENOMEM, -ESHUTDOWN (the io
- * context is being destroyed), -ECANCELED (the fiber was cancelled; the
- * operation was stopped first).
- *
- * @offset: file offset; -1 uses (and moves) the file position.
+ * The wrappers below are an io operation on the running fiber's io context
+ * and a wait for it, so each reads like the blocking call and returns its
+ * result directly. Outside a fiber they make the plain system call (which
+ * blocks the thread). Buffers are borrowed for the call. A cancelled fiber
+ * gets -ECANCELED after the operation was stopped (the kernel has let go of
+ * the buffer). Codes common to all of them: -EINVAL (a NULL buffer with a
+ * length), -ENOMEM, -ESHUTDOWN (the io context is being destroyed),
+ * -ECANCELED, and the kernel's own (-EBADF, -ECONNRESET, ...).
+ */
+
+/*
+ * exe_fiber_read - read(2) / pread(2) that switches while it waits.
+ * @offset: a file offset; -1 uses (and moves) the file position.
+ * Return: the bytes read (0 at end of file), or a negative code (above).
  */
 EXE_API int64_t exe_fiber_read(int fd, void *buf, size_t len, int64_t offset);
+
+/*
+ * exe_fiber_write - write(2) / pwrite(2) that switches while it waits.
+ * @offset: a file offset; -1 uses (and moves) the file position.
+ * Return: the bytes written, or a negative code (above).
+ */
 EXE_API int64_t exe_fiber_write(int fd, const void *buf, size_t len, int64_t offset);
-/* recv(2)/send(2); send never raises SIGPIPE. */
+
+/*
+ * exe_fiber_recv - recv(2) that switches while it waits (gevent's
+ * conn.recv()).
+ * Return: the bytes received (0: the peer closed), or a negative code.
+ */
 EXE_API int64_t exe_fiber_recv(int fd, void *buf, size_t len, int flags);
+
+/*
+ * exe_fiber_send - send(2) that switches while it waits; never raises
+ * SIGPIPE (MSG_NOSIGNAL is added). It may send less than @len.
+ * Return: the bytes sent, or a negative code (-EPIPE: the peer closed).
+ */
 EXE_API int64_t exe_fiber_send(int fd, const void *buf, size_t len, int flags);
-/* accept4(2); @addr/@addrlen may be NULL. Return: the new fd. */
+
+/*
+ * exe_fiber_accept - accept4(2) that switches while it waits. @addr and
+ * @addrlen may both be NULL (one alone is -EINVAL).
+ * Return: the new fd, or a negative code.
+ */
 EXE_API int exe_fiber_accept(int fd, struct sockaddr *addr, unsigned *addrlen, int flags);
-/* connect(2). Return: 0. */
+
+/*
+ * exe_fiber_connect - connect(2) that switches while it waits; @addr is
+ * copied.
+ * Return: 0, or a negative code (-EINVAL: @addr NULL or @addrlen 0,
+ * -ECONNREFUSED, ...).
+ */
 EXE_API int exe_fiber_connect(int fd, const struct sockaddr *addr, unsigned addrlen);
 
 /*
