@@ -587,6 +587,10 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 	 * after this wait returns. */
 	if (exe__future_runs_here(f))
 		return -EDEADLK;
+	/* A fiber parks at once: spinning or running a pool task here would
+	 * hold up every fiber of its thread. */
+	if (exe__in_fiber())
+		return exe__fiber_wait_future(f, timeout_ns);
 	helper = timeout_ns < 0 && may_help_others(f);
 	if (timeout_ns < 0 && (exe__future_help(f) || (helper && help_others_until_done(f))))
 		return 0;
