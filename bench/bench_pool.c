@@ -301,12 +301,9 @@ static void usage(FILE *out)
 		"  --only SYSTEM  raw-threads, naive-pool, libexecutor-threads, raw-processes,\n"
 		"                 libexecutor-processes, python-thread-pool or python-process-pool\n"
 		"                 (a prefix selects every system it starts)\n"
-		"  --workload W   empty, spin1us, spin100us, latency, latency-hot, latency-worker,
-"
-		"                 callback, memory, map, map-chunk64, bytes1MiB, crash-recovery,
-"
-		"                 fairness, floor-doorbell or floor-memcpy1MiB
-"
+		"  --workload W   empty, spin1us, spin100us, latency, latency-hot, latency-worker,\n"
+		"                 callback, memory, map, map-chunk64, bytes1MiB, crash-recovery,\n"
+		"                 fairness, floor-doorbell or floor-memcpy1MiB\n"
 		"  --python PATH  python_pools.py (default: the one next to bench_pool.c)\n"
 		"Tables are explained at the top of bench/bench_pool.c.\n");
 }
