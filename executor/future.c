@@ -49,6 +49,7 @@ struct run_frame {
 	const struct run_frame *outer;
 };
 static EXE__TLS const struct run_frame *tls_frames;
+_Static_assert(sizeof(((struct exe__task_ctx *)0)->frames) == sizeof(tls_frames), "frames pointer");
 
 /* ---- small helpers ---- */
 
@@ -826,6 +827,15 @@ struct exe_future *exe__task_swap(struct exe_future *f)
 
 	tls_current_task = f;
 	return old;
+}
+
+void exe__task_ctx_swap(struct exe__task_ctx *ctx)
+{
+	struct exe__task_ctx mine = {tls_current_task, tls_frames};
+
+	tls_current_task = ctx->task;
+	tls_frames = ctx->frames;
+	*ctx = mine;
 }
 
 int exe_task_set_error(int code, const char *fmt, ...)
