@@ -50,6 +50,7 @@ struct run_frame {
 	const struct run_frame *outer;
 };
 static EXE__TLS const struct run_frame *tls_frames;
+_Static_assert(sizeof(((struct exe__task_ctx *)0)->frames) == sizeof(tls_frames), "frames pointer");
 
 /* ---- small helpers ---- */
 
@@ -590,6 +591,10 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 	 * after this wait returns. */
 	if (exe__future_runs_here(f))
 		return -EDEADLK;
+	/* A fiber parks at once: spinning or running a pool task here would
+	 * hold up every fiber of its thread. */
+	if (exe__in_fiber())
+		return exe__fiber_wait_future(f, timeout_ns);
 	helper = timeout_ns < 0 && may_help_others(f);
 	if (timeout_ns < 0 && (exe__future_help(f) || (helper && help_others_until_done(f))))
 		return 0;
@@ -825,6 +830,15 @@ struct exe_future *exe__task_swap(struct exe_future *f)
 
 	tls_current_task = f;
 	return old;
+}
+
+void exe__task_ctx_swap(struct exe__task_ctx *ctx)
+{
+	struct exe__task_ctx mine = {tls_current_task, tls_frames};
+
+	tls_current_task = ctx->task;
+	tls_frames = ctx->frames;
+	*ctx = mine;
 }
 
 int exe_task_set_error(int code, const char *fmt, ...)

@@ -130,6 +130,19 @@ int exe__future_cancel_pending(struct exe_future *f);
  * previous one to restore. */
 struct exe_future *exe__task_swap(struct exe_future *f);
 
+/* A thread's task context: its current task and the frames of the tasks it
+ * runs nested (help while waiting), which live on the stack that ran them.
+ * A fiber carries its own across switches, so the hub and the other fibers
+ * of the thread never see frames on a stack that is switched out (or
+ * already reused). */
+struct exe__task_ctx {
+	struct exe_future *task;
+	const void *frames; /* future.c's run frames, innermost first */
+};
+
+/* Swap the thread's task context with *@ctx. */
+void exe__task_ctx_swap(struct exe__task_ctx *ctx);
+
 /* Whether @f is running on this thread (its task or continuation is on this
  * thread's stack, under any nested waits): waiting on it would never end. */
 bool exe__future_runs_here(const struct exe_future *f);

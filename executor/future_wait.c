@@ -211,7 +211,8 @@ int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, in
 			return -ETIMEDOUT;
 		if (waits_on_itself(fs, n, mode))
 			return -EDEADLK;
-		if (timeout_ns > 0 || !help_one(fs, n))
+		/* A fiber never runs a task inline: it would hold up its thread. */
+		if (timeout_ns > 0 || exe__in_fiber() || !help_one(fs, n))
 			goto block;
 	}
 	return count_distinct_finished(fs, n);
@@ -245,7 +246,10 @@ block:
 			rc = -ETIMEDOUT;
 			break;
 		}
-		exe__futex_wait(&w->seq, seq, deadline);
+		if (exe__futex_wait(&w->seq, seq, deadline) == -ECANCELED) {
+			rc = -ECANCELED; /* a cancelled fiber */
+			break;
+		}
 	}
 	if (mine)
 		mine->ops->blocking(mine, false);
@@ -373,9 +377,10 @@ int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f, in
 		}
 		if (timeout_ns == 0 || (deadline >= 0 && exe_now_ns() >= deadline))
 			return -ETIMEDOUT;
-		if (deadline < 0 && help_one(it->fs, it->n))
+		if (deadline < 0 && !exe__in_fiber() && help_one(it->fs, it->n))
 			continue;
-		exe__futex_wait(&it->seq, seq, deadline);
+		if (exe__futex_wait(&it->seq, seq, deadline) == -ECANCELED)
+			return -ECANCELED; /* a cancelled fiber */
 	}
 }
 

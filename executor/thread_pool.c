@@ -411,9 +411,7 @@ int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *op
 		return -EINVAL;
 	if (!opts)
 		opts = &defaults;
-	/* Threads cannot be killed or recycled safely: those options belong
-	 * to process pools. */
-	if (opts->queue_capacity > (1u << 30) || opts->max_tasks_per_worker || opts->task_timeout_ns)
+	if (opts->queue_capacity > (1u << 30))
 		return -EINVAL;
 	tp = exe__aligned_calloc(64, 1, sizeof(*tp));
 	if (!tp)

@@ -74,11 +74,8 @@ struct exe_pool_opts {
 	void *init_arg;
 	/* Never run a task on a thread that waits for it (see above). */
 	bool no_caller_runs;
-	/* Process pools: replace a worker after this many tasks (0: never). */
-	unsigned max_tasks_per_worker;
-	/* Process pools: a task running longer gets SIGTERM, then SIGKILL after
-	 * a grace period; its future fails with -ETIME (0: no limit). */
-	int64_t task_timeout_ns;
+	/* Process-pool-only settings (recycling, task time limits) are in
+	 * struct exe_process_pool_opts (process_pool.h). */
 };
 
 enum exe_submit_flags {
@@ -87,13 +84,15 @@ enum exe_submit_flags {
 };
 
 struct exe_submit_opts {
-	unsigned flags;           /* enum exe_submit_flags */
+	unsigned flags; /* enum exe_submit_flags */
 	/* With EXE_SUBMIT_BLOCK, how long to wait for room; 0: forever (the
 	 * default), EXE_FOREVER also forever, > 0 at most that long
 	 * (-ETIMEDOUT). */
 	int64_t block_timeout_ns;
 	exe_free_fn *result_free; /* the task's value is freed with its future */
-	int64_t task_timeout_ns;  /* process pools: overrides exe_pool_opts.task_timeout_ns */
+	/* Process pools: this task's time limit (-ETIME past it); 0: the pool's
+	 * exe_process_pool_opts.task_timeout_ns. */
+	int64_t task_timeout_ns;
 };
 
 enum exe_shutdown_flags {
@@ -117,9 +116,9 @@ struct exe_pool_stats {
 /*
  * exe_thread_pool_create - start a pool of worker threads.
  * @opts may be NULL (all defaults). Returns at once; inits run on the workers.
- * max_tasks_per_worker and task_timeout_ns are for process pools: a thread
- * cannot be killed safely, so a thread pool refuses them (-EINVAL); a running
- * thread task is stopped cooperatively (exe_future_cancel()).
+ * A thread cannot be killed safely, so a running thread task is stopped
+ * cooperatively (exe_future_cancel()); per-task time limits and recycling
+ * are process-pool settings (exe_process_pool_opts).
  * Return: 0 with *@out, -EINVAL, -ENOMEM, -EAGAIN (no threads).
  */
 EXE_API int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *opts);
@@ -202,13 +201,13 @@ struct exe_map_opts {
  * arguments (their bit patterns) to a worker, which runs fn on each element
  * in order and sends the chunk's values back in one message. So:
  *  - a failing element stops its chunk: the elements after it in the chunk
- *    never run; chunks already handed to a worker (prefetch) still run;
+ *    never run; chunks already running on other workers run to their end;
  *  - a worker crash fails the first element of the chunk that had not
  *    finished with -ECHILD, as a single task whose worker died (a time
  *    limit: -ETIME, a protocol error: -EBADMSG); the elements before it
  *    keep their values, the ones after it in the chunk never run; a
  *    replacement worker starts and the pool goes on;
- *  - exe_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its
+ *  - exe_process_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its
  *    element count; max_tasks_per_worker counts a chunk as one task;
  *  - a message set with exe_task_set_error() belongs to its element only
  *    (a map returns codes, not messages).
@@ -234,8 +233,8 @@ struct exe_map_iter;
  * are submitted as the window frees up, by exe_map_next() on the calling
  * thread; nothing runs before the first exe_map_next(). @o may be NULL (all
  * defaults); @o->timeout_ns must be 0 (each exe_map_next() takes its own
- * timeout); @o->chunk is accepted for pools that map in chunks (none does
- * yet: one task per element).
+ * timeout); @o->chunk: process pools send that many elements per message
+ * (see process_pool.h), thread pools run one task per element.
  *
  *	struct exe_map_iter *it;
  *	void *v;

@@ -54,9 +54,8 @@ static inline void sit_add_test(struct sit_test *t)
 	sit_tail = &t->next;
 }
 
-static inline __attribute__((noreturn, format(printf, 4, 5))) void sit_fail(const char *file, int line,
-                                                                             const char *expr,
-                                                                             const char *fmt, ...)
+static inline __attribute__((noreturn, format(printf, 4, 5))) void
+sit_fail(const char *file, int line, const char *expr, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -87,7 +86,7 @@ static inline __attribute__((noreturn, format(printf, 1, 2))) void sit_skip(cons
 
 #define TestSuite(suite, ...)                                                                                \
 	static const struct sit_opts sit_suite_opts_##suite = {.sit_unused = 0, __VA_ARGS__};                \
-	static struct sit_suite sit_suite_##suite = {#suite, &sit_suite_opts_##suite, NULL};                  \
+	static struct sit_suite sit_suite_##suite = {#suite, &sit_suite_opts_##suite, NULL};                 \
 	__attribute__((constructor)) static void sit_suite_reg_##suite(void)                                 \
 	{                                                                                                    \
 		sit_suite_##suite.next = sit_suites;                                                         \
@@ -98,7 +97,7 @@ static inline __attribute__((noreturn, format(printf, 1, 2))) void sit_skip(cons
 #define Test(suite, name, ...)                                                                               \
 	static void suite##_##name##_sit(void);                                                              \
 	static const struct sit_opts suite##_##name##_sit_opts = {.sit_unused = 0, __VA_ARGS__};             \
-	static struct sit_test suite##_##name##_sit_t = {#suite, #name, suite##_##name##_sit,                 \
+	static struct sit_test suite##_##name##_sit_t = {#suite, #name, suite##_##name##_sit,                \
 	                                                 &suite##_##name##_sit_opts, NULL};                  \
 	__attribute__((constructor)) static void suite##_##name##_sit_reg(void)                              \
 	{                                                                                                    \
