@@ -51,6 +51,10 @@
  * idle spin. p50/p99 are submit-to-result: from before the submit call to
  * after the wait returned. The note gives submit-to-start (a timestamp taken
  * inside the task) and how many tasks ran on the submitting thread.
+ * "latency-worker" is "latency" with a libexecutor pool that has
+ * no_caller_runs: the task must run on a worker, as it must for callbacks,
+ * then(), init pools and waits with a finite timeout (the other systems run
+ * as on "latency").
  *
  * Process pools only
  *   map          exe_pool_map_opts() with chunk 64 over empty tasks on a
@@ -238,7 +242,7 @@ static void bench_throughput(enum sys_id s, const struct workload *w)
 
 /* ---- latency ---- */
 
-static void bench_latency(enum sys_id s, bool hot)
+static void bench_latency(enum sys_id s, bool hot, const char *name)
 {
 	const struct sys_ops *ops = sys_ops[s];
 	/* A fork per sample: fewer samples keep raw-processes to seconds. */
@@ -246,8 +250,7 @@ static void bench_latency(enum sys_id s, bool hot)
 	int64_t *to_result = bench_calloc(n, sizeof(*to_result));
 	int64_t *to_start = bench_calloc(n, sizeof(*to_start));
 	struct bench_lat runs[BENCH_MAX_RUNS];
-	struct result r = { .sys = s, .workload = hot ? "latency-hot" : "latency", .tasks = n,
-			    .latency = true };
+	struct result r = { .sys = s, .workload = name, .tasks = n, .latency = true };
 	struct stamp st = { .submitter = pthread_self() };
 	exe_task_fn *fn = ops->proc ? task_stamp_proc : task_stamp;
 	void *ctx = ops->create();
@@ -298,9 +301,9 @@ static void usage(FILE *out)
 		"  --only SYSTEM  raw-threads, naive-pool, libexecutor-threads, raw-processes,\n"
 		"                 libexecutor-processes, python-thread-pool or python-process-pool\n"
 		"                 (a prefix selects every system it starts)\n"
-		"  --workload W   empty, spin1us, spin100us, latency, latency-hot, callback, memory,\n"
-		"                 map, map-chunk64, bytes1MiB, crash-recovery, fairness,\n"
-		"                 floor-doorbell or floor-memcpy1MiB\n"
+		"  --workload W   empty, spin1us, spin100us, latency, latency-hot, latency-worker,\n"
+		"                 callback, memory, map, map-chunk64, bytes1MiB, crash-recovery,\n"
+		"                 fairness, floor-doorbell or floor-memcpy1MiB\n"
 		"  --python PATH  python_pools.py (default: the one next to bench_pool.c)\n"
 		"Tables are explained at the top of bench/bench_pool.c.\n");
 }
@@ -379,7 +382,12 @@ int main(int argc, char **argv)
 	for (int hot = 0; hot < 2; hot++)
 		for (int s = 0; s < NSYS; s++)
 			if (sys_ops[s] && want(s, hot ? "latency-hot" : "latency"))
-				bench_latency(s, hot);
+				bench_latency(s, hot, hot ? "latency-hot" : "latency");
+	lib_no_caller_runs = true;
+	for (int s = SYS_RAW; s <= SYS_LIB; s++)
+		if (sys_ops[s] && want(s, "latency-worker"))
+			bench_latency(s, false, "latency-worker");
+	lib_no_caller_runs = false;
 	if (want(SYS_LIB, "callback"))
 		bench_callback();
 	if (want(SYS_LIB, "memory"))

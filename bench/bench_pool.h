@@ -101,6 +101,9 @@ void summary_processes(void);
 
 /* ---- pool_threads.c ---- */
 
+/* The next libexecutor thread pool created keeps tasks off the waiting
+ * thread (exe_pool_opts.no_caller_runs): the latency-worker rows. */
+extern bool lib_no_caller_runs;
 /* exe_pool_submit(), or the program stops. */
 struct exe_future *lib_submit(struct exe_pool *p, exe_task_fn *fn, void *arg);
 /* The sys_ops calls that serve both kinds of libexecutor pool. */

@@ -133,6 +133,9 @@ void summary_threads(void)
 	verdict("latency p99 (parked)", r, r ? r->p99 / 1000 : 0, "us", true, 20);
 	r = find_result(SYS_LIB, "latency-hot");
 	verdict("latency p50 (hot)", r, r ? r->p50 / 1000 : 0, "us", true, 1);
+	r = find_result(SYS_LIB, "latency-worker");
+	naive = find_result(SYS_NAIVE, "latency-worker");
+	verdict("latency-worker p50 vs naive", r && naive, r && naive ? naive->p50 / r->p50 : 0, "x", false, 1);
 	r = find_result(SYS_LIB, "callback");
 	verdict("callback overhead", r, r ? r->ns : 0, "ns", true, 30);
 	r = find_result(SYS_LIB, "memory");

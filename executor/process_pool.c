@@ -246,7 +246,7 @@ int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const str
 	if (rc) {
 		exe__proc_task_release(pp, t);
 		pthread_mutex_unlock(&pp->lock);
-		exe__free(f); /* never published */
+		exe__future_discard(f); /* never published */
 		exe__proc_task_free(t);
 		return rc;
 	}

@@ -13,8 +13,14 @@
  * Waiting inside a task. A task that waits (forever) on another pending task
  * of the same pool runs that task itself, and while the task it waits for
  * runs on another thread it runs other queued tasks of the pool rather than
- * sleep (fork-join "help while you wait", at most 16 deep); so nested waits
- * cannot deadlock, even with one worker. An infinite wait from outside the
+ * sleep (fork-join "help while you wait"). Such runs nest on the waiting
+ * thread's stack at most 256 deep, and never within 256 KiB of its end; past
+ * that the waiter sleeps, and when every worker of the pool sleeps in such a
+ * wait the pool starts a temporary thread (it runs the init function too)
+ * that takes queued tasks and leaves once a worker is back, as Java's
+ * ForkJoinPool compensates blocked workers. So nested waits cannot deadlock,
+ * even with one worker and a chain of waits deeper than any stack. A task
+ * waiting on its own future (or on a task it runs on top of) gets -EDEADLK. An infinite wait from outside the
  * pool does the same ("caller runs"), which saves a cross-core wake-up and
  * keeps the waiting thread busy; the wait may then return up to one task's
  * run time after its own task finished. Set exe_pool_opts.no_caller_runs (or
@@ -132,6 +138,24 @@ EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, stru
  */
 EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
                                  const struct exe_submit_opts *o, struct exe_future **out);
+
+/*
+ * exe_pool_submit_many - queue fn(args[i]) for every i < @n as one batch.
+ * The batch is accepted whole or not at all. A thread pool allocates every
+ * future first, then queues the batch under one lock hold and wakes as many
+ * sleeping workers as the batch can use with one system call: far cheaper
+ * than @n submits for many small tasks. @out (may be NULL: fire and forget)
+ * has room for @n pointers and receives a reference to each task's future,
+ * in order. A bounded queue takes the batch only if all of it fits (never
+ * blocks). Other pool kinds submit one by one; a failure midway cancels the
+ * tasks of the batch already queued (one that already started may run).
+ * @n == 0 does nothing and returns 0. Any thread, tasks included.
+ * Return: 0, -EINVAL (@p, @fn or @args NULL with @n > 0), -ESHUTDOWN,
+ * -ENOTRECOVERABLE (broken), -EAGAIN (a bounded queue has not room for @n),
+ * -ENOMEM.
+ */
+EXE_API int exe_pool_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
+                                 struct exe_future **out);
 
 /*
  * exe_pool_map - run fn(args[i]) for i < n, results in order in @results
