@@ -301,6 +301,24 @@ static char *copy_msg(const struct exe__frame *h, const unsigned char *payload)
 	return m;
 }
 
+static bool send_task(struct exe__proc_pool *pp, struct exe__pworker *w, struct exe__ptask *t, int64_t now);
+static struct exe__ptask *next_task(struct exe__proc_pool *pp);
+
+/* @w just handed back its only task: give it the next queued one before
+ * finishing that task (waking its waiter, running its callbacks), so the
+ * worker is idle for one channel hop, not for the whole completion. */
+static void refill(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
+{
+	struct exe__ptask *t;
+
+	if (w->state != W_READY || !w->in_slot || !w->chan_open || w->ninflight ||
+	    exe__pool_is_broken(&pp->base))
+		return;
+	t = next_task(pp);
+	if (t)
+		send_task(pp, w, t, now);
+}
+
 /* A chunk's values and outcome: @h->word values, then @h->arg bytes of the
  * failing element's message. Only all values go with status 0. */
 static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
@@ -317,6 +335,7 @@ static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, c
 		return;
 	}
 	t = pop_head(w, now);
+	refill(pp, w, now);
 	if (h->arg) {
 		msg = exe__malloc(h->arg + 1);
 		if (msg) {
@@ -367,6 +386,7 @@ static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 		}
 	}
 	t = pop_head(w, now);
+	refill(pp, w, now);
 	if (want == EXE__F_RESULT_BYTES && !h->status) {
 		int cls = -1;
 

@@ -131,7 +131,8 @@ if command -v clang >/dev/null; then
 	mkdir -p "$frame_dir/corpus"
 	# Seed: the top bit of the first byte asks for sealed headers.
 	printf '\200' >"$frame_dir/corpus/seed-sealed"
-	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" \
+	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-Wno-gnu-variable-sized-type-not-at-end -I"$root/include" \
 		-I"$root" -o "$frame_dir/fuzz_proc_frame" "$root/tests/fuzz_proc_frame.c" \
 		"$root/executor/proc_frame.c" "$root/executor/alloc.c" &&
 		"$frame_dir/fuzz_proc_frame" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=70000 \
