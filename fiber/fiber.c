@@ -377,7 +377,6 @@ static int start(struct exe_io *io, struct exe__fiber *fb)
 static void resume(struct exe_io *io, struct exe__fiber *fb)
 {
 	struct exe__fiber_sched *s = &io->fibers;
-	struct exe_future *saved_task;
 	struct exe__transfer t;
 	bool watched;
 	void *fake = NULL;
@@ -386,8 +385,10 @@ static void resume(struct exe_io *io, struct exe__fiber *fb)
 		reap(io, fb);
 		return;
 	}
-	/* exe_task_future() and friends see the fiber's future while it runs. */
-	saved_task = exe__task_swap(&fb->fut);
+	/* The fiber's task context in, the hub's out: exe_task_future() and
+	 * friends see the fiber's future, and the frames of tasks a fiber runs
+	 * stay with its stack while it is switched out. */
+	exe__task_ctx_swap(&fb->task_ctx);
 	exe__tls_fiber = fb;
 	watched = atomic_load_explicit(&s->wd_bound, memory_order_relaxed) > 0;
 	if (watched)
@@ -399,7 +400,7 @@ static void resume(struct exe_io *io, struct exe__fiber *fb)
 	if (watched)
 		exe__watchdog_leave(s);
 	exe__tls_fiber = NULL;
-	exe__task_swap(saved_task);
+	exe__task_ctx_swap(&fb->task_ctx);
 	if (fb->dead)
 		reap(io, fb);
 }
@@ -561,6 +562,8 @@ int exe_fiber_spawn(struct exe_io *io, exe_task_fn *fn, void *arg, const struct 
 	atomic_init(&fb->park, EXE__PARK_RUNNING);
 	fb->ready_next = fb->live_prev = fb->live_next = NULL;
 	fb->ctx = NULL;
+	fb->task_ctx.task = &fb->fut;
+	fb->task_ctx.frames = NULL;
 	fb->stack = NULL;
 	fb->stack_size = stack;
 	fb->adopted = fb->started = fb->dead = false;

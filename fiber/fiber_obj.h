@@ -31,6 +31,7 @@ struct exe__fiber {
 	struct exe__fiber *ready_next;
 	struct exe__fiber *live_prev, *live_next;
 	exe__fctx ctx;            /* saved context while switched out */
+	struct exe__task_ctx task_ctx; /* its task context while switched out */
 	struct exe__stack *stack; /* NULL until it first runs */
 	size_t stack_size;
 	bool adopted;        /* the hub took it (counted in io->live) */

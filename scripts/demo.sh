@@ -75,8 +75,9 @@ run_step() {
 			--conns 1000 --rounds 50
 		;;
 	remote_cmd)
-		"$root/examples/run_pair.sh" "$ex/remote_cmd_server" "$ex/remote_cmd_client" \
-			--token "$token" --timeout-ms 1000 -- --token "$token" --verify --malformed \
+		# The token travels in the environment, never on a command line.
+		REMOTE_CMD_TOKEN=$token "$root/examples/run_pair.sh" "$ex/remote_cmd_server" "$ex/remote_cmd_client" \
+			--timeout-ms 1000 -- --verify --malformed \
 			'uname -sr' 'echo to stderr >&2; exit 3' 'seq 1 100000 | tail -n 1' 'sleep 5'
 		;;
 	file_copy) "$ex/file_copy" --size-mb 64 ;;

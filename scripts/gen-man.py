@@ -31,7 +31,10 @@ import re
 import subprocess
 import sys
 
-DECL = re.compile(r'^EXE_API\s+(.*?)\b(exe_[a-z0-9_]+)\s*\(', re.S)
+# EXE_API, or another library's export macro of the same shape
+# (EXE_MPI_API, ...).
+API = r'EXE_[A-Z0-9_]*API'
+DECL = re.compile(r'^' + API + r'\s+(.*?)\b(exe_[a-z0-9_]+)\s*\(', re.S)
 
 
 def headers(paths):
@@ -75,22 +78,22 @@ def parse(path):
     src = open(path, encoding='utf-8').read()
     pos = 0
     last_comment = None
-    tokens = re.compile(r'/\*.*?\*/|^EXE_API[^;]*;|^\s*$', re.S | re.M)
+    tokens = re.compile(r'/\*.*?\*/|^' + API + r'\s[^;]*;|^\s*$', re.S | re.M)
     items = []
     for m in tokens.finditer(src):
         t = m.group(0)
         if t.startswith('/*'):
             last_comment = (comment_text(t), m.end())
-        elif t.startswith('EXE_API'):
+        elif re.match(API, t):
             d = DECL.match(t)
             if not d:
                 continue
             # The comment counts when nothing but declarations and blank
             # lines stand between it and this declaration.
             between = src[last_comment[1]:m.start()] if last_comment else 'x'
-            rest = re.sub(r'EXE_API[^;]*;|\s+', '', between)
+            rest = re.sub(API + r'\s[^;]*;|\s+', '', between)
             com = last_comment[0] if last_comment and rest == '' else None
-            items.append((com, ' '.join(t.replace('EXE_API ', '', 1).split()), d.group(2), path))
+            items.append((com, ' '.join(re.sub('^' + API + r'\s+', '', t).split()), d.group(2), path))
     return items
 
 

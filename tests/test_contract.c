@@ -179,7 +179,7 @@ Test(contract, every_call_refuses_a_null_object_with_einval)
 	cr_assert_eq(exe_wait(NULL, 1, EXE_WAIT_ALL, 0), -EINVAL);
 	cr_assert_eq(exe_as_completed_create(NULL, NULL, 0), -EINVAL);
 	cr_assert_eq(exe_as_completed_next(NULL, &f, 0), -EINVAL);
-	cr_assert_eq(exe_future_bytes(NULL, (const void **)&v, &len), -EINVAL);
+	cr_assert_eq(exe_future_bytes(NULL, (const void **)&v, &len, 0), -EINVAL);
 	/* pools */
 	cr_assert_eq(exe_thread_pool_create(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_process_pool_create(NULL, NULL), -EINVAL);

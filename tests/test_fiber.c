@@ -625,9 +625,8 @@ static int awaits_pools(void *arg, void **result)
 	if (a->rc == 0)
 		a->rc = exe_pool_submit_bytes(a->pp, proc_double, "ab", 2, NULL, &f);
 	if (a->rc == 0) {
-		a->rc = exe_future_wait(f, EXE_FOREVER);
-		if (a->rc == 0)
-			a->rc = exe_future_bytes(f, &data, &len);
+		/* exe_future_bytes() waits, and in a fiber that parks. */
+		a->rc = exe_future_bytes(f, &data, &len, EXE_FOREVER);
 		if (a->rc == 0 && len < sizeof(a->bytes))
 			memcpy(a->bytes, data, len);
 		exe_future_unref(f);
