@@ -248,12 +248,7 @@ static void reap(struct exe_io *io, struct exe__fiber *fb)
 		exe__stack_put(&io->fibers, fb->stack);
 		fb->stack = NULL;
 	}
-#if defined(EXE_TSAN)
-	if (fb->tsan_fiber) {
-		__tsan_destroy_fiber(fb->tsan_fiber);
-		fb->tsan_fiber = NULL;
-	}
-#endif
+	fb->tsan_fiber = NULL; /* it stays with the stack (stack.c) */
 	/* A canceller that won its CAS while fb was RUNNING will push
 	 * cxl_node (unless it was delivered here already): keep fb until it
 	 * comes. One that cancelled it PENDING pushes nothing. */
@@ -367,7 +362,13 @@ static int start(struct exe_io *io, struct exe__fiber *fb)
 	top = exe__stack_top(fb->stack, &usable);
 	fb->ctx = make_fcontext(top, usable, fiber_main);
 #if defined(EXE_TSAN)
-	fb->tsan_fiber = __tsan_create_fiber(0);
+	{
+		void **slot = exe__stack_tsan_fiber(fb->stack);
+
+		if (!*slot)
+			*slot = __tsan_create_fiber(0);
+		fb->tsan_fiber = *slot;
+	}
 #endif
 	return 0;
 }

@@ -92,6 +92,8 @@ void exe__stack_drain(struct exe__fiber_sched *s);
 /* The top (initial stack pointer) and usable size below it. */
 void *exe__stack_top(struct exe__stack *st, size_t *usable);
 void *exe__stack_bottom(struct exe__stack *st);
+/* TSan builds: the stack's TSan fiber context (NULL until first used). */
+void **exe__stack_tsan_fiber(struct exe__stack *st);
 
 /* ---- watchdog.c ---- */
 void exe__watchdog_enter(struct exe__fiber_sched *s, const struct exe__fiber *fb);

@@ -9,6 +9,10 @@
  *    touches anyway. The kernel hands out zero pages on first touch: a
  *    fiber that stays shallow costs a page or two of memory, whatever its
  *    size.
+ *  - ThreadSanitizer builds keep one TSan fiber context per stack, created
+ *    with it and destroyed when it is unmapped: a context per fiber costs
+ *    TSan a thread's worth of state each time (milliseconds), and one
+ *    stack runs one fiber at a time, like a pool thread runs tasks.
  *  - The pool is a list on the io context, used only by its hub thread
  *    (fibers start and are reaped there): no lock. It keeps up to
  *    POOL_MAX_BYTES of stacks; a reused stack keeps the pages its last
@@ -31,6 +35,9 @@
 #if defined(EXE_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
+#if defined(EXE_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
 
 #define DEFAULT_STACK ((size_t)64 * 1024)
 #define MIN_STACK ((size_t)16 * 1024)
@@ -39,6 +46,7 @@
 
 struct exe__stack {
 	struct exe__stack *next; /* in the pool */
+	void *tsan_fiber;        /* TSan builds: the context of whatever runs here */
 	size_t size;             /* usable bytes below this header */
 	void *map;               /* the mapping, guard page first */
 	size_t map_len;
@@ -111,6 +119,7 @@ int exe__stack_get(struct exe__fiber_sched *s, size_t size, struct exe__stack **
 	}
 	st = header_of(map, len);
 	st->next = NULL;
+	st->tsan_fiber = NULL;
 	st->size = size;
 	st->map = map;
 	st->map_len = len;
@@ -118,10 +127,19 @@ int exe__stack_get(struct exe__fiber_sched *s, size_t size, struct exe__stack **
 	return 0;
 }
 
+static void unmap(struct exe__stack *st)
+{
+#if defined(EXE_TSAN)
+	if (st->tsan_fiber)
+		__tsan_destroy_fiber(st->tsan_fiber);
+#endif
+	munmap(st->map, st->map_len);
+}
+
 void exe__stack_put(struct exe__fiber_sched *s, struct exe__stack *st)
 {
 	if (s->pooled_bytes + st->map_len > POOL_MAX_BYTES) {
-		munmap(st->map, st->map_len);
+		unmap(st);
 		return;
 	}
 	st->next = s->pool;
@@ -135,7 +153,7 @@ void exe__stack_drain(struct exe__fiber_sched *s)
 
 	while ((st = s->pool)) {
 		s->pool = st->next;
-		munmap(st->map, st->map_len);
+		unmap(st);
 	}
 	s->pooled_bytes = 0;
 }
@@ -152,4 +170,9 @@ void *exe__stack_top(struct exe__stack *st, size_t *usable)
 void *exe__stack_bottom(struct exe__stack *st)
 {
 	return (char *)st->map + page_size();
+}
+
+void **exe__stack_tsan_fiber(struct exe__stack *st)
+{
+	return &st->tsan_fiber;
 }
