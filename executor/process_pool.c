@@ -208,9 +208,12 @@ static const struct exe__future_ops ptr_task_ops = {
     .cancel_running = task_cancel_running,
 };
 
+static void bytes_of(const struct exe_future *f, const void **data, size_t *len);
+
 static const struct exe__future_ops bytes_task_ops = {
     .cancelled = task_cancelled,
     .cancel_running = task_cancel_running,
+    .bytes = bytes_of,
 };
 
 /* ---- result bytes ---- */
@@ -273,19 +276,26 @@ void exe__proc_bytes_free(void *p)
 	exe__free(b);
 }
 
+static void bytes_of(const struct exe_future *f, const void **data, size_t *len)
+{
+	const struct bytes *b = f->value;
+
+	*data = b->len ? b->data : NULL;
+	*len = b->len;
+}
+
+/* Any future kind that carries bytes (this pool's, the MPI pool's) says how
+ * to read them through its ops. */
 int exe_future_bytes(struct exe_future *f, const void **data, size_t *len)
 {
-	const struct bytes *b;
 	int rc;
 
-	if (!f || !data || !len || f->ops != &bytes_task_ops)
+	if (!f || !data || !len || !f->ops || !f->ops->bytes)
 		return -EINVAL;
 	rc = exe_future_code(f); /* acquire: the value is published with the state */
 	if (rc)
 		return rc;
-	b = f->value;
-	*data = b->len ? b->data : NULL;
-	*len = b->len;
+	f->ops->bytes(f, data, len);
 	return 0;
 }
 
