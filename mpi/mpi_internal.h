@@ -37,7 +37,10 @@
 #define EXE__MPI_INLINE_MAX (32 * 1024) /* result bytes sent inside the header message */
 #define EXE__MPI_CHUNK_MAX 4096         /* elements per chunk message */
 #define EXE__MPI_DEFAULT_POLL_MAX EXE_NS_PER_MS
-#define EXE__MPI_SPIN_NS (50 * EXE_NS_PER_US) /* busy polling after the last activity */
+/* Polling stays hot (yielding, not sleeping) this long after the last
+ * message: a round trip of the pool spans several thread hand-offs, and a
+ * side that fell asleep in between makes the next one slower still. */
+#define EXE__MPI_SPIN_NS (200 * EXE_NS_PER_US)
 
 enum exe__mpi_type {
 	EXE__M_HELLO = 1,

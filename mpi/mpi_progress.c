@@ -432,9 +432,13 @@ void *exe__mpi_progress_main(void *arg)
 			continue;
 		}
 		mp->sleeping = true;
+		/* Nothing can arrive: sleep until told, once the hot phase after
+		 * the last message is over (a program that submits again right
+		 * after a result then finds the thread awake). */
 		if (!atomic_load_explicit(&mp->running, memory_order_relaxed) && !mp->ncancels &&
-		    (mp->queued == 0 || !atomic_load_explicit(&mp->live_ranks, memory_order_relaxed)))
-			pthread_cond_wait(&mp->cond, &mp->lock); /* nothing can arrive: sleep until told */
+		    (mp->queued == 0 || !atomic_load_explicit(&mp->live_ranks, memory_order_relaxed)) &&
+		    exe_now_ns() - last >= EXE__MPI_SPIN_NS)
+			pthread_cond_wait(&mp->cond, &mp->lock);
 		else
 			exe__mpi_backoff(&mp->cond, &mp->lock, last, &round, mp->poll_max_ns);
 		mp->sleeping = false;
