@@ -22,3 +22,21 @@ endforeach()
 add_test(NAME test_mpi_rank_death COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/mpi_rank_death.sh
   ${MPIEXEC_EXECUTABLE} $<TARGET_FILE:test_mpi>)
 set_tests_properties(test_mpi_rank_death PROPERTIES LABELS mpi TIMEOUT 120 ENVIRONMENT "${EXE_MPIRUN_ENV}")
+
+# The example: the same workload and answer on a process pool and on ranks.
+if(TARGET mpi_primes)
+  add_test(NAME example_mpi_primes_process COMMAND mpi_primes --pool process --blocks 50)
+  add_test(NAME example_mpi_primes_mpi COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3 --oversubscribe
+    $<TARGET_FILE:mpi_primes> --pool mpi --blocks 50)
+  set_tests_properties(example_mpi_primes_process example_mpi_primes_mpi PROPERTIES
+    LABELS "mpi;example" TIMEOUT 120 ENVIRONMENT "${EXE_MPIRUN_ENV}")
+endif()
+
+# Spawn mode: started alone, it spawns its worker ranks (77: this MPI cannot).
+add_executable(test_mpi_spawn test_mpi_spawn.c)
+target_link_libraries(test_mpi_spawn PRIVATE executor_mpi)
+target_compile_options(test_mpi_spawn PRIVATE ${EXE_WARNINGS})
+add_test(NAME test_mpi_spawn COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 1 --oversubscribe
+  $<TARGET_FILE:test_mpi_spawn>)
+set_tests_properties(test_mpi_spawn PROPERTIES LABELS mpi TIMEOUT 120 SKIP_RETURN_CODE 77
+  ENVIRONMENT "${EXE_MPIRUN_ENV}")
