@@ -40,3 +40,11 @@ add_test(NAME test_mpi_spawn COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLA
   $<TARGET_FILE:test_mpi_spawn>)
 set_tests_properties(test_mpi_spawn PROPERTIES LABELS mpi TIMEOUT 120 SKIP_RETURN_CODE 77
   ENVIRONMENT "${EXE_MPIRUN_ENV}")
+# Started without mpirun and without oversubscription, Open MPI has no slot
+# for the copies: the refusal must be -EOPNOTSUPP, not an abort.
+find_program(EXE_OMPI_INFO ompi_info)
+if(EXE_OMPI_INFO)
+  add_test(NAME test_mpi_spawn_refused COMMAND test_mpi_spawn --expect-refusal)
+  set_tests_properties(test_mpi_spawn_refused PROPERTIES LABELS mpi TIMEOUT 60
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=0")
+endif()

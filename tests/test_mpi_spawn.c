@@ -4,7 +4,9 @@
  * their exe_mpi_pool_create() and exit. Checks results, a map, and that
  * destroy lets the spawned ranks go (the job ends). Where the MPI cannot
  * spawn, -EOPNOTSUPP is the documented answer: the program says so and
- * exits 77, which CTest reports as skipped.
+ * exits 77, which CTest reports as skipped. With --expect-refusal (run
+ * alone where the launcher has no free slot) -EOPNOTSUPP is required: the
+ * refusal must come back as a code, not abort the program.
  */
 #include <errno.h>
 #include <executor.h>
@@ -43,6 +45,13 @@ int main(int argc, char **argv)
 		fails++;
 	}
 	rc = exe_mpi_pool_spawn(&p, 2, &o);
+	if (argc > 1 && !strcmp(argv[1], "--expect-refusal")) {
+		printf("spawn refused: %d (want %d)\n", rc, -EOPNOTSUPP);
+		if (rc == 0)
+			exe_pool_destroy(p);
+		MPI_Finalize();
+		return rc == -EOPNOTSUPP ? 0 : 1;
+	}
 	if (rc == -EOPNOTSUPP) {
 		printf("this MPI cannot spawn here: exe_mpi_pool_spawn() says -EOPNOTSUPP (skipped)\n");
 		MPI_Finalize();
