@@ -234,7 +234,8 @@ static int send_result(struct srv *s, struct work *w, int code, const char *msg,
 	h->len = len;
 	h->ext = len > EXE__MPI_INLINE_MAX;
 	h->count = count;
-	memcpy(h + 1, msg, mlen);
+	if (mlen)
+		memcpy(h + 1, msg, mlen);
 	if (inl)
 		memcpy((char *)(h + 1) + mlen, data, inl);
 	w->hdr_msg = h;
@@ -353,7 +354,7 @@ static int start_task(struct srv *s, const struct exe__mpi_hdr *h, void *buf, in
 		}
 	}
 	if (rc) {
-		char msg[96];
+		char msg[160];
 
 		snprintf(msg, sizeof(msg), "rank %d (host %s) could not start the task", s->rank, s->host);
 		w->lf = NULL;

@@ -3,8 +3,10 @@
 # --oversubscribe: more ranks than cores here. Open MPI refuses to run as
 # root unless told; the variables are ignored by other MPIs and non-root.
 set(EXE_MPIRUN_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+set(EXE_MPI_LSAN "")
 if(EXE_SANITIZE MATCHES "address")
-  list(APPEND EXE_MPIRUN_ENV "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/mpi_lsan.supp:print_suppressions=0")
+  set(EXE_MPI_LSAN "LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_SOURCE_DIR}/mpi_lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0")
+  list(APPEND EXE_MPIRUN_ENV "${EXE_MPI_LSAN}")
 endif()
 
 add_executable(test_mpi test_mpi.c)
@@ -46,5 +48,5 @@ find_program(EXE_OMPI_INFO ompi_info)
 if(EXE_OMPI_INFO)
   add_test(NAME test_mpi_spawn_refused COMMAND test_mpi_spawn --expect-refusal)
   set_tests_properties(test_mpi_spawn_refused PROPERTIES LABELS mpi TIMEOUT 60
-    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=0")
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=0;${EXE_MPI_LSAN}")
 endif()
