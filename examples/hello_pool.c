@@ -14,7 +14,7 @@ static int square(void *arg, void **result)
 	return 0;
 }
 
-static int plus_one(void *arg, struct exe_future *prev, void **result)
+static int plus_one(struct exe_future *prev, void *arg, void **result)
 {
 	void *v;
 

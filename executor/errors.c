@@ -2,6 +2,7 @@
  * errors.c - the error hook, exe_strerror() and the library clock.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,22 +55,34 @@ void exe__report_error(const char *what, int code, const char *msg)
 		default_hook(what, code, msg, NULL);
 }
 
+/* The words of the table in common.h: one meaning per code. */
 const char *exe_strerror(int code)
 {
+	/* -INT_MIN does not exist: no code is that large, so it is unknown. */
+	if (code == INT_MIN)
+		return "unknown error code";
 	if (code < 0)
 		code = -code;
 	switch (code) {
 	case 0: return "success";
+	case EINVAL: return "invalid argument";
+	case ENOMEM: return "out of memory";
+	case EAGAIN: return "resource temporarily exhausted (full queue, no thread or process for now)";
+	case ETIMEDOUT: return "not finished within the time given";
+	case ETIME: return "task ran past its time limit";
 	case ECANCELED: return "cancelled";
-	case ETIMEDOUT: return "timed out";
-	case ESHUTDOWN: return "pool is shut down";
-	case EPIPE: return "pool is broken or queue is closed";
-	case ECHILD: return "worker process died";
-	case EBADMSG: return "malformed message";
-	case EOWNERDEAD: return "previous owner died";
-	case EAGAIN: return "queue is full";
-	case EBUSY: return "already running";
+	case EBUSY: return "already running (cancel requested)";
 	case EALREADY: return "already finished";
+	case ESHUTDOWN: return "shut down";
+	case EPIPE: return "closed or ended";
+	case ENOTRECOVERABLE: return "broken for good (recreate it)";
+	case ECHILD: return "worker process died";
+	case EBADMSG: return "malformed bytes or corrupted shared memory";
+	case EMSGSIZE: return "message too long";
+	case EOWNERDEAD: return "previous owner died (repair, then mark consistent)";
+	case EDEADLK: return "would wait on itself forever";
+	case EOPNOTSUPP: return "not supported by this object or backend";
+	case ENOENT: return "no such name";
 	default: return strerror(code);
 	}
 }

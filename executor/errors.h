@@ -14,15 +14,16 @@ int64_t exe__deadline(int64_t timeout_ns);
 
 /*
  * What a blocking queue call that cannot go on returns now, or 0 to (go on)
- * wait: closed and drained -EPIPE, a 0 timeout -EAGAIN, a passed deadline
- * -ETIMEDOUT. One ladder for every put and get, so they agree.
+ * wait: closed and drained -EPIPE, a 0 timeout or a passed deadline
+ * -ETIMEDOUT (a poll is a 0-timeout wait). One ladder for every put and
+ * get, so they agree.
  */
 static inline int exe__blocked_verdict(bool closed, int64_t timeout_ns, bool timed_out)
 {
 	if (closed)
 		return -EPIPE;
 	if (timeout_ns == 0)
-		return -EAGAIN;
+		return -ETIMEDOUT;
 	return timed_out ? -ETIMEDOUT : 0;
 }
 

@@ -378,29 +378,40 @@ static bool help_others_until_done(struct exe_future *f)
 
 /* ---- queries ---- */
 
+/* The NULL rule for queries (future.h): NULL reads as a future that FAILED
+ * with -EINVAL, so every query agrees with every other and none crashes. */
+
 enum exe_future_state exe_future_state(const struct exe_future *f)
 {
+	if (!f)
+		return EXE_FUTURE_FAILED;
 	return state_of(atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
 }
 
 bool exe_future_is_finished(const struct exe_future *f)
 {
+	if (!f)
+		return true;
 	return exe__state_finished(
 	    atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_acquire));
 }
 
 int exe_future_code(const struct exe_future *f)
 {
+	if (!f)
+		return -EINVAL;
 	switch (exe_future_state(f)) {
 	case EXE_FUTURE_DONE: return 0;
 	case EXE_FUTURE_FAILED: return f->code;
 	case EXE_FUTURE_CANCELLED: return -ECANCELED;
-	default: return -EBUSY;
+	default: return -ETIMEDOUT; /* not finished: a 0-timeout wait */
 	}
 }
 
 const char *exe_future_error(const struct exe_future *f)
 {
+	if (!f)
+		return exe_strerror(-EINVAL);
 	switch (exe_future_state(f)) {
 	case EXE_FUTURE_FAILED: return f->msg ? f->msg : exe_strerror(f->code);
 	case EXE_FUTURE_CANCELLED: return f->msg ? f->msg : exe_strerror(-ECANCELED);
@@ -410,7 +421,11 @@ const char *exe_future_error(const struct exe_future *f)
 
 bool exe_future_cancel_requested(const struct exe_future *f)
 {
-	uint32_t s = atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_relaxed);
+	uint32_t s;
+
+	if (!f)
+		return false;
+	s = atomic_load_explicit(&((struct exe_future *)f)->state, memory_order_relaxed);
 
 	return (s & EXE__CANCEL_REQ) || state_of(s) == EXE_FUTURE_CANCELLED;
 }
@@ -553,6 +568,8 @@ int exe__future_cancel_pending(struct exe_future *f)
 
 struct exe_future *exe_future_ref(struct exe_future *f)
 {
+	if (!f)
+		return NULL;
 	/* relaxed: taking a reference needs one already held. */
 	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 	return f;

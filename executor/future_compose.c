@@ -65,7 +65,7 @@ static int then_task(void *arg, void **unused)
 	/* Cancelled while queued: do not start the continuation. */
 	if (exe__future_claim(out)) {
 		saved = exe__task_swap(out);
-		code = c->fn(c->arg, c->prev, &value);
+		code = c->fn(c->prev, c->arg, &value);
 		exe__task_swap(saved);
 		if (code > 0)
 			code = -code;

@@ -61,7 +61,9 @@ static bool condition_met(struct exe_future *const *fs, size_t n, enum exe_wait_
 
 		if (s >= EXE_FUTURE_DONE) {
 			done++;
-			if (s != EXE_FUTURE_DONE)
+			/* Python's FIRST_EXCEPTION: a cancelled future is not an
+			 * exception, only a FAILED one ends the wait early. */
+			if (s == EXE_FUTURE_FAILED)
 				error = true;
 		}
 	}
@@ -187,7 +189,6 @@ struct exe_as_completed {
 	_Atomic uint32_t seq;
 	_Atomic uint32_t refs;
 	size_t n;
-	int64_t deadline;
 	struct exe_future **fs; /* distinct futures, one reference each */
 	struct exe__cb *nodes;
 	size_t yielded;            /* read position in order[] (iterator thread) */
@@ -236,8 +237,7 @@ static int cmp_ptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *const *fs, size_t n,
-                            int64_t timeout_ns)
+int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *const *fs, size_t n)
 {
 	struct exe_as_completed *it;
 	size_t i, m = 0;
@@ -266,7 +266,6 @@ int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *co
 		if (i == 0 || it->fs[i] != it->fs[i - 1])
 			it->fs[m++] = exe_future_ref(it->fs[i]);
 	it->n = m;
-	it->deadline = exe__deadline(timeout_ns);
 	atomic_init(&it->refs, 1 + (uint32_t)m);
 	for (i = 0; i < m; i++) {
 		it->nodes[i].fn = it_cb;
@@ -277,27 +276,24 @@ int exe_as_completed_create(struct exe_as_completed **out, struct exe_future *co
 	return 0;
 }
 
-int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f)
+int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f, int64_t timeout_ns)
 {
 	int64_t deadline;
 
 	if (!it || !f)
 		return -EINVAL;
 	if (it->yielded == it->n)
-		return 0;
-	deadline = it->deadline;
+		return -EPIPE;
+	deadline = exe__deadline(timeout_ns);
 	for (;;) {
 		uint32_t seq = atomic_load_explicit(&it->seq, memory_order_acquire);
 
 		if (atomic_load_explicit(&it->ready[it->yielded], memory_order_acquire)) {
 			*f = it->order[it->yielded++];
-			return 1;
+			return 0;
 		}
-		if (deadline >= 0 && exe_now_ns() >= deadline) {
-			/* Later calls wait without a bound, like a fresh iterator. */
-			it->deadline = -1;
+		if (timeout_ns == 0 || (deadline >= 0 && exe_now_ns() >= deadline))
 			return -ETIMEDOUT;
-		}
 		if (deadline < 0 && help_one(it->fs, it->n))
 			continue;
 		exe__futex_wait(&it->seq, seq, deadline);

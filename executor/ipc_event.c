@@ -61,7 +61,7 @@ static struct event_shm *valid(const struct exe_ipc_event *e)
 	return w <= 1 ? s : NULL;
 }
 
-size_t exe_ipc_event_size(void)
+size_t exe_ipc_event_mem_size(void)
 {
 	return sizeof(struct event_shm);
 }
@@ -100,14 +100,14 @@ int exe_ipc_event_create(struct exe_ipc_event **out)
 	return err;
 }
 
-int exe_ipc_event_init_at(void *mem, size_t len, struct exe_ipc_event **out)
+int exe_ipc_event_init_at(struct exe_ipc_event **out, void *mem, size_t len)
 {
 	if (!mem || !out || len < sizeof(struct event_shm) || (uintptr_t)mem % 8)
 		return -EINVAL;
 	return build(mem, false, out);
 }
 
-int exe_ipc_event_attach_at(void *mem, size_t len, struct exe_ipc_event **out)
+int exe_ipc_event_attach_at(struct exe_ipc_event **out, void *mem, size_t len)
 {
 	struct exe_ipc_event tmp = {.shm = mem}, *e;
 
@@ -162,15 +162,13 @@ int exe_ipc_event_clear(struct exe_ipc_event *e)
 	return 0;
 }
 
-int exe_ipc_event_is_set(struct exe_ipc_event *e)
+bool exe_ipc_event_is_set(struct exe_ipc_event *e)
 {
 	struct event_shm *s;
 
-	if (!e)
-		return -EINVAL;
-	if (!(s = valid(e)))
-		return -EBADMSG;
-	return (int)atomic_load_explicit(&s->word, memory_order_acquire);
+	if (!e || !(s = valid(e)))
+		return false;
+	return atomic_load_explicit(&s->word, memory_order_acquire) == 1;
 }
 
 int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns)
@@ -186,7 +184,7 @@ int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns)
 		if (atomic_load_explicit(&s->word, memory_order_acquire) == 1)
 			return 0;
 		if (timeout_ns == 0)
-			return -EAGAIN;
+			return -ETIMEDOUT;
 		if (deadline >= 0 && exe_now_ns() >= deadline)
 			return -ETIMEDOUT;
 		/* Sleeps only while the word still reads 0: a set() between

@@ -23,7 +23,7 @@
 int exe__ipc_mutex_init(pthread_mutex_t *m);
 
 /* Lock @m, waiting up to @timeout_ns (< 0: forever, 0: try once).
- * Return: 0, -EOWNERDEAD (locked), -EAGAIN, -ETIMEDOUT, -ENOTRECOVERABLE,
+ * Return: 0, -EOWNERDEAD (locked), -ETIMEDOUT (0 included), -EBADMSG (corrupted bytes), -ENOTRECOVERABLE,
  * -EDEADLK. */
 int exe__ipc_mutex_lock_timeout(pthread_mutex_t *m, int64_t timeout_ns);
 

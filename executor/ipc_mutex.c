@@ -73,6 +73,14 @@ int exe__ipc_mutex_init(pthread_mutex_t *m)
 	return -err;
 }
 
+/* pthread's EINVAL on a mutex that passed our header check means its own
+ * bytes are corrupted (a bad kind or owner word): that is -EBADMSG here,
+ * -EINVAL being reserved for bad arguments. */
+static int lock_code(int err)
+{
+	return err == EINVAL ? -EBADMSG : -err;
+}
+
 int exe__ipc_mutex_lock_timeout(pthread_mutex_t *m, int64_t timeout_ns)
 {
 	struct timespec ts;
@@ -81,14 +89,14 @@ int exe__ipc_mutex_lock_timeout(pthread_mutex_t *m, int64_t timeout_ns)
 
 	if (timeout_ns == 0) {
 		err = pthread_mutex_trylock(m);
-		return err == EBUSY ? -EAGAIN : -err;
+		return err == EBUSY ? -ETIMEDOUT : lock_code(err);
 	}
 	deadline = exe__deadline(timeout_ns);
 	if (deadline < 0)
-		return -pthread_mutex_lock(m);
+		return lock_code(pthread_mutex_lock(m));
 	ts.tv_sec = deadline / EXE_NS_PER_S;
 	ts.tv_nsec = deadline % EXE_NS_PER_S;
-	return -pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+	return lock_code(pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts));
 }
 
 /* ---- public ---- */
@@ -98,7 +106,7 @@ static size_t data_offset(void)
 	return offsetof(struct mutex_shm, data);
 }
 
-size_t exe_ipc_mutex_size(size_t data_bytes)
+size_t exe_ipc_mutex_mem_size(size_t data_bytes)
 {
 	if (data_bytes > SIZE_MAX - data_offset())
 		return 0;
@@ -151,7 +159,7 @@ static int build(void *mem, size_t len, size_t data_bytes, bool mapped, struct e
 
 int exe_ipc_mutex_create(struct exe_ipc_mutex **out, size_t data_bytes)
 {
-	size_t len = exe_ipc_mutex_size(data_bytes);
+	size_t len = exe_ipc_mutex_mem_size(data_bytes);
 	void *mem;
 	int err;
 
@@ -166,16 +174,16 @@ int exe_ipc_mutex_create(struct exe_ipc_mutex **out, size_t data_bytes)
 	return err;
 }
 
-int exe_ipc_mutex_init_at(void *mem, size_t len, size_t data_bytes, struct exe_ipc_mutex **out)
+int exe_ipc_mutex_init_at(struct exe_ipc_mutex **out, void *mem, size_t len, size_t data_bytes)
 {
-	size_t need = exe_ipc_mutex_size(data_bytes);
+	size_t need = exe_ipc_mutex_mem_size(data_bytes);
 
 	if (!mem || !out || !need || len < need || (uintptr_t)mem % 8)
 		return -EINVAL;
 	return build(mem, len, data_bytes, false, out);
 }
 
-int exe_ipc_mutex_attach_at(void *mem, size_t len, struct exe_ipc_mutex **out)
+int exe_ipc_mutex_attach_at(struct exe_ipc_mutex **out, void *mem, size_t len)
 {
 	struct exe_ipc_mutex tmp = {.shm = mem, .len = len}, *m;
 
@@ -248,5 +256,5 @@ int exe_ipc_mutex_unlock(struct exe_ipc_mutex *m)
 	s = valid(m);
 	if (!s)
 		return -EBADMSG;
-	return -pthread_mutex_unlock(&s->mutex);
+	return lock_code(pthread_mutex_unlock(&s->mutex));
 }

@@ -107,7 +107,7 @@ static int geometry(const struct exe_ipc_queue_opts *opts, uint64_t *msgs, uint6
 	return 0;
 }
 
-size_t exe_ipc_queue_size(const struct exe_ipc_queue_opts *opts)
+size_t exe_ipc_queue_mem_size(const struct exe_ipc_queue_opts *opts)
 {
 	uint64_t m, b;
 	size_t len;
@@ -279,15 +279,14 @@ int exe_ipc_queue_create(struct exe_ipc_queue **out, const struct exe_ipc_queue_
 	return err;
 }
 
-int exe_ipc_queue_init_at(void *mem, size_t len, const struct exe_ipc_queue_opts *opts,
-                          struct exe_ipc_queue **out)
+int exe_ipc_queue_init_at(struct exe_ipc_queue **out, void *mem, size_t len, const struct exe_ipc_queue_opts *opts)
 {
 	if (!mem || !out || (uintptr_t)mem % 8)
 		return -EINVAL;
 	return build(mem, len, opts, false, out);
 }
 
-int exe_ipc_queue_attach_at(void *mem, size_t len, struct exe_ipc_queue **out)
+int exe_ipc_queue_attach_at(struct exe_ipc_queue **out, void *mem, size_t len)
 {
 	struct exe_ipc_queue tmp = {.shm = mem, .len = len}, *q;
 
@@ -454,15 +453,17 @@ int exe_ipc_queue_close(struct exe_ipc_queue *q)
 	return 0;
 }
 
-long exe_ipc_queue_count(struct exe_ipc_queue *q)
+int exe_ipc_queue_count(struct exe_ipc_queue *q, size_t *count)
 {
 	struct queue_shm *s;
-	long n;
-	int rc = locked(q, &s);
+	int rc;
 
+	if (!count)
+		return -EINVAL;
+	rc = locked(q, &s);
 	if (rc)
 		return rc;
-	n = (long)s->st.count;
+	*count = s->st.count;
 	pthread_mutex_unlock(&s->lock);
-	return n;
+	return 0;
 }

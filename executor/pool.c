@@ -119,6 +119,10 @@ int exe__pool_map_each(struct exe_pool *p, exe_task_fn *fn, void *const *args, s
 		submitted++;
 	}
 	if (rc && submitted == 0) {
+		/* A deadline that passed before the first submit (0 polls)
+		 * fails element 0, which never ran. */
+		if (rc == -ETIMEDOUT && failed_index)
+			*failed_index = 0;
 		exe__free(fs);
 		return rc;
 	}

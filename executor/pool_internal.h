@@ -22,7 +22,40 @@ struct exe__pool_ops {
 	 * submit per element (exe__pool_map_each()). */
 	int (*map)(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
 	           int64_t deadline, size_t chunk, size_t *failed_index);
+	/* Optional: exe_pool_map_open() for this kind. NULL: the generic lazy
+	 * map (pool_map_iter.c), one ops->submit per element and at most
+	 * @window in flight. The hook is for kinds that can do better, e.g. a
+	 * process pool sending @chunk elements per message (or a bytes variant
+	 * over exe_proc_task_fn): it builds an iterator whose first member is a
+	 * struct exe_map_iter with its own ops, and must keep the public
+	 * contract of pool.h - results in input order, at most @window
+	 * elements submitted and not yet handed out, exe_map_next() codes
+	 * (0 / -EPIPE / -ETIMEDOUT / the element's code, base.index set),
+	 * close cancelling what has not started and never waiting. Arguments
+	 * are checked, @window resolved (> 0), @chunk as the caller gave it. */
+	int (*map_open)(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
+	                size_t n, size_t window, size_t chunk);
 };
+
+/* ---- lazy map iterators (exe_pool_map_open()) ---- */
+
+struct exe__map_iter_ops {
+	/* exe_map_next() with arguments checked; sets it->index for every
+	 * element it hands out (value or failure). */
+	int (*next)(struct exe_map_iter *it, void **value, int64_t timeout_ns);
+	/* exe_map_close(): cancel what has not started, free everything. */
+	void (*close)(struct exe_map_iter *it);
+};
+
+/* The public iterator; each implementation embeds it as its first member. */
+struct exe_map_iter {
+	const struct exe__map_iter_ops *ops;
+	size_t index; /* the element last handed out; SIZE_MAX before the first */
+};
+
+/* The generic lazy map over ops->submit (pool_map_iter.c). */
+int exe__pool_map_open_each(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn,
+                            void *const *args, size_t n, size_t window);
 
 struct exe_pool {
 	const struct exe__pool_ops *ops;

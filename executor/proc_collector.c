@@ -721,7 +721,7 @@ static void fail_queue(struct exe__proc_pool *pp)
 	struct exe__ptask *t;
 
 	while ((t = next_task(pp)))
-		exe__proc_task_finish(pp, t, -EPIPE, NULL, NULL, exe__pool_broken_msg(&pp->base));
+		exe__proc_task_finish(pp, t, -ENOTRECOVERABLE, NULL, NULL, exe__pool_broken_msg(&pp->base));
 }
 
 /* ---- deadlines ---- */
@@ -752,7 +752,7 @@ static int64_t check_workers(struct exe__proc_pool *pp, bool draining, int64_t n
 		if (!t || w->stop_sent)
 			continue;
 		if (t->deadline && now >= t->deadline) {
-			stop_worker(pp, w, -ETIMEDOUT, t->id,
+			stop_worker(pp, w, -ETIME, t->id,
 			            fmt("task timed out after %.3f s", (double)t->timeout_ns / 1e9), SIGTERM,
 			            now);
 		} else if (t->kill_on_cancel && exe_future_cancel_requested(t->f)) {

@@ -336,7 +336,7 @@ static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct
 	if (exe__pool_is_broken(&pp->base)) {
 		exe__proc_task_release(pp, t);
 		task_free(t);
-		return -EPIPE;
+		return -ENOTRECOVERABLE;
 	}
 	f = exe__future_new(ops, pp, out ? 2 : 1);
 	if (!f) {

@@ -370,7 +370,7 @@ int exe_queue_close(struct exe_queue *q)
 	return 0;
 }
 
-long exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard)
+int exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard, size_t *discarded)
 {
 	struct exe_queue old;
 	size_t i;
@@ -399,10 +399,12 @@ long exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard)
 		for (i = 0; i < old.count; i++)
 			discard(old.slots[old.kind == EXE_QUEUE_FIFO ? (old.head + i) % old.alloc : i].item);
 	exe__free(old.slots);
-	return (long)old.count;
+	if (discarded)
+		*discarded = old.count;
+	return 0;
 }
 
-size_t exe_queue_size(struct exe_queue *q)
+size_t exe_queue_count(struct exe_queue *q)
 {
 	size_t n;
 
@@ -416,7 +418,7 @@ size_t exe_queue_size(struct exe_queue *q)
 
 bool exe_queue_empty(struct exe_queue *q)
 {
-	return exe_queue_size(q) == 0;
+	return exe_queue_count(q) == 0;
 }
 
 bool exe_queue_full(struct exe_queue *q)

@@ -333,8 +333,8 @@ static int run_claimed(struct thread_pool *tp, struct exe_future *f)
 {
 	space_released(tp);
 	if (exe__pool_is_broken(&tp->base)) {
-		exe__future_complete_owned(f, -EPIPE, NULL, exe__pool_broken_msg(&tp->base));
-		return -EPIPE;
+		exe__future_complete_owned(f, -ENOTRECOVERABLE, NULL, exe__pool_broken_msg(&tp->base));
+		return -ENOTRECOVERABLE;
 	}
 	return exe__future_run(f);
 }
@@ -547,7 +547,7 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 	if (o && (o->task_timeout_ns || (o->flags & EXE_SUBMIT_KILL_ON_CANCEL)))
 		return -EINVAL;
 	if (exe__pool_is_broken(&tp->base))
-		return -EPIPE;
+		return -ENOTRECOVERABLE;
 	/* Early refusal; the check that counts is under the lock in enqueue(). */
 	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed))
 		return -ESHUTDOWN;

@@ -411,20 +411,25 @@ static void *io_thread_main(void *arg)
 
 /* ---- create / destroy ---- */
 
-static int backend_from_env(int requested)
+/* One spelling per backend, the one exe_io_backend() returns; anything
+ * else is a mistake worth reporting rather than a silent "auto". */
+static int backend_from_env(enum exe_io_backend_kind requested, enum exe_io_backend_kind *kind)
 {
 	const char *env;
 
+	*kind = requested;
 	if (requested != EXE_IO_AUTO)
-		return requested;
+		return 0;
 	env = getenv("EXE_IO_BACKEND");
-	if (!env)
-		return EXE_IO_AUTO;
-	if (!strcmp(env, "uring") || !strcmp(env, "io_uring"))
-		return EXE_IO_URING;
-	if (!strcmp(env, "fallback") || !strcmp(env, "epoll"))
-		return EXE_IO_FALLBACK;
-	return EXE_IO_AUTO;
+	if (!env || !strcmp(env, "auto"))
+		return 0;
+	if (!strcmp(env, "io_uring"))
+		*kind = EXE_IO_URING;
+	else if (!strcmp(env, "fallback"))
+		*kind = EXE_IO_FALLBACK;
+	else
+		return -EINVAL;
+	return 0;
 }
 
 /* The kernel refuses io_uring (seccomp, io_uring_disabled, an old kernel
@@ -459,16 +464,18 @@ static int start_backend(struct exe_io *io, const struct exe__io_backend *be)
 int exe_io_create(struct exe_io **out, const struct exe_io_opts *opts)
 {
 	struct exe_io_opts o = {0};
+	enum exe_io_backend_kind kind;
 	struct exe_io *io;
-	int kind, rc;
+	int rc;
 
 	if (!out)
 		return -EINVAL;
 	if (opts)
 		o = *opts;
-	if (o.backend < EXE_IO_AUTO || o.backend > EXE_IO_FALLBACK || o.entries > MAX_ENTRIES)
+	if ((unsigned)o.backend > EXE_IO_FALLBACK || o.entries > MAX_ENTRIES)
 		return -EINVAL;
-	kind = backend_from_env(o.backend);
+	if (backend_from_env(o.backend, &kind))
+		return -EINVAL;
 	io = exe__calloc(1, sizeof(*io));
 	if (!io)
 		return -ENOMEM;
@@ -532,6 +539,8 @@ void exe_io_destroy(struct exe_io *io)
 
 const char *exe_io_backend(const struct exe_io *io)
 {
+	if (!io)
+		return NULL;
 	return io->be->name;
 }
 

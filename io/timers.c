@@ -246,6 +246,14 @@ static int64_t every_deadline(const struct exe__every *e)
 	return deadline_after(e->start, step);
 }
 
+/* A timer function's return as the contract reads it (io.h): 0,
+ * EXE_TIMER_STOP, or a failure code; an undocumented positive value is a
+ * mistake, reported as -EINVAL rather than guessed at. */
+static int timer_code(int rc)
+{
+	return rc > 0 && rc != EXE_TIMER_STOP ? -EINVAL : rc;
+}
+
 static int add_timer(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *arg,
                      struct exe_future **out)
 {
@@ -253,7 +261,7 @@ static int add_timer(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void
 	int64_t deadline;
 	int rc;
 
-	if (!io)
+	if (!io || delay_ns < 0)
 		return -EINVAL;
 	/* The slot's reference, plus the caller's. */
 	f = exe__future_new(&oneshot_ops, io, out ? 2 : 1);
@@ -263,7 +271,7 @@ static int add_timer(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void
 	f->arg = arg;
 	if (out)
 		*out = f;
-	deadline = deadline_after(exe_now_ns(), delay_ns > 0 ? delay_ns : 0);
+	deadline = deadline_after(exe_now_ns(), delay_ns);
 	rc = arm(io, f, deadline);
 	if (rc) {
 		if (out)
@@ -398,9 +406,9 @@ static void every_fire(struct exe_io *io, struct exe__every *e)
 		every_finish(io, e, -ECANCELED, NULL);
 		return;
 	}
-	rc = timer_fn(f)(f->arg);
+	rc = timer_code(timer_fn(f)(f->arg));
 	if (rc != 0) {
-		every_finish(io, e, rc > 0 ? 0 : rc, NULL);
+		every_finish(io, e, rc == EXE_TIMER_STOP ? 0 : rc, NULL);
 		return;
 	}
 	/* Fixed rate: the k-th firing is due at start + k * interval however
@@ -432,7 +440,7 @@ static void oneshot_fire(struct exe_future *f)
 		return;
 	}
 	if (fn)
-		rc = fn(f->arg);
+		rc = timer_code(fn(f->arg));
 	exe__future_complete_owned(f, rc < 0 ? rc : 0, NULL, NULL);
 	exe_future_unref(f);
 }

@@ -38,7 +38,7 @@ static int count_cb(struct exe_future *f, void *arg)
 	return 0;
 }
 
-static int plus_one(void *arg, struct exe_future *prev, void **result)
+static int plus_one(struct exe_future *prev, void *arg, void **result)
 {
 	void *v = NULL;
 
@@ -106,15 +106,15 @@ int main(void)
 		exe_future_all(r.in, WIDTH, &all);
 		exe_future_any(r.in, WIDTH, &any);
 		exe_future_then(r.in[0], NULL, plus_one, NULL, &then0);
-		exe_as_completed_create(&it, r.in, WIDTH, -1);
+		exe_as_completed_create(&it, r.in, WIDTH);
 		pthread_create(&c, NULL, completer, &r);
 		pthread_create(&a, NULL, adder, &r);
 		pthread_barrier_wait(&go);
 		if (exe_wait(r.in, WIDTH, EXE_WAIT_ANY, -1) < 1)
 			fail("wait any", n);
-		while ((rc = exe_as_completed_next(it, &f)) > 0)
+		while ((rc = exe_as_completed_next(it, &f, -1)) == 0)
 			yielded++;
-		if (rc != 0 || yielded != WIDTH)
+		if (rc != -EPIPE || yielded != WIDTH)
 			fail("as_completed yielded each future once", n);
 		pthread_join(c, NULL);
 		pthread_join(a, NULL);

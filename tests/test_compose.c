@@ -43,7 +43,7 @@ struct step {
 	const char *fail_msg; /* with exe_task_set_error() */
 };
 
-static int step_fn(void *arg, struct exe_future *prev, void **result)
+static int step_fn(struct exe_future *prev, void *arg, void **result)
 {
 	struct step *s = arg;
 	void *in = NULL;
@@ -308,7 +308,7 @@ Test(then, cancelling_the_derived_future_while_its_continuation_is_queued_preven
 	exe_future_unref(blocker);
 }
 
-static int spin_cont(void *arg, struct exe_future *prev, void **result)
+static int spin_cont(struct exe_future *prev, void *arg, void **result)
 {
 	atomic_int *started = arg;
 	int i;
@@ -408,7 +408,7 @@ static void count_free(void *v)
 	atomic_fetch_add(&frees, 1);
 }
 
-static int alloc_cont(void *arg, struct exe_future *prev, void **result)
+static int alloc_cont(struct exe_future *prev, void *arg, void **result)
 {
 	int *v = malloc(sizeof(*v));
 

@@ -179,7 +179,7 @@ Test(future, create_gives_a_pending_unfinished_future)
 
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_PENDING);
 	cr_assert_not(exe_future_is_finished(f));
-	cr_assert_eq(exe_future_code(f), -EBUSY);
+	cr_assert_eq(exe_future_code(f), -ETIMEDOUT);
 	cr_assert_null(exe_future_error(f));
 	cr_assert_not(exe_future_cancel_requested(f));
 	exe_future_unref(f);
@@ -261,7 +261,7 @@ Test(future, start_moves_pending_to_running_once)
 	cr_assert_eq(exe_future_start(f), 0);
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_RUNNING);
 	cr_assert_not(exe_future_is_finished(f));
-	cr_assert_eq(exe_future_code(f), -EBUSY);
+	cr_assert_eq(exe_future_code(f), -ETIMEDOUT);
 	cr_assert_eq(exe_future_start(f), -EALREADY);
 	cr_assert_eq(exe_future_set_result(f, &x, NULL), 0);
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_DONE);
@@ -443,8 +443,8 @@ Test(future, code_reports_each_state)
 	cr_assert_eq(exe_future_set_result(done, NULL, NULL), 0);
 	cr_assert_eq(exe_future_set_error(failed, -EMSGSIZE, NULL), 0);
 	cr_assert_eq(exe_future_cancel(cancelled), 0);
-	cr_assert_eq(exe_future_code(pending), -EBUSY);
-	cr_assert_eq(exe_future_code(running), -EBUSY);
+	cr_assert_eq(exe_future_code(pending), -ETIMEDOUT);
+	cr_assert_eq(exe_future_code(running), -ETIMEDOUT);
 	cr_assert_eq(exe_future_code(done), 0);
 	cr_assert_eq(exe_future_code(failed), -EMSGSIZE);
 	cr_assert_eq(exe_future_code(cancelled), -ECANCELED);

@@ -584,4 +584,27 @@ Test(io, bad_options_are_refused)
 
 	cr_assert_eq(exe_io_create(&io, &o), -EINVAL);
 	cr_assert_eq(exe_io_create(NULL, NULL), -EINVAL);
+	cr_assert_null(exe_io_backend(NULL), "a query of NULL returns NULL, not a crash");
+}
+
+/* One spelling per backend, the one exe_io_backend() returns; a typo is an
+ * error, not a silent "auto". */
+Test(io, environment_takes_one_spelling_and_refuses_the_rest)
+{
+	struct exe_io *io = NULL;
+	const char *bad[] = {"uring", "epoll", "IO_URING", "", "fallback "};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		setenv("EXE_IO_BACKEND", bad[i], 1);
+		cr_assert_eq(exe_io_create(&io, NULL), -EINVAL, "\"%s\" accepted", bad[i]);
+	}
+	setenv("EXE_IO_BACKEND", "auto", 1);
+	cr_assert_eq(exe_io_create(&io, NULL), 0);
+	exe_io_destroy(io);
+	/* An explicit option wins over the environment. */
+	setenv("EXE_IO_BACKEND", "bogus", 1);
+	cr_assert_eq(exe_io_create(&io, &(struct exe_io_opts){.backend = EXE_IO_FALLBACK}), 0);
+	cr_assert_str_eq(exe_io_backend(io), "fallback");
+	exe_io_destroy(io);
+	unsetenv("EXE_IO_BACKEND");
 }

@@ -21,6 +21,15 @@
 TestSuite(ipc_mutex, .timeout = 30);
 TestSuite(ipc_queue, .timeout = 60);
 
+/* exe_ipc_queue_count() as one value: the count, or the negative code. */
+static long ipc_count(struct exe_ipc_queue *q)
+{
+	size_t n = 0;
+	int rc = exe_ipc_queue_count(q, &n);
+
+	return rc ? rc : (long)n;
+}
+
 static void sleep_ns(int64_t ns)
 {
 	struct timespec ts = {ns / EXE_NS_PER_S, ns % EXE_NS_PER_S};
@@ -85,7 +94,7 @@ static void *try_lock_thread(void *arg)
 {
 	struct exe_ipc_mutex *m = arg;
 	int64_t t0 = exe_now_ns();
-	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -EAGAIN && exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT &&
+	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -ETIMEDOUT && exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT &&
 	              exe_now_ns() - t0 >= 30 * MS;
 
 	return (void *)ok;
@@ -153,7 +162,7 @@ Test(ipc_mutex, holder_killed_gives_eownerdead_and_the_lock_recovers)
 	cr_assert_not_null(st);
 	cr_assert_eq((uintptr_t)st % 64, 0);
 	pid = start_holder(m);
-	cr_assert_eq(exe_ipc_mutex_lock(m, 0), -EAGAIN, "held by the child");
+	cr_assert_eq(exe_ipc_mutex_lock(m, 0), -ETIMEDOUT, "held by the child");
 	kill(pid, SIGKILL);
 	cr_assert_eq(wait_exit(pid), -SIGKILL);
 
@@ -229,7 +238,7 @@ static int attach_and_count(void *arg)
 	struct exe_ipc_mutex *m;
 	long *counter;
 
-	if (exe_ipc_mutex_attach_at(arg, 4096, &m))
+	if (exe_ipc_mutex_attach_at(&m, arg, 4096))
 		return 1;
 	counter = exe_ipc_mutex_data(m);
 	for (int i = 0; i < 1000; i++) {
@@ -248,9 +257,9 @@ Test(ipc_mutex, init_at_and_attach_at_share_caller_memory)
 	struct exe_ipc_mutex *m;
 	pid_t a, b;
 
-	cr_assert_eq(exe_ipc_mutex_init_at(mem, 16, 8, &m), -EINVAL, "too short");
-	cr_assert_eq(exe_ipc_mutex_attach_at(mem, 4096, &m), -EBADMSG, "nothing built yet");
-	cr_assert_eq(exe_ipc_mutex_init_at(mem, 4096, sizeof(long), &m), 0);
+	cr_assert_eq(exe_ipc_mutex_init_at(&m, mem, 16, 8), -EINVAL, "too short");
+	cr_assert_eq(exe_ipc_mutex_attach_at(&m, mem, 4096), -EBADMSG, "nothing built yet");
+	cr_assert_eq(exe_ipc_mutex_init_at(&m, mem, 4096, sizeof(long)), 0);
 	a = spawn(attach_and_count, mem);
 	b = spawn(attach_and_count, mem);
 	cr_assert_eq(wait_exit(a), 0);
@@ -266,7 +275,7 @@ Test(ipc_mutex, corrupted_header_returns_ebadmsg)
 	struct exe_ipc_mutex *m;
 	unsigned char saved[16];
 
-	cr_assert_eq(exe_ipc_mutex_init_at(mem, 4096, 64, &m), 0);
+	cr_assert_eq(exe_ipc_mutex_init_at(&m, mem, 4096, 64), 0);
 	memcpy(saved, mem, sizeof(saved));
 	memset(mem, 0x5a, 4);
 	cr_assert_eq(exe_ipc_mutex_lock(m, 0), -EBADMSG);
@@ -293,8 +302,8 @@ Test(ipc_mutex, bad_arguments_return_einval)
 	cr_assert_eq(exe_ipc_mutex_lock(NULL, 0), -EINVAL);
 	cr_assert_eq(exe_ipc_mutex_unlock(NULL), -EINVAL);
 	cr_assert_eq(exe_ipc_mutex_consistent(NULL), -EINVAL);
-	cr_assert_eq(exe_ipc_mutex_init_at(NULL, 4096, 0, &m), -EINVAL);
-	cr_assert_eq(exe_ipc_mutex_init_at(buf + 1, 63, 0, &m), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_init_at(&m, NULL, 4096, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_init_at(&m, buf + 1, 63, 0), -EINVAL);
 	cr_assert_null(exe_ipc_mutex_data(NULL));
 	exe_ipc_mutex_destroy(NULL);
 }
@@ -321,7 +330,7 @@ Test(ipc_queue, messages_come_out_in_order_as_copies)
 		cr_assert_eq(exe_ipc_queue_put(q, msg, (size_t)n + 1, 0), 0);
 	}
 	memset(msg, 0, sizeof(msg)); /* the queue holds copies */
-	cr_assert_eq(exe_ipc_queue_count(q), 10);
+	cr_assert_eq(ipc_count(q), 10);
 	for (int i = 0; i < 10; i++) {
 		char want[32];
 
@@ -330,7 +339,7 @@ Test(ipc_queue, messages_come_out_in_order_as_copies)
 		cr_assert_eq(len, strlen(want) + 1);
 		cr_assert_str_eq(buf, want);
 	}
-	cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), -EAGAIN);
+	cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), -ETIMEDOUT);
 	exe_ipc_queue_destroy(q);
 }
 
@@ -340,7 +349,7 @@ Test(ipc_queue, empty_messages_are_messages)
 	size_t len = 99;
 
 	cr_assert_eq(exe_ipc_queue_put(q, NULL, 0, 0), 0);
-	cr_assert_eq(exe_ipc_queue_count(q), 1);
+	cr_assert_eq(ipc_count(q), 1);
 	cr_assert_eq(exe_ipc_queue_get(q, NULL, 0, &len, 0), 0);
 	cr_assert_eq(len, 0);
 	exe_ipc_queue_destroy(q);
@@ -357,7 +366,7 @@ Test(ipc_queue, message_over_the_byte_bound_returns_emsgsize)
 	/* A buffer too small for the next message: it stays queued. */
 	cr_assert_eq(exe_ipc_queue_get(q, small, sizeof(small), &len, 0), -EMSGSIZE);
 	cr_assert_eq(len, 100);
-	cr_assert_eq(exe_ipc_queue_count(q), 1);
+	cr_assert_eq(ipc_count(q), 1);
 	cr_assert_eq(exe_ipc_queue_get(q, big, sizeof(big), &len, 0), 0);
 	cr_assert_eq(len, 100);
 	exe_ipc_queue_destroy(q);
@@ -372,16 +381,16 @@ Test(ipc_queue, bounded_by_count_and_by_bytes)
 
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(exe_ipc_queue_put(q, buf, 1, 0), 0);
-	cr_assert_eq(exe_ipc_queue_put(q, buf, 1, 0), -EAGAIN, "count bound");
+	cr_assert_eq(exe_ipc_queue_put(q, buf, 1, 0), -ETIMEDOUT, "count bound");
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), 0);
 	cr_assert_eq(exe_ipc_queue_put(q, buf, 60, 0), 0);
-	cr_assert_eq(exe_ipc_queue_put(q, buf, 41, 0), -EAGAIN, "byte bound");
+	cr_assert_eq(exe_ipc_queue_put(q, buf, 41, 0), -ETIMEDOUT, "byte bound");
 	t0 = exe_now_ns();
 	cr_assert_eq(exe_ipc_queue_put(q, buf, 41, 30 * MS), -ETIMEDOUT);
 	cr_assert_geq(exe_now_ns() - t0, 30 * MS);
 	cr_assert_eq(exe_ipc_queue_put(q, buf, 40, 0), 0, "what fits still goes in");
-	cr_assert_eq(exe_ipc_queue_count(q), 2);
+	cr_assert_eq(ipc_count(q), 2);
 	exe_ipc_queue_destroy(q);
 }
 
@@ -412,7 +421,7 @@ Test(ipc_queue, contents_survive_wrapping_around_the_ring)
 			for (size_t i = 0; i < n; i++)
 				msg[i] = (unsigned char)(put + i);
 			int rc = exe_ipc_queue_put(q, msg, n, 0);
-			if (rc == -EAGAIN)
+			if (rc == -ETIMEDOUT)
 				break;
 			cr_assert_eq(rc, 0);
 			put++;
@@ -551,7 +560,7 @@ Test(ipc_queue, producer_and_consumer_processes_move_100000_messages)
 	cr_assert_eq(res->count, NMSG);
 	cr_assert_eq(res->errors, 0);
 	cr_assert_eq(res->checksum, want);
-	cr_assert_eq(exe_ipc_queue_count(q), 0);
+	cr_assert_eq(ipc_count(q), 0);
 	munmap(res, sizeof(*res));
 	exe_ipc_queue_destroy(q);
 }
@@ -582,7 +591,7 @@ Test(ipc_queue, a_process_killed_mid_operation_leaves_a_usable_queue)
 		sleep_ns((1 + round % 5) * MS);
 		kill(pid, SIGKILL);
 		cr_assert_eq(wait_exit(pid), -SIGKILL);
-		n = exe_ipc_queue_count(q);
+		n = ipc_count(q);
 		cr_assert(n == 0 || n == 1, "round %d: count %ld", round, n);
 		while (n-- > 0) {
 			cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), 0);
@@ -590,7 +599,7 @@ Test(ipc_queue, a_process_killed_mid_operation_leaves_a_usable_queue)
 		}
 		cr_assert_eq(exe_ipc_queue_put(q, "x", 1, 0), 0);
 		cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), 0);
-		cr_assert_eq(exe_ipc_queue_count(q), 0);
+		cr_assert_eq(ipc_count(q), 0);
 		exe_ipc_queue_destroy(q);
 	}
 }
@@ -632,7 +641,7 @@ Test(ipc_queue, a_waiter_killed_while_sleeping_swallows_no_wakeup)
 Test(ipc_queue, corrupted_segment_returns_ebadmsg_instead_of_crashing)
 {
 	struct exe_ipc_queue_opts o = {.max_msgs = 8, .max_bytes = 256};
-	size_t size = exe_ipc_queue_size(&o);
+	size_t size = exe_ipc_queue_mem_size(&o);
 	unsigned char *mem = map_shared(size), saved[64], *p;
 	struct exe_ipc_queue *q, *other;
 	char buf[64];
@@ -640,10 +649,10 @@ Test(ipc_queue, corrupted_segment_returns_ebadmsg_instead_of_crashing)
 	uint32_t huge = 0xfffffff0u;
 
 	cr_assert_gt(size, 0);
-	cr_assert_eq(exe_ipc_queue_attach_at(mem, size, &other), -EBADMSG, "zeroed memory is no queue");
-	cr_assert_eq(exe_ipc_queue_init_at(mem, size - 1, &o, &q), -EINVAL);
-	cr_assert_eq(exe_ipc_queue_init_at(mem, size, &o, &q), 0);
-	cr_assert_eq(exe_ipc_queue_attach_at(mem, size, &other), 0);
+	cr_assert_eq(exe_ipc_queue_attach_at(&other, mem, size), -EBADMSG, "zeroed memory is no queue");
+	cr_assert_eq(exe_ipc_queue_init_at(&q, mem, size - 1, &o), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_init_at(&q, mem, size, &o), 0);
+	cr_assert_eq(exe_ipc_queue_attach_at(&other, mem, size), 0);
 	cr_assert_eq(exe_ipc_queue_put(other, "ZYXWVUTS", 8, 0), 0);
 	memcpy(saved, mem, sizeof(saved));
 
@@ -652,7 +661,7 @@ Test(ipc_queue, corrupted_segment_returns_ebadmsg_instead_of_crashing)
 	cr_assert_eq(exe_ipc_queue_put(q, "a", 1, 0), -EBADMSG);
 	cr_assert_eq(exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0), -EBADMSG);
 	cr_assert_eq(exe_ipc_queue_close(q), -EBADMSG);
-	cr_assert_eq(exe_ipc_queue_count(q), -EBADMSG);
+	cr_assert_eq(ipc_count(q), -EBADMSG);
 	memcpy(mem, saved, sizeof(saved));
 
 	/* A geometry field (max_msgs/max_bytes): the checksum. */
@@ -685,7 +694,7 @@ Test(ipc_queue, corrupted_segment_returns_ebadmsg_instead_of_crashing)
 		}
 		(void)exe_ipc_queue_put(q, "a", 1, 0);
 		(void)exe_ipc_queue_get(q, buf, sizeof(buf), &len, 0);
-		(void)exe_ipc_queue_count(q);
+		(void)ipc_count(q);
 		memcpy(mem, copy, sizeof(copy));
 	}
 	exe_ipc_queue_destroy(other);
@@ -701,11 +710,11 @@ Test(ipc_queue, bad_arguments_return_einval)
 
 	cr_assert_eq(exe_ipc_queue_create(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_ipc_queue_create(&q, &huge), -EINVAL);
-	cr_assert_eq(exe_ipc_queue_size(&huge), 0);
+	cr_assert_eq(exe_ipc_queue_mem_size(&huge), 0);
 	cr_assert_eq(exe_ipc_queue_put(NULL, "a", 1, 0), -EINVAL);
 	cr_assert_eq(exe_ipc_queue_get(NULL, NULL, 0, &len, 0), -EINVAL);
 	cr_assert_eq(exe_ipc_queue_close(NULL), -EINVAL);
-	cr_assert_eq(exe_ipc_queue_count(NULL), -EINVAL);
+	cr_assert_eq(ipc_count(NULL), -EINVAL);
 	q = make_queue(0, 0);
 	cr_assert_eq(exe_ipc_queue_put(q, NULL, 1, 0), -EINVAL);
 	cr_assert_eq(exe_ipc_queue_get(q, NULL, 0, NULL, 0), -EINVAL);
@@ -722,15 +731,15 @@ Test(ipc_event, starts_clear_and_set_clear_are_seen)
 	struct exe_ipc_event *e;
 
 	cr_assert_eq(exe_ipc_event_create(&e), 0);
-	cr_assert_eq(exe_ipc_event_is_set(e), 0);
-	cr_assert_eq(exe_ipc_event_wait(e, 0), -EAGAIN);
+	cr_assert_not(exe_ipc_event_is_set(e));
+	cr_assert_eq(exe_ipc_event_wait(e, 0), -ETIMEDOUT);
 	cr_assert_eq(exe_ipc_event_wait(e, 2 * EXE_NS_PER_MS), -ETIMEDOUT);
 	cr_assert_eq(exe_ipc_event_set(e), 0);
 	cr_assert_eq(exe_ipc_event_set(e), 0, "set twice is fine");
-	cr_assert_eq(exe_ipc_event_is_set(e), 1);
+	cr_assert(exe_ipc_event_is_set(e));
 	cr_assert_eq(exe_ipc_event_wait(e, 0), 0);
 	cr_assert_eq(exe_ipc_event_clear(e), 0);
-	cr_assert_eq(exe_ipc_event_is_set(e), 0);
+	cr_assert_not(exe_ipc_event_is_set(e));
 	exe_ipc_event_destroy(e);
 }
 
@@ -780,7 +789,7 @@ static int attach_and_set(void *arg)
 {
 	struct exe_ipc_event *e;
 
-	if (exe_ipc_event_attach_at(arg, exe_ipc_event_size(), &e))
+	if (exe_ipc_event_attach_at(&e, arg, exe_ipc_event_mem_size()))
 		return 1;
 	exe_ipc_event_set(e);
 	exe_ipc_event_destroy(e);
@@ -789,12 +798,12 @@ static int attach_and_set(void *arg)
 
 Test(ipc_event, init_at_and_attach_at_share_caller_memory)
 {
-	size_t len = exe_ipc_event_size();
+	size_t len = exe_ipc_event_mem_size();
 	void *mem = map_shared(len);
 	struct exe_ipc_event *e;
 	pid_t kid;
 
-	cr_assert_eq(exe_ipc_event_init_at(mem, len, &e), 0);
+	cr_assert_eq(exe_ipc_event_init_at(&e, mem, len), 0);
 	kid = spawn(attach_and_set, mem);
 	cr_assert_eq(exe_ipc_event_wait(e, 5 * EXE_NS_PER_S), 0);
 	cr_assert_eq(wait_exit(kid), 0);
@@ -804,19 +813,19 @@ Test(ipc_event, init_at_and_attach_at_share_caller_memory)
 
 Test(ipc_event, corrupted_or_foreign_memory_returns_ebadmsg_and_bad_input_einval)
 {
-	size_t len = exe_ipc_event_size();
+	size_t len = exe_ipc_event_mem_size();
 	unsigned char *mem = map_shared(len);
 	struct exe_ipc_event *e, *other;
 
-	cr_assert_eq(exe_ipc_event_attach_at(mem, len, &other), -EBADMSG, "zeroed memory is not an event");
-	cr_assert_eq(exe_ipc_event_init_at(mem, len, &e), 0);
-	cr_assert_eq(exe_ipc_event_init_at(mem, len - 1, &other), -EINVAL);
-	cr_assert_eq(exe_ipc_event_init_at(mem + 1, len, &other), -EINVAL);
+	cr_assert_eq(exe_ipc_event_attach_at(&other, mem, len), -EBADMSG, "zeroed memory is not an event");
+	cr_assert_eq(exe_ipc_event_init_at(&e, mem, len), 0);
+	cr_assert_eq(exe_ipc_event_init_at(&other, mem, len - 1), -EINVAL);
+	cr_assert_eq(exe_ipc_event_init_at(&other, mem + 1, len), -EINVAL);
 	memset(mem + 8, 0x5a, len - 8); /* checksum and state: garbage */
 	cr_assert_eq(exe_ipc_event_set(e), -EBADMSG);
 	cr_assert_eq(exe_ipc_event_wait(e, EXE_FOREVER), -EBADMSG, "never sleeps on garbage");
 	memset(mem, 0xff, 8);
-	cr_assert_eq(exe_ipc_event_is_set(e), -EBADMSG);
+	cr_assert_not(exe_ipc_event_is_set(e), "a corrupted event reads as clear");
 	cr_assert_eq(exe_ipc_event_set(NULL), -EINVAL);
 	cr_assert_eq(exe_ipc_event_create(NULL), -EINVAL);
 	exe_ipc_event_destroy(e);

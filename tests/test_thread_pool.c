@@ -248,13 +248,13 @@ Test(thread_pool, failing_init_breaks_the_pool_with_a_clear_error)
 	/* A task queued before the init failed must fail, not hang. */
 	rc = exe_pool_submit(p, square, NULL, &f);
 	if (rc == 0) {
-		cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), -EPIPE);
+		cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), -ENOTRECOVERABLE);
 		cr_assert_not_null(strstr(exe_future_error(f), "init failed"));
 		exe_future_unref(f);
 	} else {
-		cr_assert_eq(rc, -EPIPE);
+		cr_assert_eq(rc, -ENOTRECOVERABLE);
 	}
-	cr_assert_eq(exe_pool_submit(p, square, NULL, &f), -EPIPE);
+	cr_assert_eq(exe_pool_submit(p, square, NULL, &f), -ENOTRECOVERABLE);
 	cr_assert_not_null(exe_pool_error(p));
 	cr_assert_not_null(strstr(exe_pool_error(p), "brk-0"), "message: %s", exe_pool_error(p));
 	exe_pool_stats(p, &st);

@@ -28,13 +28,20 @@ IO_TEST(timers, sleep_finishes_after_its_delay)
 	cr_assert_lt(dt, 500 * EXE_NS_PER_MS);
 	exe_future_unref(f);
 
-	/* Zero and negative delays fire at once. */
+	/* A zero delay fires as soon as possible; a negative one is a bad
+	 * argument, not "at once". */
 	cr_assert_eq(exe_io_sleep(io, 0, &f), 0);
 	cr_assert_eq(exe_future_result(f, NULL, WAIT), 0);
 	exe_future_unref(f);
-	cr_assert_eq(exe_io_sleep(io, -5, &f), 0);
-	cr_assert_eq(exe_future_result(f, NULL, WAIT), 0);
-	exe_future_unref(f);
+	f = NULL;
+	cr_assert_eq(exe_io_sleep(io, -5, &f), -EINVAL);
+	cr_assert_null(f);
+}
+
+static int fail_now(void *arg)
+{
+	(void)arg;
+	return -EIO;
 }
 
 IO_TEST(timers, bad_arguments)
@@ -45,12 +52,10 @@ IO_TEST(timers, bad_arguments)
 	cr_assert_eq(exe_io_sleep(NULL, 1, &f), -EINVAL);
 	cr_assert_eq(exe_call_later(io, 1, NULL, NULL, &f), -EINVAL);
 	cr_assert_eq(exe_call_every(io, 0, NULL, NULL, &f), -EINVAL);
-}
-
-static int fail_now(void *arg)
-{
-	(void)arg;
-	return -EIO;
+	cr_assert_eq(exe_call_later(io, -1, fail_now, NULL, &f), -EINVAL);
+	cr_assert_eq(exe_call_every(io, -EXE_NS_PER_MS, fail_now, NULL, &f), -EINVAL);
+	cr_assert_eq(exe_call_every(io, 0, fail_now, NULL, &f), -EINVAL);
+	cr_assert_eq(exe_call_later(NULL, 1, fail_now, NULL, &f), -EINVAL);
 }
 
 IO_TEST(timers, far_deadlines_do_not_wrap_around)
@@ -230,6 +235,41 @@ IO_TEST(timers, cancel_stops_call_every)
 	ts.tv_nsec = 80 * 1000000;
 	nanosleep(&ts, NULL);
 	cr_assert_eq(atomic_load(&n), 0);
+}
+
+static int stop_now(void *arg)
+{
+	atomic_fetch_add((_Atomic int *)arg, 1);
+	return EXE_TIMER_STOP;
+}
+
+static int undocumented_positive(void *arg)
+{
+	atomic_fetch_add((_Atomic int *)arg, 1);
+	return 7;
+}
+
+/* One meaning of each return for call_later and call_every alike. */
+IO_TEST(timers, timer_returns_mean_the_same_for_later_and_every)
+{
+	_Atomic int n = 0;
+	struct exe_future *f;
+
+	cr_assert_eq(exe_call_later(io, 0, stop_now, &n, &f), 0);
+	cr_assert_eq(exe_future_result(f, NULL, WAIT), 0);
+	exe_future_unref(f);
+	cr_assert_eq(exe_call_every(io, EXE_NS_PER_MS, stop_now, &n, &f), 0);
+	cr_assert_eq(exe_future_result(f, NULL, WAIT), 0, "EXE_TIMER_STOP: DONE");
+	cr_assert_eq(atomic_load(&n), 2, "stopped after one run");
+	exe_future_unref(f);
+	/* A positive value nobody documented is a failure, not a success. */
+	cr_assert_eq(exe_call_later(io, 0, undocumented_positive, &n, &f), 0);
+	cr_assert_eq(exe_future_result(f, NULL, WAIT), -EINVAL);
+	exe_future_unref(f);
+	cr_assert_eq(exe_call_every(io, EXE_NS_PER_MS, undocumented_positive, &n, &f), 0);
+	cr_assert_eq(exe_future_result(f, NULL, WAIT), -EINVAL);
+	exe_future_unref(f);
+	cr_assert_eq(atomic_load(&n), 4);
 }
 
 IO_TEST(timers, function_result_becomes_the_outcome)

@@ -233,7 +233,8 @@ Test(wait, first_error_does_not_return_on_a_success_alone)
 	unref_all(fs, 2);
 }
 
-Test(wait, first_error_counts_a_cancel_as_an_error)
+/* Python's FIRST_EXCEPTION: a cancelled future is not an exception. */
+Test(wait, first_error_does_not_count_a_cancel_as_an_error)
 {
 	struct exe_future *fs[3];
 	struct script s = {0};
@@ -241,13 +242,26 @@ Test(wait, first_error_counts_a_cancel_as_an_error)
 	promises(fs, 3);
 	script_add(&s, fs[2], 20, DO_CANCEL, 0);
 	script_start(&s);
-	cr_assert_eq(exe_wait(fs, 3, EXE_WAIT_FIRST_ERROR, EXE_FOREVER), 1);
+	cr_assert_eq(exe_wait(fs, 3, EXE_WAIT_FIRST_ERROR, 200 * EXE_NS_PER_MS), -ETIMEDOUT);
 	script_join(&s);
-	cr_assert_eq(exe_future_state(fs[0]), EXE_FUTURE_PENDING);
-	cr_assert_eq(exe_future_state(fs[1]), EXE_FUTURE_PENDING);
+	cr_assert_eq(exe_future_state(fs[2]), EXE_FUTURE_CANCELLED);
+	cr_assert_eq(exe_wait(fs, 3, EXE_WAIT_FIRST_ERROR, 0), -ETIMEDOUT);
+	cr_assert_eq(exe_future_set_error(fs[1], -EIO, NULL), 0);
+	cr_assert_eq(exe_wait(fs, 3, EXE_WAIT_FIRST_ERROR, 0), 2, "a failure ends it");
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
-	cr_assert_eq(exe_future_set_result(fs[1], NULL, NULL), 0);
 	unref_all(fs, 3);
+}
+
+Test(wait, first_error_returns_when_all_finished_with_only_cancels)
+{
+	struct exe_future *fs[2];
+
+	promises(fs, 2);
+	cr_assert_eq(exe_future_cancel(fs[0]), 0);
+	cr_assert_eq(exe_wait(fs, 2, EXE_WAIT_FIRST_ERROR, 0), -ETIMEDOUT);
+	cr_assert_eq(exe_future_cancel(fs[1]), 0);
+	cr_assert_eq(exe_wait(fs, 2, EXE_WAIT_FIRST_ERROR, 0), 2);
+	unref_all(fs, 2);
 }
 
 Test(wait, first_error_without_failures_waits_for_all)
@@ -587,36 +601,36 @@ Test(wait, with_no_caller_runs_the_task_waits_for_the_worker)
 
 /* ---- exe_as_completed ---- */
 
-static struct exe_as_completed *iter(struct exe_future *const *fs, size_t n, int64_t timeout_ns)
+static struct exe_as_completed *iter(struct exe_future *const *fs, size_t n)
 {
 	struct exe_as_completed *it = NULL;
 
-	cr_assert_eq(exe_as_completed_create(&it, fs, n, timeout_ns), 0);
+	cr_assert_eq(exe_as_completed_create(&it, fs, n), 0);
 	cr_assert_not_null(it);
 	return it;
 }
 
-Test(as_completed, yields_in_finish_order_then_returns_zero)
+Test(as_completed, yields_in_finish_order_then_returns_epipe)
 {
 	struct exe_future *fs[3], *f = NULL;
 	struct exe_as_completed *it;
 	struct script s = {0};
 
 	promises(fs, 3);
-	it = iter(fs, 3, 20 * EXE_NS_PER_S);
+	it = iter(fs, 3);
 	script_add(&s, fs[2], 10, DO_RESULT, 0);
 	script_add(&s, fs[0], 10, DO_ERROR, -EIO);
 	script_add(&s, fs[1], 10, DO_RESULT, 0);
 	script_start(&s);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[2]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[0]);
 	cr_assert_eq(exe_future_code(f), -EIO);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[1]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0, "stays at the end");
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE, "stays at the end");
 	script_join(&s);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 3);
@@ -628,17 +642,17 @@ Test(as_completed, yields_futures_completed_before_the_call_in_finish_order)
 	struct exe_as_completed *it;
 
 	promises(fs, 3);
-	it = iter(fs, 3, EXE_FOREVER);
+	it = iter(fs, 3);
 	cr_assert_eq(exe_future_set_result(fs[1], NULL, NULL), 0);
 	cr_assert_eq(exe_future_set_result(fs[2], NULL, NULL), 0);
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[1]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[2]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[0]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 3);
 }
@@ -647,24 +661,24 @@ Test(as_completed, yields_each_distinct_future_once)
 {
 	struct exe_future *a = promise(), *b = promise(), *f = NULL;
 	struct exe_future *fs[5] = {a, b, a, a, b};
-	struct exe_as_completed *it = iter(fs, 5, EXE_FOREVER);
+	struct exe_as_completed *it = iter(fs, 5);
 	int seen_a = 0, seen_b = 0;
 
 	cr_assert_eq(exe_future_set_result(b, NULL, NULL), 0);
 	cr_assert_eq(exe_future_set_result(a, NULL, NULL), 0);
-	while (exe_as_completed_next(it, &f) == 1) {
+	while (exe_as_completed_next(it, &f, EXE_FOREVER) == 0) {
 		seen_a += f == a;
 		seen_b += f == b;
 	}
 	cr_assert_eq(seen_a, 1);
 	cr_assert_eq(seen_b, 1);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
 	exe_as_completed_destroy(it);
 	exe_future_unref(a);
 	exe_future_unref(b);
 }
 
-Test(as_completed, returns_etimedout_at_the_deadline_then_keeps_working)
+Test(as_completed, returns_etimedout_when_its_wait_runs_out_then_keeps_working)
 {
 	struct exe_future *fs[2], *f = NULL;
 	struct exe_as_completed *it;
@@ -672,19 +686,19 @@ Test(as_completed, returns_etimedout_at_the_deadline_then_keeps_working)
 	int64_t t0 = exe_now_ns();
 
 	promises(fs, 2);
-	it = iter(fs, 2, 30 * EXE_NS_PER_MS);
-	cr_assert_eq(exe_as_completed_next(it, &f), -ETIMEDOUT);
+	it = iter(fs, 2);
+	cr_assert_eq(exe_as_completed_next(it, &f, 30 * EXE_NS_PER_MS), -ETIMEDOUT);
 	cr_assert_geq(ms_since(t0), 30, "returned before the deadline");
 	cr_assert_eq(exe_future_state(fs[0]), EXE_FUTURE_PENDING);
 	cr_assert_eq(exe_future_state(fs[1]), EXE_FUTURE_PENDING);
 	script_add(&s, fs[1], 20, DO_RESULT, 0);
 	script_add(&s, fs[0], 10, DO_RESULT, 0);
 	script_start(&s);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1, "a later call waits without a bound");
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0, "a later call waits without a bound");
 	cr_assert_eq(f, fs[1]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[0]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
 	script_join(&s);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 2);
@@ -697,14 +711,14 @@ Test(as_completed, timeout_zero_yields_what_is_finished_then_times_out)
 
 	promises(fs, 2);
 	cr_assert_eq(exe_future_set_result(fs[1], NULL, NULL), 0);
-	it = iter(fs, 2, 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	it = iter(fs, 2);
+	cr_assert_eq(exe_as_completed_next(it, &f, 0), 0);
 	cr_assert_eq(f, fs[1]);
-	cr_assert_eq(exe_as_completed_next(it, &f), -ETIMEDOUT);
+	cr_assert_eq(exe_as_completed_next(it, &f, 0), -ETIMEDOUT);
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[0]);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 2);
 }
@@ -716,16 +730,16 @@ Test(as_completed, a_cancel_is_yielded)
 	struct script s = {0};
 
 	promises(fs, 2);
-	it = iter(fs, 2, 20 * EXE_NS_PER_S);
+	it = iter(fs, 2);
 	script_add(&s, fs[1], 20, DO_CANCEL, 0);
 	script_start(&s);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[1]);
 	cr_assert_eq(exe_future_state(f), EXE_FUTURE_CANCELLED);
 	script_join(&s);
 	cr_assert_eq(exe_future_state(fs[0]), EXE_FUTURE_PENDING);
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[0]);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 2);
@@ -739,9 +753,9 @@ Test(as_completed, destroy_before_all_finished_leaves_the_futures_usable)
 	void *v = NULL;
 
 	promises(fs, 3);
-	it = iter(fs, 3, EXE_FOREVER);
+	it = iter(fs, 3);
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, fs[0]);
 	exe_as_completed_destroy(it);
 	cr_assert_eq(exe_future_state(fs[1]), EXE_FUTURE_PENDING);
@@ -758,7 +772,7 @@ Test(as_completed, destroy_without_next_and_unref_of_pending_futures_does_not_le
 	struct exe_as_completed *it;
 
 	promises(fs, 2);
-	it = iter(fs, 2, EXE_FOREVER);
+	it = iter(fs, 2);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 2);
 }
@@ -767,15 +781,15 @@ Test(as_completed, holds_a_reference_on_every_future)
 {
 	struct exe_future *a = promise(), *b = promise(), *f = NULL;
 	struct exe_future *fs[2] = {a, b};
-	struct exe_as_completed *it = iter(fs, 2, EXE_FOREVER);
+	struct exe_as_completed *it = iter(fs, 2);
 
 	cr_assert_eq(exe_future_set_error(a, -EIO, "kept"), 0);
 	exe_future_unref(a);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, a);
 	cr_assert_str_eq(exe_future_error(f), "kept");
 	cr_assert_eq(exe_future_set_result(b, NULL, NULL), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 	cr_assert_eq(f, b);
 	exe_as_completed_destroy(it);
 	exe_future_unref(b);
@@ -811,10 +825,10 @@ Test(as_completed, destroy_racing_with_completions_is_safe)
 		struct exe_as_completed *it;
 
 		promises(fs, 6);
-		it = iter(fs, 6, EXE_FOREVER);
+		it = iter(fs, 6);
 		cr_assert_eq(pthread_create(&th, NULL, finish_all_main, &d), 0);
 		if (round % 3 == 0)
-			cr_assert_eq(exe_as_completed_next(it, &f), 1);
+			cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
 		exe_as_completed_destroy(it);
 		cr_assert_eq(pthread_join(th, NULL), 0);
 		unref_all(fs, 6);
@@ -827,13 +841,13 @@ Test(as_completed, bad_arguments_return_einval)
 	struct exe_future *fs[2] = {a, NULL};
 	struct exe_as_completed *it = (struct exe_as_completed *)&it;
 
-	cr_assert_eq(exe_as_completed_create(NULL, fs, 1, 0), -EINVAL);
-	cr_assert_eq(exe_as_completed_create(&it, fs, 2, 0), -EINVAL);
-	cr_assert_eq(exe_as_completed_create(&it, NULL, 1, 0), -EINVAL);
+	cr_assert_eq(exe_as_completed_create(NULL, fs, 1), -EINVAL);
+	cr_assert_eq(exe_as_completed_create(&it, fs, 2), -EINVAL);
+	cr_assert_eq(exe_as_completed_create(&it, NULL, 1), -EINVAL);
 	cr_assert_eq(it, (struct exe_as_completed *)&it, "*out untouched on failure");
-	cr_assert_eq(exe_as_completed_next(NULL, &f), -EINVAL);
-	it = iter(fs, 1, 0);
-	cr_assert_eq(exe_as_completed_next(it, NULL), -EINVAL);
+	cr_assert_eq(exe_as_completed_next(NULL, &f, 0), -EINVAL);
+	it = iter(fs, 1);
+	cr_assert_eq(exe_as_completed_next(it, NULL, 0), -EINVAL);
 	exe_as_completed_destroy(it);
 	exe_as_completed_destroy(NULL);
 	exe_future_unref(a);
@@ -841,10 +855,10 @@ Test(as_completed, bad_arguments_return_einval)
 
 Test(as_completed, an_empty_iterator_ends_at_once)
 {
-	struct exe_as_completed *it = iter(NULL, 0, EXE_FOREVER);
+	struct exe_as_completed *it = iter(NULL, 0);
 	struct exe_future *f = NULL;
 
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
 	cr_assert_null(f);
 	exe_as_completed_destroy(it);
 }
@@ -859,16 +873,16 @@ Test(as_completed, allocation_failure_in_create_returns_enomem_without_leaks)
 	promises(fs, 2);
 	for (k = 0; k < 5; k++) {
 		exe__alloc_fail_after(k);
-		rc = exe_as_completed_create(&it, fs, 2, EXE_FOREVER);
+		rc = exe_as_completed_create(&it, fs, 2);
 		exe__alloc_fail_after(-1);
 		cr_assert_eq(rc, -ENOMEM, "failing after %ld allocations gave %d", k, rc);
 	}
-	it = iter(fs, 2, EXE_FOREVER);
+	it = iter(fs, 2);
 	cr_assert_eq(exe_future_set_result(fs[0], NULL, NULL), 0);
 	cr_assert_eq(exe_future_set_result(fs[1], NULL, NULL), 0);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
-	cr_assert_eq(exe_as_completed_next(it, &f), 1);
-	cr_assert_eq(exe_as_completed_next(it, &f), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), 0);
+	cr_assert_eq(exe_as_completed_next(it, &f, EXE_FOREVER), -EPIPE);
 	exe_as_completed_destroy(it);
 	unref_all(fs, 2);
 }
@@ -884,8 +898,8 @@ Test(as_completed, without_a_deadline_runs_a_queued_task_on_the_caller_when_the_
 	cr_assert_eq(exe_pool_submit(p, gate_task, &g, &blocker), 0);
 	gate_wait_entered(&g);
 	cr_assert_eq(exe_pool_submit(p, where_task, &w, &f), 0);
-	it = iter(&f, 1, EXE_FOREVER);
-	cr_assert_eq(exe_as_completed_next(it, &got), 1);
+	it = iter(&f, 1);
+	cr_assert_eq(exe_as_completed_next(it, &got, EXE_FOREVER), 0);
 	cr_assert_eq(got, f);
 	cr_assert(pthread_equal(w.thread, pthread_self()));
 	exe_as_completed_destroy(it);

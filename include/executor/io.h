@@ -69,7 +69,7 @@ struct sockaddr;
 /* Which backend a context uses (exe_io_opts.backend). */
 enum exe_io_backend_kind {
 	EXE_IO_AUTO = 0,     /* io_uring when the kernel allows it; EXE_IO_BACKEND may force one */
-	EXE_IO_URING = 1,    /* io_uring or fail (-ENOSYS, -EPERM, -EACCES) */
+	EXE_IO_URING = 1,    /* io_uring or fail (-ENOSYS, -EPERM, -EACCES, -ENOMEM) */
 	EXE_IO_FALLBACK = 2, /* epoll + a thread pool for files */
 };
 
@@ -80,9 +80,12 @@ struct exe_io_opts {
 	/* No thread: the caller drives the context with exe_io_run_once() or
 	 * exe_io_run(), one thread at a time. */
 	bool manual;
-	/* enum exe_io_backend_kind. With EXE_IO_AUTO the environment variable
-	 * EXE_IO_BACKEND=uring|fallback forces a backend. */
-	int backend;
+	/* 0 (EXE_IO_AUTO): the default, io_uring when the kernel allows it.
+	 * With EXE_IO_AUTO the environment variable EXE_IO_BACKEND forces a
+	 * backend: "io_uring", "fallback" or "auto", the names
+	 * exe_io_backend() returns; any other value (here or there) makes
+	 * exe_io_create() fail with -EINVAL. */
+	enum exe_io_backend_kind backend;
 	/* Fallback backend: threads for file operations; 0: 4. */
 	unsigned file_workers;
 };
@@ -95,10 +98,11 @@ struct exe_io_opts {
  * @opts may be NULL (defaults). With EXE_IO_AUTO the fallback is used when
  * the kernel refuses io_uring or lacks an opcode the context needs.
  * The caller owns the context and destroys it with exe_io_destroy().
- * Return: 0 with *@out, -EINVAL, -ENOMEM, -EAGAIN (no thread), or the
- * kernel's refusal (-ENOSYS, -EPERM, -EACCES; -EOPNOTSUPP: an opcode is
- * missing) when io_uring was required (EXE_IO_URING or
- * EXE_IO_BACKEND=uring) but is unavailable.
+ * Return: 0 with *@out, -EINVAL (NULL @out, an unknown backend in @opts
+ * or in EXE_IO_BACKEND, too many entries), -ENOMEM, -EAGAIN (no thread),
+ * or the kernel's refusal (-ENOSYS, -EPERM, -EACCES, -ENOMEM at ring setup;
+ * -EOPNOTSUPP: an opcode is missing) when io_uring was required
+ * (EXE_IO_URING or EXE_IO_BACKEND=io_uring) but is unavailable.
  */
 EXE_API int exe_io_create(struct exe_io **out, const struct exe_io_opts *opts);
 
@@ -111,7 +115,9 @@ EXE_API int exe_io_create(struct exe_io **out, const struct exe_io_opts *opts);
 EXE_API void exe_io_destroy(struct exe_io *io);
 
 /*
- * exe_io_backend - "io_uring" or "fallback". Static string.
+ * exe_io_backend - which backend @io runs.
+ * Return: "io_uring" or "fallback" (static strings, the spellings
+ * EXE_IO_BACKEND takes); NULL for NULL @io.
  */
 EXE_API const char *exe_io_backend(const struct exe_io *io);
 
@@ -195,24 +201,35 @@ EXE_API int64_t exe_io_res(struct exe_future *f, int64_t timeout_ns);
  * Deadlines are on CLOCK_MONOTONIC. Timer functions run on the io thread.
  */
 
-/* A timer function. exe_call_later(): its return becomes the future's
- * outcome (>= 0: DONE, value NULL; < 0: FAILED with that code).
- * exe_call_every(): 0 keeps the timer going; > 0 stops it (DONE); < 0 stops
- * it (FAILED with that code). */
+/*
+ * A timer function, the same meaning for exe_call_later() and
+ * exe_call_every():
+ *   0               success; run again as scheduled (a one-shot timer is
+ *                   then DONE, value NULL);
+ *   EXE_TIMER_STOP  success, no more runs: the future is DONE;
+ *   negative        the future FAILS with that code, no more runs.
+ * Any other positive value fails the future with -EINVAL.
+ */
 typedef int exe_timer_fn(void *arg);
+
+/* A timer function's return: done, do not run again. */
+#define EXE_TIMER_STOP 1
 
 /*
  * exe_io_sleep - a future that is DONE (value NULL) @ns nanoseconds from
- * now. Cancelling it before then makes it CANCELLED.
- * Return: 0, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ * now (0: as soon as possible). Cancelling it before then makes it
+ * CANCELLED.
+ * Return: 0, -EINVAL (NULL @io or @out, negative @ns), -ENOMEM, -ESHUTDOWN.
  */
 EXE_API int exe_io_sleep(struct exe_io *io, int64_t ns, struct exe_future **out);
 
 /*
- * exe_call_later - run fn(arg) on the io thread @delay_ns from now. A
- * successful cancel (return 0) before it fires guarantees fn never runs;
- * -EBUSY means it is running or ran. @out may be NULL.
- * Return: 0, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ * exe_call_later - run fn(arg) on the io thread @delay_ns from now (0: as
+ * soon as possible). A successful cancel (return 0) before it fires
+ * guarantees fn never runs; -EBUSY means it is running, -EALREADY that it
+ * ran. @out may be NULL.
+ * Return: 0, -EINVAL (NULL @io or @fn, negative @delay_ns), -ENOMEM,
+ * -ESHUTDOWN.
  */
 EXE_API int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void *arg,
                            struct exe_future **out);
@@ -221,11 +238,13 @@ EXE_API int exe_call_later(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn
  * exe_call_every - run fn(arg) at start + k * @interval_ns, k = 1, 2, ...
  * (fixed rate: lateness never accumulates; a tick missed by a busy io thread
  * runs late rather than being dropped). The future finishes when fn returns
- * non-zero (see exe_timer_fn), when cancelled (FAILED with -ECANCELED once
+ * EXE_TIMER_STOP or a negative code (see exe_timer_fn), when cancelled
+ * (FAILED with -ECANCELED once
  * it has fired, CANCELLED before), or at exe_io_destroy(). Once cancel has
  * returned, fn is never started again (a call already running finishes).
  * @out may be NULL only if fn itself ends the timer.
- * Return: 0, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ * Return: 0, -EINVAL (NULL @io or @fn, @interval_ns <= 0: an interval of
+ * 0 would never let the io thread rest), -ENOMEM, -ESHUTDOWN.
  */
 EXE_API int exe_call_every(struct exe_io *io, int64_t interval_ns, exe_timer_fn *fn, void *arg,
                            struct exe_future **out);

@@ -7,7 +7,7 @@
  * inherit the handle. To share by name instead, place the object in memory
  * you mapped yourself (shm_open, memfd_create + passing the fd) with
  * exe_ipc_*_init_at() in one process and exe_ipc_*_attach_at() in the
- * others; exe_ipc_*_size() says how many bytes to map.
+ * others; exe_ipc_*_mem_size() says how many bytes to map.
  *
  * Handles. The handle is process-local (it is copied by fork, which is
  * fine); the object it points to is shared. exe_ipc_*_destroy() in the
@@ -29,7 +29,8 @@
  * the middle of a put loses that message only if the put had not returned.
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: negative waits forever, 0
- * never waits (-EAGAIN), positive waits at most that long (-ETIMEDOUT).
+ * polls (never waits), positive waits at most that long; a wait whose bound
+ * passed, 0 included, is -ETIMEDOUT.
  */
 #ifndef EXECUTOR_IPC_H
 #define EXECUTOR_IPC_H
@@ -58,25 +59,28 @@ struct exe_ipc_mutex;
  */
 EXE_API int exe_ipc_mutex_create(struct exe_ipc_mutex **out, size_t data_bytes);
 
-/* exe_ipc_mutex_size - bytes of shared memory exe_ipc_mutex_init_at() needs
- * for a mutex guarding @data_bytes. */
-EXE_API size_t exe_ipc_mutex_size(size_t data_bytes);
+/*
+ * exe_ipc_mutex_mem_size - bytes of shared memory exe_ipc_mutex_init_at()
+ * needs for a mutex guarding @data_bytes.
+ * Return: the byte count; 0 when @data_bytes is too large.
+ */
+EXE_API size_t exe_ipc_mutex_mem_size(size_t data_bytes);
 
 /*
  * exe_ipc_mutex_init_at - build a mutex guarding @data_bytes in @mem, which
  * the caller mapped shared and keeps mapped (8-byte aligned, at least
- * exe_ipc_mutex_size(@data_bytes) long: pass that length in @len).
+ * exe_ipc_mutex_mem_size(@data_bytes) long: pass that length in @len).
  * Ownership: as exe_ipc_mutex_create(), but destroy never unmaps @mem.
  * Return: 0; -EINVAL (NULL, misaligned or short @mem); -ENOMEM.
  */
-EXE_API int exe_ipc_mutex_init_at(void *mem, size_t len, size_t data_bytes, struct exe_ipc_mutex **out);
+EXE_API int exe_ipc_mutex_init_at(struct exe_ipc_mutex **out, void *mem, size_t len, size_t data_bytes);
 
 /*
  * exe_ipc_mutex_attach_at - a handle to a mutex another process built at
  * its own mapping of the same memory.
  * Return: 0; -EINVAL bad arguments; -EBADMSG not a valid mutex; -ENOMEM.
  */
-EXE_API int exe_ipc_mutex_attach_at(void *mem, size_t len, struct exe_ipc_mutex **out);
+EXE_API int exe_ipc_mutex_attach_at(struct exe_ipc_mutex **out, void *mem, size_t len);
 
 /*
  * exe_ipc_mutex_destroy - release the handle; in the creating process also
@@ -84,8 +88,11 @@ EXE_API int exe_ipc_mutex_attach_at(void *mem, size_t len, struct exe_ipc_mutex 
  */
 EXE_API void exe_ipc_mutex_destroy(struct exe_ipc_mutex *m);
 
-/* exe_ipc_mutex_data - the guarded shared bytes (64-byte aligned, zeroed at
- * create), or NULL if @data_bytes was 0 or @m is invalid. Borrowed. */
+/*
+ * exe_ipc_mutex_data - the guarded shared bytes (64-byte aligned, zeroed at
+ * create). Borrowed.
+ * Return: the bytes; NULL if @data_bytes was 0, @m is NULL or corrupted.
+ */
 EXE_API void *exe_ipc_mutex_data(struct exe_ipc_mutex *m);
 
 /*
@@ -98,10 +105,10 @@ EXE_API void *exe_ipc_mutex_data(struct exe_ipc_mutex *m);
  *                 exe_ipc_mutex_consistent(), then unlock. Unlocking without
  *                 that makes the mutex unusable (-ENOTRECOVERABLE forever).
  *   -ENOTRECOVERABLE  a previous owner-died lock was never made consistent.
- *   -EAGAIN       held elsewhere and @timeout_ns == 0.
- *   -ETIMEDOUT    still held at the deadline.
+ *   -ETIMEDOUT    still held when @timeout_ns passed (at once for 0).
  *   -EDEADLK      the calling thread already holds it.
- *   -EINVAL NULL @m; -EBADMSG corrupted shared memory.
+ *   -EINVAL NULL @m; -EBADMSG corrupted shared memory (the header or the
+ *                 lock's own bytes).
  */
 EXE_API int exe_ipc_mutex_lock(struct exe_ipc_mutex *m, int64_t timeout_ns);
 
@@ -117,7 +124,7 @@ EXE_API int exe_ipc_mutex_consistent(struct exe_ipc_mutex *m);
 /*
  * exe_ipc_mutex_unlock - unlock @m.
  * Return: 0; -EPERM the calling thread does not hold it; -EINVAL NULL @m;
- * -EBADMSG corrupted shared memory.
+ * -EBADMSG corrupted shared memory (the header or the lock's own bytes).
  */
 EXE_API int exe_ipc_mutex_unlock(struct exe_ipc_mutex *m);
 
@@ -144,19 +151,28 @@ struct exe_ipc_queue_opts {
  */
 EXE_API int exe_ipc_queue_create(struct exe_ipc_queue **out, const struct exe_ipc_queue_opts *opts);
 
-/* exe_ipc_queue_size - bytes exe_ipc_queue_init_at() needs for @opts
- * (NULL: defaults); 0 if the sizes are too large. */
-EXE_API size_t exe_ipc_queue_size(const struct exe_ipc_queue_opts *opts);
+/*
+ * exe_ipc_queue_mem_size - bytes of shared memory exe_ipc_queue_init_at()
+ * needs for @opts (NULL: defaults).
+ * Return: the byte count; 0 if the sizes are too large.
+ */
+EXE_API size_t exe_ipc_queue_mem_size(const struct exe_ipc_queue_opts *opts);
 
 /*
- * exe_ipc_queue_init_at / exe_ipc_queue_attach_at - as the mutex versions:
- * build a queue in caller-mapped shared memory (8-byte aligned, @len >=
- * exe_ipc_queue_size(@opts)), or attach to one built by another process.
- * Return: 0; -EINVAL; -EBADMSG (attach: not a valid queue); -ENOMEM.
+ * exe_ipc_queue_init_at - as exe_ipc_mutex_init_at(): build a queue in
+ * caller-mapped shared memory (8-byte aligned, @len >=
+ * exe_ipc_queue_mem_size(@opts)).
+ * Return: 0 with *@out; -EINVAL; -ENOMEM.
  */
-EXE_API int exe_ipc_queue_init_at(void *mem, size_t len, const struct exe_ipc_queue_opts *opts,
-                                  struct exe_ipc_queue **out);
-EXE_API int exe_ipc_queue_attach_at(void *mem, size_t len, struct exe_ipc_queue **out);
+EXE_API int exe_ipc_queue_init_at(struct exe_ipc_queue **out, void *mem, size_t len,
+                                  const struct exe_ipc_queue_opts *opts);
+
+/*
+ * exe_ipc_queue_attach_at - a handle to a queue another process built at its
+ * own mapping of the same memory.
+ * Return: 0 with *@out; -EINVAL; -EBADMSG (not a valid queue); -ENOMEM.
+ */
+EXE_API int exe_ipc_queue_attach_at(struct exe_ipc_queue **out, void *mem, size_t len);
 
 /* exe_ipc_queue_destroy - release the handle; in the creating process also
  * tear down and unmap the shared queue. Queued messages are dropped. NULL is
@@ -168,8 +184,8 @@ EXE_API void exe_ipc_queue_destroy(struct exe_ipc_queue *q);
  * into @q, waiting up to @timeout_ns for room (message count and byte bound).
  * Threading: any thread of any process sharing @q.
  * Return: 0; -EMSGSIZE @len exceeds max_bytes (it could never fit);
- * -EAGAIN full and @timeout_ns == 0; -ETIMEDOUT still full at the deadline;
- * -EPIPE closed; -EINVAL bad arguments; -EBADMSG corrupted shared memory.
+ * -ETIMEDOUT still full when @timeout_ns passed (at once for 0); -EPIPE
+ * closed; -EINVAL bad arguments; -EBADMSG corrupted shared memory.
  */
 EXE_API int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t len, int64_t timeout_ns);
 
@@ -178,8 +194,9 @@ EXE_API int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t l
  * remove it, waiting up to @timeout_ns for one. *@len receives its length.
  * After close, the remaining messages are still delivered.
  * Return: 0; -EMSGSIZE the message is longer than @cap: it stays queued
- * and *@len says how long it is; -EAGAIN empty and @timeout_ns == 0;
- * -ETIMEDOUT; -EPIPE closed and empty; -EINVAL bad arguments; -EBADMSG.
+ * and *@len says how long it is; -ETIMEDOUT still empty when @timeout_ns
+ * passed (at once for 0); -EPIPE closed and empty; -EINVAL bad arguments;
+ * -EBADMSG.
  */
 EXE_API int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *len,
                               int64_t timeout_ns);
@@ -192,9 +209,12 @@ EXE_API int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, si
  */
 EXE_API int exe_ipc_queue_close(struct exe_ipc_queue *q);
 
-/* exe_ipc_queue_count - messages queued now (a hint), or a negative code
- * (-EINVAL, -EBADMSG). */
-EXE_API long exe_ipc_queue_count(struct exe_ipc_queue *q);
+/*
+ * exe_ipc_queue_count - the number of messages queued now (a hint) into
+ * *@count.
+ * Return: 0; -EINVAL (NULL @q or @count); -EBADMSG corrupted shared memory.
+ */
+EXE_API int exe_ipc_queue_count(struct exe_ipc_queue *q, size_t *count);
 
 /* ---- process-shared event ---- */
 
@@ -210,15 +230,26 @@ struct exe_ipc_event;
  * Ownership: as exe_ipc_mutex_create(). Return: 0; -EINVAL; -ENOMEM. */
 EXE_API int exe_ipc_event_create(struct exe_ipc_event **out);
 
-/* exe_ipc_event_size - bytes of shared memory exe_ipc_event_init_at() needs. */
-EXE_API size_t exe_ipc_event_size(void);
+/*
+ * exe_ipc_event_mem_size - bytes of shared memory exe_ipc_event_init_at()
+ * needs.
+ * Return: the byte count.
+ */
+EXE_API size_t exe_ipc_event_mem_size(void);
 
-/* exe_ipc_event_init_at / attach_at - build an event in caller-mapped shared
- * memory (8-byte aligned, @len >= exe_ipc_event_size()) / get a handle to
- * one another process built there. Return: 0; -EINVAL; -EBADMSG (attach:
- * not a valid event); -ENOMEM. */
-EXE_API int exe_ipc_event_init_at(void *mem, size_t len, struct exe_ipc_event **out);
-EXE_API int exe_ipc_event_attach_at(void *mem, size_t len, struct exe_ipc_event **out);
+/*
+ * exe_ipc_event_init_at - build a clear event in caller-mapped shared memory
+ * (8-byte aligned, @len >= exe_ipc_event_mem_size()).
+ * Return: 0 with *@out; -EINVAL; -ENOMEM.
+ */
+EXE_API int exe_ipc_event_init_at(struct exe_ipc_event **out, void *mem, size_t len);
+
+/*
+ * exe_ipc_event_attach_at - a handle to an event another process built at
+ * its own mapping of the same memory.
+ * Return: 0 with *@out; -EINVAL; -EBADMSG (not a valid event); -ENOMEM.
+ */
+EXE_API int exe_ipc_event_attach_at(struct exe_ipc_event **out, void *mem, size_t len);
 
 /* exe_ipc_event_destroy - release the handle; in the creating process also
  * invalidate the event and unmap (create) it. NULL is a no-op. */
@@ -232,12 +263,16 @@ EXE_API int exe_ipc_event_set(struct exe_ipc_event *e);
 /* exe_ipc_event_clear - clear the event. Return: 0; -EINVAL; -EBADMSG. */
 EXE_API int exe_ipc_event_clear(struct exe_ipc_event *e);
 
-/* exe_ipc_event_is_set - Return: 1 set, 0 clear; -EINVAL; -EBADMSG. */
-EXE_API int exe_ipc_event_is_set(struct exe_ipc_event *e);
+/*
+ * exe_ipc_event_is_set - whether the event is set now (a snapshot).
+ * Return: true when set; false when clear, for NULL @e and for a corrupted
+ * segment (exe_ipc_event_wait() and the others report that as -EBADMSG).
+ */
+EXE_API bool exe_ipc_event_is_set(struct exe_ipc_event *e);
 
 /* exe_ipc_event_wait - wait until the event is set.
- * Return: 0 set; -EAGAIN (@timeout_ns 0 and clear); -ETIMEDOUT; -EINVAL;
- * -EBADMSG corrupted shared memory. */
+ * Return: 0 set; -ETIMEDOUT still clear when @timeout_ns passed (at once
+ * for 0); -EINVAL; -EBADMSG corrupted shared memory. */
 EXE_API int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns);
 
 #ifdef __cplusplus

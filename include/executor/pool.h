@@ -61,8 +61,9 @@ struct exe_pool_opts {
 	/* Thread names are "<name>-<N>" (truncated to 15 bytes); default "exe". */
 	const char *name;
 	/* Run on each worker before its first task. When it fails, the pool is
-	 * broken: queued and later tasks fail with -EPIPE and a message that
-	 * names the worker and the code, and submit returns -EPIPE. */
+	 * broken for good: queued and later tasks fail with -ENOTRECOVERABLE
+	 * and a message that names the worker and the code, and submit returns
+	 * -ENOTRECOVERABLE. Recreate the pool. */
 	exe_init_fn *init;
 	void *init_arg;
 	/* Never run a task on a thread that waits for it (see above). */
@@ -70,7 +71,7 @@ struct exe_pool_opts {
 	/* Process pools: replace a worker after this many tasks (0: never). */
 	unsigned max_tasks_per_worker;
 	/* Process pools: a task running longer gets SIGTERM, then SIGKILL after
-	 * a grace period; its future fails with -ETIMEDOUT (0: no limit). */
+	 * a grace period; its future fails with -ETIME (0: no limit). */
 	int64_t task_timeout_ns;
 };
 
@@ -81,7 +82,10 @@ enum exe_submit_flags {
 
 struct exe_submit_opts {
 	unsigned flags;           /* enum exe_submit_flags */
-	int64_t block_timeout_ns; /* with EXE_SUBMIT_BLOCK: <0 forever (default 0 = forever too) */
+	/* With EXE_SUBMIT_BLOCK, how long to wait for room; 0: forever (the
+	 * default), EXE_FOREVER also forever, > 0 at most that long
+	 * (-ETIMEDOUT). */
+	int64_t block_timeout_ns;
 	exe_free_fn *result_free; /* the task's value is freed with its future */
 	int64_t task_timeout_ns;  /* process pools: overrides exe_pool_opts.task_timeout_ns */
 };
@@ -100,7 +104,7 @@ struct exe_pool_stats {
 	uint64_t running;         /* started, not finished */
 	unsigned workers;         /* live worker threads */
 	uint64_t worker_restarts; /* workers replaced (process pools) */
-	bool broken;              /* a worker's init failed */
+	bool broken;              /* broken for good (-ENOTRECOVERABLE): a worker's init failed */
 	bool shut_down;
 };
 
@@ -117,7 +121,7 @@ EXE_API int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_
 /*
  * exe_pool_submit - queue fn(arg). @out (may be NULL: fire and forget)
  * receives a reference to the task's future.
- * Return: 0, -EINVAL (@fn NULL), -ESHUTDOWN, -EPIPE (broken),
+ * Return: 0, -EINVAL (@p or @fn NULL), -ESHUTDOWN, -ENOTRECOVERABLE (broken),
  * -EAGAIN (bounded queue full), -ENOMEM.
  */
 EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_future **out);
@@ -137,23 +141,31 @@ EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
  * deadline, the tasks not yet started are cancelled and the call returns.
  * Blocks for room in a bounded queue. One task per element: for many tiny
  * tasks on a process pool, exe_pool_map_opts() sends them in chunks.
+ * @timeout_ns is a timeout argument like any other: < 0 (EXE_FOREVER) no
+ * deadline, > 0 the deadline, and 0 polls - nothing may be waited for, so
+ * for @n > 0 the map returns -ETIMEDOUT with *@failed_index 0 before
+ * submitting anything (use exe_pool_map_open() to take results as they come).
  * Return: 0 all succeeded; else the first failure's code (-ETIMEDOUT at the
- * deadline) with *@failed_index (may be NULL) set; -EINVAL, -ESHUTDOWN,
- * -ENOMEM before anything ran.
+ * deadline) with *@failed_index (may be NULL) set; -EINVAL (NULL @p or @fn,
+ * NULL @args or @results with @n), -ESHUTDOWN, -ENOMEM before anything ran.
  */
 EXE_API int exe_pool_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
                          int64_t timeout_ns, size_t *failed_index);
 
 /* Options of exe_pool_map_opts(). All-zero means the defaults. */
 struct exe_map_opts {
-	/* One overall deadline, fixed at the call, in nanoseconds; 0 or
-	 * negative (EXE_FOREVER): none. */
+	/* One overall deadline, fixed at the call, in nanoseconds; 0: none
+	 * (the default; an option field, unlike exe_pool_map()'s argument),
+	 * EXE_FOREVER: none too. */
 	int64_t timeout_ns;
 	/* Elements per message. 0: automatic; a process pool picks it from n
 	 * and its worker count (about four chunks per worker, at most 256), a
 	 * thread pool uses 1. Process pools cap it at 1024. 1 is exactly
 	 * exe_pool_map(): one task per element. */
 	size_t chunk;
+	/* exe_pool_map_open() only: at most this many elements submitted and
+	 * not yet returned by exe_map_next(); 0: twice the pool's workers. */
+	size_t window;
 };
 
 /*
@@ -169,7 +181,7 @@ struct exe_map_opts {
  *    never run; chunks already handed to a worker (prefetch) still run;
  *  - a worker crash fails the first element of the chunk that had not
  *    finished with -ECHILD, as a single task whose worker died (a time
- *    limit: -ETIMEDOUT, a protocol error: -EBADMSG); the elements before it
+ *    limit: -ETIME, a protocol error: -EBADMSG); the elements before it
  *    keep their values, the ones after it in the chunk never run; a
  *    replacement worker starts and the pool goes on;
  *  - exe_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its
@@ -184,6 +196,69 @@ struct exe_map_opts {
  */
 EXE_API int exe_pool_map_opts(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
                               void **results, const struct exe_map_opts *o, size_t *failed_index);
+
+/* ---- Lazy map: results in order while later elements still run ---- */
+
+struct exe_map_iter;
+
+/*
+ * exe_pool_map_open - Python's Executor.map() as an iterator: fn(args[i])
+ * for i < n, whose results exe_map_next() hands out in input order while
+ * later elements still run. At most @o->window elements are in flight
+ * (submitted and not yet handed out; 0: twice the pool's workers), so a
+ * million-element map holds a window of futures, never a million. Elements
+ * are submitted as the window frees up, by exe_map_next() on the calling
+ * thread; nothing runs before the first exe_map_next(). @o may be NULL (all
+ * defaults); @o->timeout_ns must be 0 (each exe_map_next() takes its own
+ * timeout); @o->chunk is accepted for pools that map in chunks (none does
+ * yet: one task per element).
+ *
+ *	struct exe_map_iter *it;
+ *	void *v;
+ *	exe_pool_map_open(&it, pool, fn, args, n, NULL);
+ *	while ((rc = exe_map_next(it, &v, EXE_FOREVER)) != -EPIPE)
+ *		if (rc == 0) use(v); else report(exe_map_index(it), rc);
+ *	exe_map_close(it);
+ *
+ * Ownership: @args is borrowed until exe_map_close() (an element's pointer is
+ * read when it is submitted); the values handed out are the caller's. The
+ * iterator is the caller's and is used by one thread at a time.
+ * Return: 0 with *@out; -EINVAL (NULL @out, @p or @fn, NULL @args with @n, a
+ * non-zero @o->timeout_ns), -ENOMEM.
+ */
+EXE_API int exe_pool_map_open(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn,
+                              void *const *args, size_t n, const struct exe_map_opts *o);
+
+/*
+ * exe_map_next - the next result in input order, waiting up to @timeout_ns
+ * (a timeout argument: < 0 forever, 0 polls); tops the window up first.
+ * A failed element does not end the iteration: its code is returned and the
+ * next call goes on with the element after it (close to stop, as Python's
+ * map does at the first exception). A submit the pool refused (shut down,
+ * broken) fails that element with the refusal's code and ends the iteration.
+ * Return: 0 with *@value (the task's value); -EPIPE every element was handed
+ * out; -ETIMEDOUT the next element did not finish in time (call again;
+ * nothing is lost); the element's failure code (its task's code,
+ * -ECANCELED, or the submit's refusal) with *@value set to NULL - in every
+ * case but -ETIMEDOUT and -EPIPE, exe_map_index() says which element it was;
+ * -EINVAL (NULL @it or @value).
+ */
+EXE_API int exe_map_next(struct exe_map_iter *it, void **value, int64_t timeout_ns);
+
+/*
+ * exe_map_index - the input index of the element the last exe_map_next()
+ * returned (a value or a failure).
+ * Return: the index; SIZE_MAX before the first element and for NULL @it.
+ */
+EXE_API size_t exe_map_index(const struct exe_map_iter *it);
+
+/*
+ * exe_map_close - end the map: elements in flight that have not started are
+ * cancelled, running ones finish on their own (their values are dropped;
+ * what they allocate is not freed), elements never submitted never run.
+ * Frees the iterator. Does not wait. NULL is a no-op.
+ */
+EXE_API void exe_map_close(struct exe_map_iter *it);
 
 /*
  * exe_pool_shutdown - stop accepting tasks (submit then returns -ESHUTDOWN).

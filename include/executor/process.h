@@ -80,7 +80,8 @@ EXE_API bool exe_process_is_alive(struct exe_process *p);
 /*
  * exe_process_exitcode - the child's exit code without waiting: its exit
  * status, or -signo if a signal killed it.
- * Return: 0 with *@code set; -EAGAIN still running; -EINVAL NULL argument.
+ * Return: 0 with *@code set; -ETIMEDOUT still running (a 0-timeout join);
+ * -EINVAL NULL argument.
  */
 EXE_API int exe_process_exitcode(struct exe_process *p, int *code);
 

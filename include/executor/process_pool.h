@@ -53,7 +53,7 @@
  *               signal 11 (Segmentation fault)", "worker 4121 exited with
  *               status 3". Only that task fails; a replacement starts and
  *               queued tasks go on.
- *   -ETIMEDOUT  the task ran past its timeout (exe_pool_opts.task_timeout_ns
+ *   -ETIME      the task ran past its timeout (exe_pool_opts.task_timeout_ns
  *               or exe_submit_opts.task_timeout_ns): its worker got SIGTERM,
  *               then SIGKILL after the grace period, and was replaced.
  *   -EBADMSG    the worker broke the channel protocol (a task wrote into the
@@ -62,8 +62,9 @@
  *   -ECANCELED  a running task killed by exe_future_cancel() (with
  *               EXE_SUBMIT_KILL_ON_CANCEL or kill_on_cancel), or by
  *               exe_pool_destroy() after its grace period.
- *   -EPIPE      the pool is broken: a worker's init failed (or a worker
- *               could not be started); queued and later tasks fail.
+ *   -ENOTRECOVERABLE  the pool is broken for good: a worker's init failed
+ *               (or a worker could not be started); queued and later tasks
+ *               fail, submit refuses. Recreate the pool.
  * Any other code is the task's own.
  *
  * Signals and lifetime. Workers ignore SIGINT and live in their own process
@@ -135,7 +136,8 @@ struct exe_process_pool_opts {
  * exe_process_pool_create - start a fork server and exe_pool_opts.workers
  * worker processes (0: one per online CPU), named "<name>-<N>" (truncated to
  * 15 bytes; default name "exe"). Each worker runs opts->init(opts->init_arg)
- * once before its first task; a failure breaks the pool (-EPIPE, see above).
+ * once before its first task; a failure breaks the pool (-ENOTRECOVERABLE,
+ * see above).
  * max_tasks_per_worker recycles a worker after that many tasks (its
  * replacement starts as the last one is handed over, so a backlog does not
  * stall); task_timeout_ns bounds every task. no_caller_runs is implied: a
@@ -163,7 +165,7 @@ EXE_API int exe_process_pool_create_opts(struct exe_pool **out, const struct exe
  * @out (may be NULL: fire and forget) receives a reference to the future.
  * Thread-safe.
  * Return: 0, -EINVAL (@p not a process pool, @fn NULL, @in NULL with a
- * length, a bad option), -ESHUTDOWN, -EPIPE (broken), -EAGAIN (bounded queue
+ * length, a bad option), -ESHUTDOWN, -ENOTRECOVERABLE (broken), -EAGAIN (bounded queue
  * full), -ETIMEDOUT (blocking submit timed out), -ENOMEM, or a code from
  * memfd_create()/write() for a large input.
  */
@@ -177,7 +179,7 @@ EXE_API int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, cons
  * exe_future_wait() or exe_future_result() first. For a bytes task the value
  * exe_future_result() gives is an opaque handle, not the data.
  * Return: 0 with *@data and *@len, the failure code (FAILED), -ECANCELED,
- * -EBUSY (not finished yet), -EINVAL (@f is not a bytes task).
+ * -ETIMEDOUT (not finished yet), -EINVAL (@f is not a bytes task).
  */
 EXE_API int exe_future_bytes(struct exe_future *f, const void **data, size_t *len);
 

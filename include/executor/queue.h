@@ -8,8 +8,9 @@
  * putter gives it up when put returns 0, the getter receives it.
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: a negative timeout waits
- * forever (EXE_FOREVER), 0 never waits (-EAGAIN when the queue is full or
- * empty), a positive one waits at most that long (-ETIMEDOUT).
+ * forever (EXE_FOREVER), 0 polls (never waits), a positive one waits at
+ * most that long; a full or empty queue past the bound, 0 included, is
+ * -ETIMEDOUT.
  *
  * Close. exe_queue_close() is graceful: puts fail at once with -EPIPE,
  * getters take what is left and then get -EPIPE, and every blocked thread
@@ -70,9 +71,9 @@ EXE_API void exe_queue_destroy(struct exe_queue *q);
  * Ownership: on 0 the item belongs to the queue until a getter takes it; on
  * failure it stays the caller's and @q is unchanged.
  * Threading: any thread.
- * Return: 0; -EAGAIN full and @timeout_ns == 0; -ETIMEDOUT still full at
- * the deadline; -EPIPE closed (also when closed while waiting); -ENOMEM
- * storage could not grow; -EINVAL NULL @q.
+ * Return: 0; -ETIMEDOUT still full when @timeout_ns passed (at once for
+ * 0); -EPIPE closed (also when closed while waiting); -ENOMEM storage could
+ * not grow; -EINVAL NULL @q.
  */
 EXE_API int exe_queue_put(struct exe_queue *q, void *item, int64_t timeout_ns);
 
@@ -91,9 +92,9 @@ EXE_API int exe_queue_put_prio(struct exe_queue *q, void *item, int64_t prio, in
  * Ownership: the item becomes the caller's. Count it with
  * exe_queue_task_done() once processed if anyone uses exe_queue_join().
  * Threading: any thread.
- * Return: 0 with *@item set; -EAGAIN empty and @timeout_ns == 0;
- * -ETIMEDOUT still empty at the deadline; -EPIPE closed and empty;
- * -EINVAL NULL @q or @item. On failure *@item is unchanged.
+ * Return: 0 with *@item set; -ETIMEDOUT still empty when @timeout_ns
+ * passed (at once for 0); -EPIPE closed and empty; -EINVAL NULL @q or
+ * @item. On failure *@item is unchanged.
  */
 EXE_API int exe_queue_get(struct exe_queue *q, void **item, int64_t timeout_ns);
 
@@ -120,22 +121,35 @@ EXE_API int exe_queue_close(struct exe_queue *q);
  * count as done so exe_queue_join() returns once the items already taken are
  * counted done. @discard (may be NULL) is called on each discarded item, in
  * the caller's thread, after the queue's lock is released.
- * Return: the number of items discarded (>= 0); -EINVAL NULL @q.
+ * *@discarded (may be NULL) receives the number of items discarded.
+ * Return: 0; -EINVAL NULL @q.
  */
-EXE_API long exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard);
+EXE_API int exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard, size_t *discarded);
 
-/* exe_queue_size - the number of queued items right now (0 for NULL @q).
- * Only a hint while other threads use @q. */
-EXE_API size_t exe_queue_size(struct exe_queue *q);
+/*
+ * exe_queue_count - the number of queued items right now. Only a hint while
+ * other threads use @q.
+ * Return: the count; 0 for NULL @q.
+ */
+EXE_API size_t exe_queue_count(struct exe_queue *q);
 
-/* exe_queue_empty - whether @q holds no item right now (a hint, as above). */
+/*
+ * exe_queue_empty - whether @q holds no item right now (a hint, as above).
+ * Return: true when empty (and for NULL @q).
+ */
 EXE_API bool exe_queue_empty(struct exe_queue *q);
 
-/* exe_queue_full - whether a bounded @q is at capacity right now (a hint,
- * as above); always false for an unbounded queue. */
+/*
+ * exe_queue_full - whether a bounded @q is at capacity right now (a hint,
+ * as above).
+ * Return: true when full; always false for an unbounded queue and NULL @q.
+ */
 EXE_API bool exe_queue_full(struct exe_queue *q);
 
-/* exe_queue_closed - whether exe_queue_close() or _close_now() was called. */
+/*
+ * exe_queue_closed - whether exe_queue_close() or _close_now() was called.
+ * Return: true once closed; false otherwise and for NULL @q.
+ */
 EXE_API bool exe_queue_closed(struct exe_queue *q);
 
 /*
