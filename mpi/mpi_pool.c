@@ -256,8 +256,10 @@ int exe_mpi_submit(struct exe_pool *p, const char *name, const void *in, size_t 
 	size_t nlen;
 	int rc;
 
-	if (!mp || !name || (!in && in_len) || in_len > (size_t)INT_MAX - 4096)
+	if (!p || !name || (!in && in_len) || in_len > (size_t)INT_MAX - 4096)
 		return -EINVAL;
+	if (!mp)
+		return -EOPNOTSUPP; /* a named task on a pool of another kind */
 	nlen = strnlen(name, EXE_MPI_NAME_MAX + 1);
 	if (nlen == 0 || nlen > EXE_MPI_NAME_MAX)
 		return -EINVAL;

@@ -260,9 +260,6 @@ static int report(struct srv *s, struct work *w)
 	uint32_t count = 0;
 	int rc;
 
-	/* A local time limit is the task's own limit (contract: -ETIME). */
-	if (code == -ETIMEDOUT)
-		code = -ETIME;
 	if (code) {
 		msg = placed_msg(s, exe_future_error(w->lf));
 	} else if (w->thread) {

@@ -219,6 +219,15 @@ static void check_errors(struct exe_pool *p)
 
 	/* Bad arguments. */
 	CHECK(exe_mpi_submit(NULL, "echo", NULL, 0, NULL, &f) == -EINVAL, "NULL pool");
+	{
+		struct exe_pool *tp;
+
+		if (exe_thread_pool_create(&tp, NULL) == 0) {
+			CHECK(exe_mpi_submit(tp, "echo", NULL, 0, NULL, &f) == -EOPNOTSUPP, "a thread pool");
+			CHECK(exe_mpi_pool_ranks(tp) == 0, "ranks of a thread pool");
+			exe_pool_destroy(tp);
+		}
+	}
 	CHECK(exe_mpi_submit(p, NULL, NULL, 0, NULL, &f) == -EINVAL, "NULL name");
 	CHECK(exe_mpi_submit(p, "echo", NULL, 5, NULL, &f) == -EINVAL, "NULL input with a length");
 	{

@@ -174,9 +174,10 @@ EXE_API int exe_mpi_register_ptr(const char *name, exe_task_fn *fn);
  * EXE_SUBMIT_BLOCK is accepted and never needed (the client queue is
  * unbounded); result_free must be NULL. exe_future_bytes() reads the result.
  * @out (may be NULL) receives a reference to the future. Thread-safe.
- * Return: 0, -EINVAL (@p not an MPI pool, NULL or long @name, @in NULL with
- * a length, a bad option), -ESHUTDOWN, -ENOTRECOVERABLE (pool broken),
- * -ENOMEM. An unknown name fails the future (-ENOENT), not the submit.
+ * Return: 0, -EINVAL (NULL @p, NULL or long @name, @in NULL with a length,
+ * a bad option), -EOPNOTSUPP (@p is not an MPI pool), -ESHUTDOWN,
+ * -ENOTRECOVERABLE (pool broken), -ENOMEM. An unknown name fails the future
+ * (-ENOENT), not the submit.
  */
 EXE_API int exe_mpi_submit(struct exe_pool *p, const char *name, const void *in, size_t in_len,
                            const struct exe_submit_opts *o, struct exe_future **out);
