@@ -94,10 +94,12 @@ bool exe__mpi_thread_ok(void);
 
 /* ---- the worker rank (mpi_serve.c) ---- */
 
-/* Serve the client at rank @client of @comm until it says BYE. Returns
- * EXE_MPI_SERVED, or a negative code when the local pool cannot start or MPI
- * failed. */
-int exe__mpi_serve(MPI_Comm comm, int client, const struct exe_mpi_pool_opts *opts);
+/* Serve the client at rank @client of @comm until it says BYE. A non-zero
+ * @refuse (this rank's options are bad) is sent in the HELLO instead of a
+ * worker count, so the client fails its create rather than wait. Returns
+ * EXE_MPI_SERVED, or a negative code when the local pool cannot start (or
+ * @refuse) or MPI failed. */
+int exe__mpi_serve(MPI_Comm comm, int client, const struct exe_mpi_pool_opts *opts, int refuse);
 
 /* ---- the client pool (mpi_pool.c, mpi_progress.c) ---- */
 
@@ -107,6 +109,7 @@ struct exe__mpi_rank {
 	int rank;       /* in the pool's communicator (remote group for spawn) */
 	unsigned slots; /* local workers there */
 	unsigned inflight;
+	uint64_t last_seq; /* the sequence number of the last task sent there */
 	bool dead;
 	char host[64];
 	struct exe__mpi_task **table; /* in-flight tasks by slot index (slots entries) */

@@ -565,7 +565,7 @@ static int check_opts(const struct exe_mpi_pool_opts *o)
 /* Wait for every worker's HELLO, then start the progress thread. Takes
  * @comm (freed or disconnected on failure). */
 static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int client,
-                        const struct exe_mpi_pool_opts *o)
+                        const struct exe_mpi_pool_opts *o, int refuse)
 {
 	struct exe__mpi_pool *mp = calloc(1, sizeof(*mp));
 	pthread_condattr_t ca;
@@ -609,7 +609,9 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 		mp->ranks[n++].rank = i;
 	}
 	mp->nranks = n;
-	/* Every worker says hello, even one whose local pool failed. */
+	/* Every worker says hello, even one whose local pool failed or whose
+	 * options were bad. Hear them all before giving up, so that every
+	 * rank that serves gets its BYE below. */
 	for (i = 0; i < n; i++) {
 		struct exe__mpi_hdr h[2];
 		struct exe__mpi_rank *r;
@@ -617,20 +619,19 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 		int count, idx;
 
 		memset(h, 0, sizeof(h));
-		if (MPI_Recv(h, sizeof(h), MPI_BYTE, MPI_ANY_SOURCE, EXE__MPI_TAG_HDR, comm, &st) !=
-		    MPI_SUCCESS) {
+		if (MPI_Recv(h, sizeof(h), MPI_BYTE, MPI_ANY_SOURCE, EXE__MPI_TAG_HDR, comm, &st) != MPI_SUCCESS) {
 			rc = -ENOTRECOVERABLE;
-			goto fail;
+			break;
 		}
 		MPI_Get_count(&st, MPI_BYTE, &count);
 		idx = st.MPI_SOURCE >= 0 && st.MPI_SOURCE < size ? mp->rank_idx[st.MPI_SOURCE] : -1;
 		if (idx < 0 || count < (int)sizeof(h[0]) || h[0].type != EXE__M_HELLO) {
-			rc = -EBADMSG;
-			goto fail;
+			rc = rc ? rc : -EBADMSG;
+			continue;
 		}
 		r = &mp->ranks[idx];
 		if (h[0].code <= 0) {
-			rc = h[0].code ? h[0].code : -ENOTRECOVERABLE;
+			rc = rc ? rc : (h[0].code ? h[0].code : -ENOTRECOVERABLE);
 			r->dead = true;
 			continue;
 		}
@@ -638,14 +639,16 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 		snprintf(r->host, sizeof(r->host), "%.*s", (int)(count - (int)sizeof(h[0])), (char *)(h + 1));
 		r->table = calloc(r->slots, sizeof(*r->table));
 		if (!r->table) {
-			rc = -ENOMEM;
-			goto fail;
+			rc = rc ? rc : -ENOMEM;
+			continue;
 		}
 		atomic_fetch_add_explicit(&mp->live_slots, r->slots, memory_order_relaxed);
 		atomic_fetch_add_explicit(&mp->live_ranks, 1, memory_order_relaxed);
 	}
+	if (!rc)
+		rc = refuse; /* this rank's options or thread level */
 	if (rc)
-		goto fail; /* a worker's local pool did not start */
+		goto fail; /* a worker's local pool did not start, or its options were bad */
 	if ((rc = -pthread_create(&mp->progress, NULL, exe__mpi_progress_main, mp)))
 		goto fail;
 	mp->progress_started = true;
@@ -680,24 +683,26 @@ int exe_mpi_pool_create(struct exe_pool **out, MPI_Comm comm, const struct exe_m
 {
 	struct exe_mpi_pool_opts o = {0};
 	MPI_Comm parent = MPI_COMM_NULL, dup;
-	int init = 0, rank, size, rc;
+	int init = 0, rank, size, rc, refuse;
 
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
 	if (opts)
 		o = *opts;
-	if ((rc = check_opts(&o)))
-		return rc;
 	MPI_Initialized(&init);
 	if (!init)
 		return -EOPNOTSUPP;
+	/* From here on a rank whose own options are bad still takes part in
+	 * the handshake and reports its code there: returning early would
+	 * leave the other ranks waiting in a collective call forever. */
+	refuse = check_opts(&o);
 	MPI_Comm_get_parent(&parent);
 	if (parent != MPI_COMM_NULL) {
 		/* Spawned by exe_mpi_pool_spawn(): serve the parent (remote rank
 		 * 0), then leave the intercommunicator. */
 		MPI_Comm_set_errhandler(parent, MPI_ERRORS_RETURN);
-		rc = exe__mpi_serve(parent, 0, &o);
+		rc = exe__mpi_serve(parent, 0, &o, refuse);
 		MPI_Comm_disconnect(&parent);
 		return rc;
 	}
@@ -705,21 +710,22 @@ int exe_mpi_pool_create(struct exe_pool **out, MPI_Comm comm, const struct exe_m
 		return -EINVAL;
 	MPI_Comm_size(comm, &size);
 	MPI_Comm_rank(comm, &rank);
-	if (size < 2 || o.client_rank >= size)
+	/* The same answer on every rank: nobody enters the collective below. */
+	if (size < 2 || o.client_rank < 0 || o.client_rank >= size)
 		return -EINVAL;
-	if (rank == o.client_rank && !exe__mpi_thread_ok())
-		return -EOPNOTSUPP;
 	/* Collective. A private communicator keeps our tags away from the
 	 * program's messages, and errors are returned, not fatal, on it. */
 	if (MPI_Comm_dup(comm, &dup) != MPI_SUCCESS)
 		return -ENOTRECOVERABLE;
 	MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
 	if (rank != o.client_rank) {
-		rc = exe__mpi_serve(dup, o.client_rank, &o);
+		rc = exe__mpi_serve(dup, o.client_rank, &o, refuse);
 		MPI_Comm_free(&dup);
 		return rc;
 	}
-	return client_start(out, dup, false, o.client_rank, &o);
+	if (!refuse && !exe__mpi_thread_ok())
+		refuse = -EOPNOTSUPP;
+	return client_start(out, dup, false, o.client_rank, &o, refuse);
 }
 
 int exe_mpi_pool_spawn(struct exe_pool **out, int nprocs, const struct exe_mpi_pool_opts *opts)
@@ -762,5 +768,5 @@ int exe_mpi_pool_spawn(struct exe_pool **out, int nprocs, const struct exe_mpi_p
 	if (rc != MPI_SUCCESS)
 		return -EOPNOTSUPP;
 	MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
-	return client_start(out, inter, true, 0, &o);
+	return client_start(out, inter, true, 0, &o, 0);
 }

@@ -6,8 +6,9 @@
  * Design
  *  - Load balance: each rank said in its HELLO how many local workers it
  *    has; a rank gets a task only while it runs fewer than that, and the
- *    rank with the most free workers gets it. So no task waits behind a busy
- *    rank while another idles, and a chunk is one task.
+ *    rank with the most free workers gets it (among equals the one used
+ *    last, which is polling hot). So no task waits behind a busy rank while
+ *    another idles, and a chunk is one task.
  *  - A task in flight sits in its rank's table at a free slot; its id is
  *    (sequence << 20 | slot). A result is accepted only when the slot holds
  *    a task with that very id: a stale or corrupted id can never reach a
@@ -103,22 +104,26 @@ static void all_failed(struct exe__mpi_pool *mp, int mpi_rc)
 
 /* ---- dispatch ---- */
 
-static int pick_rank(struct exe__mpi_pool *mp, int *rr)
+/* The rank with the most free workers; among equals, the one that got a
+ * task last: it is polling hot, while an idle rank may sleep up to
+ * poll_max_ns before it looks (round robin would wake a cold rank for
+ * every task of a one-at-a-time caller). */
+static int pick_rank(struct exe__mpi_pool *mp)
 {
 	unsigned best_free = 0;
-	int best = -1, k;
+	uint64_t best_seq = 0;
+	int best = -1, i;
 
-	for (k = 0; k < mp->nranks; k++) {
-		int i = (*rr + k) % mp->nranks;
+	for (i = 0; i < mp->nranks; i++) {
 		struct exe__mpi_rank *r = &mp->ranks[i];
+		unsigned free_slots = r->dead ? 0 : r->slots - r->inflight;
 
-		if (!r->dead && r->slots - r->inflight > best_free) {
-			best_free = r->slots - r->inflight;
+		if (free_slots > best_free || (free_slots && free_slots == best_free && r->last_seq > best_seq)) {
+			best_free = free_slots;
+			best_seq = r->last_seq;
 			best = i;
 		}
 	}
-	if (best >= 0)
-		*rr = (best + 1) % mp->nranks;
 	return best;
 }
 
@@ -142,12 +147,12 @@ static struct exe__mpi_task *take(struct exe__mpi_pool *mp)
 	return NULL;
 }
 
-static bool dispatch(struct exe__mpi_pool *mp, int *rr)
+static bool dispatch(struct exe__mpi_pool *mp)
 {
 	bool did = false;
 
 	for (;;) {
-		int idx = pick_rank(mp, rr), rc;
+		int idx = pick_rank(mp), rc;
 		struct exe__mpi_rank *r;
 		struct exe__mpi_task *t;
 		unsigned slot;
@@ -161,6 +166,7 @@ static bool dispatch(struct exe__mpi_pool *mp, int *rr)
 		for (slot = 0; r->table[slot]; slot++)
 			;
 		t->msg->id = (++mp->seq << SLOT_BITS) | slot;
+		r->last_seq = mp->seq;
 		t->rank_idx = idx;
 		r->table[slot] = t;
 		r->inflight++;
@@ -406,7 +412,6 @@ void *exe__mpi_progress_main(void *arg)
 	int64_t last = exe_now_ns();
 	unsigned round = 0;
 	sigset_t all;
-	int rr = 0;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -417,7 +422,7 @@ void *exe__mpi_progress_main(void *arg)
 	for (;;) {
 		bool did = do_cancels(mp);
 
-		did |= dispatch(mp, &rr);
+		did |= dispatch(mp);
 		did |= receive(mp, NULL);
 		pthread_mutex_lock(&mp->lock);
 		if (mp->shutdown && mp->queued == 0 &&

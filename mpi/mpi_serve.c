@@ -496,7 +496,7 @@ static int serve_loop(struct srv *s, int64_t poll_max)
 	}
 }
 
-int exe__mpi_serve(MPI_Comm comm, int client, const struct exe_mpi_pool_opts *opts)
+int exe__mpi_serve(MPI_Comm comm, int client, const struct exe_mpi_pool_opts *opts, int refuse)
 {
 	struct exe_pool_opts po = {
 	    .workers = opts->workers_per_rank, .no_caller_runs = true, .name = "exe-mpi"};
@@ -524,7 +524,10 @@ int exe__mpi_serve(MPI_Comm comm, int client, const struct exe_mpi_pool_opts *op
 		pthread_cond_init(&s.cond, &ca);
 		pthread_condattr_destroy(&ca);
 	}
-	rc = s.threads ? exe_thread_pool_create(&s.pool, &po) : exe_process_pool_create(&s.pool, &po);
+	if (refuse)
+		rc = refuse;
+	else
+		rc = s.threads ? exe_thread_pool_create(&s.pool, &po) : exe_process_pool_create(&s.pool, &po);
 	/* The client waits for a HELLO from every rank: always send one, with
 	 * 0 workers when the local pool could not start (the client then
 	 * fails the create instead of waiting forever). */

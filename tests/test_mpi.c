@@ -3,6 +3,7 @@
  * (a plain program: every rank runs main; rank 0 checks, the others serve).
  *
  * Phases, each a pool created and destroyed on every rank:
+ *  0. the worker ranks pass bad options: create fails everywhere, no hang;
  *  1. processes backend, 2 workers per rank: results, bytes of every size,
  *     errors with messages, unknown names, crashes, time limits, cancel,
  *     map in chunks, 10 000 tasks, callbacks, stats, load balance;
@@ -443,12 +444,36 @@ static void check_shutdown(struct exe_pool *p, int ranks)
 	CHECK(exe_pool_error(p) == NULL, "not broken");
 }
 
+/* Phase 0: the worker ranks pass bad options. Every rank must come back:
+ * the client with their code, the workers with it too, nobody waiting. */
+static void check_bad_worker_opts(void)
+{
+	struct exe_mpi_pool_opts o = {0};
+	struct exe_pool *p = (struct exe_pool *)&o;
+	int rank, rc;
+
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	if (rank != 0)
+		o.backend = (enum exe_mpi_backend)99;
+	rc = exe_mpi_pool_create(&p, MPI_COMM_WORLD, &o);
+	CHECK(rc == -EINVAL && p == NULL, "rank %d: bad worker options: %d", rank, rc);
+	if (rank != 0 && rc == -EINVAL)
+		return;
+	if (rc == 0)
+		exe_pool_destroy(p);
+}
+
 static int run_phase(int phase, bool kill_rank)
 {
 	struct exe_mpi_pool_opts o = {.workers_per_rank = phase == 1 ? 2 : 1};
 	struct exe_pool *p;
 	struct exe_pool_stats st;
 	int rc, ranks;
+
+	if (phase == 0) {
+		check_bad_worker_opts();
+		return 0;
+	}
 
 	if (phase == 2 || kill_rank)
 		o.backend = EXE_MPI_THREADS;
@@ -501,7 +526,7 @@ int main(int argc, char **argv)
 	int provided, phase, served = 0;
 
 	MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
-	for (phase = 1; phase <= (kill_rank ? 1 : 3); phase++)
+	for (phase = kill_rank ? 1 : 0; phase <= (kill_rank ? 1 : 3); phase++)
 		served += run_phase(phase, kill_rank);
 	MPI_Finalize();
 	if (served)
