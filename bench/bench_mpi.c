@@ -133,7 +133,8 @@ static double pool_mib(struct exe_pool *p, bool mpi, int iters)
 
 		if (i == 0)
 			t0 = (double)exe_now_ns();
-		rc = mpi ? exe_mpi_submit(p, "echo", in, MIB, NULL, &f) : exe_pool_submit_bytes(p, echo, in, MIB, NULL, &f);
+		rc = mpi ? exe_mpi_submit(p, "echo", in, MIB, NULL, &f)
+		         : exe_pool_submit_bytes(p, echo, in, MIB, NULL, &f);
 		if (rc || exe_future_wait(f, EXE_FOREVER) || exe_future_bytes(f, &d, &len) || len != MIB) {
 			fprintf(stderr, "1 MiB echo failed\n");
 			exit(1);
@@ -231,13 +232,15 @@ int main(int argc, char **argv)
 		printf("bench_mpi: %d ranks (%d workers), medians of %d runs\n", size, size - 1, runs);
 		printf("  raw MPI ping-pong 64 B            %10.1f us\n", a / 1e3);
 		printf("  raw MPI ping-pong 1 MiB           %10.1f us\n", b / 1e3);
-		printf("  mpi pool empty task (threads)     %10.1f us   %.2fx raw 64 B (target <= 4x)\n", et / 1e3,
-		       et / a);
+		printf("  mpi pool empty task (threads)     %10.1f us   %.2fx raw 64 B (target <= 4x)\n",
+		       et / 1e3, et / a);
 		printf("  mpi pool empty task (processes)   %10.1f us   %.2fx raw 64 B\n", ep / 1e3, ep / a);
 		printf("  mpi pool 1 MiB in+out (threads)   %10.1f us   %.2fx raw 1 MiB (target <= 1.5x)\n",
 		       mt / 1e3, mt / b);
-		printf("  mpi pool 1 MiB in+out (processes) %10.1f us   %.2fx raw 1 MiB\n", mpp / 1e3, mpp / b);
-		printf("  mpi pool map, processes           %10.0f elements/s (target >= 1e6 with 2 worker ranks)\n",
+		printf("  mpi pool 1 MiB in+out (processes) %10.1f us   %.2fx raw 1 MiB\n", mpp / 1e3,
+		       mpp / b);
+		printf("  mpi pool map, processes           %10.0f elements/s (target >= 1e6 with 2 worker "
+		       "ranks)\n",
 		       mp);
 		printf("  local process pool empty task     %10.1f us\n", le / 1e3);
 		printf("  local process pool 1 MiB in+out   %10.1f us\n", lm / 1e3);

@@ -17,6 +17,7 @@
  *                           from that rank (sent from where the bytes lie,
  *                           without a copy)
  *                    BYE_ACK hdr: nothing more comes from this rank
+ *                    HEARTBEAT hdr: every 250 ms while tasks run there
  * MPI keeps messages between two ranks with the same tag in order, so a
  * payload is always the one announced by the last ext header from its rank.
  */
@@ -50,7 +51,11 @@ enum exe__mpi_type {
 	EXE__M_BYE,
 	EXE__M_RESULT,
 	EXE__M_BYE_ACK,
+	EXE__M_HEARTBEAT,
 };
+
+#define EXE__MPI_HEARTBEAT_NS (250 * EXE_NS_PER_MS) /* while tasks run on a rank */
+#define EXE__MPI_DEFAULT_LIVENESS (10 * EXE_NS_PER_S)
 
 #define EXE__MPI_F_KILL 1u /* TASK/CHUNK: kill the worker on cancel */
 
@@ -109,7 +114,8 @@ struct exe__mpi_rank {
 	int rank;       /* in the pool's communicator (remote group for spawn) */
 	unsigned slots; /* local workers there */
 	unsigned inflight;
-	uint64_t last_seq; /* the sequence number of the last task sent there */
+	uint64_t last_seq;  /* the sequence number of the last task sent there */
+	int64_t last_heard; /* when a message last came (or the first task went) */
 	bool dead;
 	char host[64];
 	struct exe__mpi_task **table; /* in-flight tasks by slot index (slots entries) */
@@ -145,6 +151,7 @@ struct exe__mpi_pool {
 	int comm_size;
 	char name[16];
 	int64_t poll_max_ns;
+	int64_t liveness_ns; /* < 0: never */
 	int64_t task_timeout_ns;
 	bool kill_on_cancel;
 	bool threads_backend;

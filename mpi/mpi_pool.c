@@ -555,7 +555,8 @@ static int check_opts(const struct exe_mpi_pool_opts *o)
 {
 	if (o->backend != EXE_MPI_PROCESSES && o->backend != EXE_MPI_THREADS)
 		return -EINVAL;
-	if (o->task_timeout_ns < 0 || o->poll_max_ns < 0 || o->client_rank < 0)
+	if (o->task_timeout_ns < 0 || o->poll_max_ns < 0 || o->client_rank < 0 ||
+	    (o->liveness_ns < 0 && o->liveness_ns != EXE_FOREVER))
 		return -EINVAL;
 	if (o->task_timeout_ns && o->backend == EXE_MPI_THREADS)
 		return -EINVAL;
@@ -583,6 +584,7 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 	mp->inter = inter;
 	mp->comm_size = size;
 	mp->poll_max_ns = o->poll_max_ns > 0 ? o->poll_max_ns : EXE__MPI_DEFAULT_POLL_MAX;
+	mp->liveness_ns = o->liveness_ns ? o->liveness_ns : EXE__MPI_DEFAULT_LIVENESS;
 	mp->task_timeout_ns = o->task_timeout_ns;
 	mp->kill_on_cancel = o->kill_on_cancel;
 	mp->threads_backend = o->backend == EXE_MPI_THREADS;
@@ -619,7 +621,8 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 		int count, idx;
 
 		memset(h, 0, sizeof(h));
-		if (MPI_Recv(h, sizeof(h), MPI_BYTE, MPI_ANY_SOURCE, EXE__MPI_TAG_HDR, comm, &st) != MPI_SUCCESS) {
+		if (MPI_Recv(h, sizeof(h), MPI_BYTE, MPI_ANY_SOURCE, EXE__MPI_TAG_HDR, comm, &st) !=
+		    MPI_SUCCESS) {
 			rc = -ENOTRECOVERABLE;
 			break;
 		}

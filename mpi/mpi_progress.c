@@ -65,17 +65,18 @@ static void fail_queued(struct exe__mpi_pool *mp)
 	}
 }
 
-static void rank_failed(struct exe__mpi_pool *mp, int idx, int mpi_rc)
+/* Rank @idx is gone: fail its tasks with -ECHILD and @why (taken). */
+static void rank_failed_msg(struct exe__mpi_pool *mp, int idx, char *why)
 {
 	struct exe__mpi_rank *r = &mp->ranks[idx];
-	char *why;
 	unsigned i;
 
-	if (r->dead)
+	if (r->dead) {
+		free(why);
 		return;
+	}
 	r->dead = true;
 	atomic_fetch_sub_explicit(&mp->live_slots, r->slots, memory_order_relaxed);
-	why = exe__mpi_errmsg(mpi_rc, "worker rank %d on host %s failed", r->rank, r->host);
 	for (i = 0; i < r->slots; i++) {
 		struct exe__mpi_task *t = r->table[i];
 
@@ -94,12 +95,45 @@ static void rank_failed(struct exe__mpi_pool *mp, int idx, int mpi_rc)
 	free(why);
 }
 
+static void rank_failed(struct exe__mpi_pool *mp, int idx, int mpi_rc)
+{
+	struct exe__mpi_rank *r = &mp->ranks[idx];
+
+	rank_failed_msg(mp, idx,
+	                exe__mpi_errmsg(mpi_rc, "worker rank %d on host %s failed", r->rank, r->host));
+}
+
 static void all_failed(struct exe__mpi_pool *mp, int mpi_rc)
 {
 	int i;
 
 	for (i = 0; i < mp->nranks; i++)
 		rank_failed(mp, i, mpi_rc);
+}
+
+/* Ranks silent for longer than the liveness bound while they owe us
+ * something (tasks in flight, or a BYE_ACK when @acks is given) are taken
+ * for dead. */
+static void check_liveness(struct exe__mpi_pool *mp, const bool *acks)
+{
+	int64_t now = exe_now_ns();
+	int i;
+
+	if (mp->liveness_ns < 0)
+		return;
+	for (i = 0; i < mp->nranks; i++) {
+		struct exe__mpi_rank *r = &mp->ranks[i];
+
+		if (r->dead || (acks ? acks[i] : r->inflight == 0) || now - r->last_heard <= mp->liveness_ns)
+			continue;
+		{
+			char *why = exe__mpi_strdupf(
+			    "worker rank %d on host %s: no word for %lld ms (it died or hangs)", r->rank,
+			    r->host, (long long)((now - r->last_heard) / EXE_NS_PER_MS));
+
+			rank_failed_msg(mp, i, why);
+		}
+	}
 }
 
 /* ---- dispatch ---- */
@@ -118,7 +152,8 @@ static int pick_rank(struct exe__mpi_pool *mp)
 		struct exe__mpi_rank *r = &mp->ranks[i];
 		unsigned free_slots = r->dead ? 0 : r->slots - r->inflight;
 
-		if (free_slots > best_free || (free_slots && free_slots == best_free && r->last_seq > best_seq)) {
+		if (free_slots > best_free ||
+		    (free_slots && free_slots == best_free && r->last_seq > best_seq)) {
 			best_free = free_slots;
 			best_seq = r->last_seq;
 			best = i;
@@ -169,7 +204,8 @@ static bool dispatch(struct exe__mpi_pool *mp)
 		r->last_seq = mp->seq;
 		t->rank_idx = idx;
 		r->table[slot] = t;
-		r->inflight++;
+		if (r->inflight++ == 0)
+			r->last_heard = exe_now_ns(); /* silence counts from here */
 		atomic_fetch_add_explicit(&mp->running, 1, memory_order_relaxed);
 		rc = MPI_Isend(t->msg, (int)t->msg_len, MPI_BYTE, r->rank, EXE__MPI_TAG_HDR, mp->comm,
 		               &t->send);
@@ -356,6 +392,7 @@ static bool receive(struct exe__mpi_pool *mp, bool *bye_acks)
 			free(alloc);
 			continue;
 		}
+		mp->ranks[idx].last_heard = exe_now_ns();
 		if (h->type == EXE__M_RESULT) {
 			on_result(mp, idx, alloc, h, count);
 		} else {
@@ -381,6 +418,7 @@ static void say_bye(struct exe__mpi_pool *mp)
 
 		if (mp->ranks[i].dead)
 			continue;
+		mp->ranks[i].last_heard = last; /* the answer is due from now */
 		rc = MPI_Send(&bye, sizeof(bye), MPI_BYTE, mp->ranks[i].rank, EXE__MPI_TAG_HDR, mp->comm);
 		if (rc != MPI_SUCCESS)
 			rank_failed(mp, i, rc);
@@ -394,6 +432,8 @@ static void say_bye(struct exe__mpi_pool *mp)
 			last = exe_now_ns();
 			round = 0;
 		}
+		if (acks)
+			check_liveness(mp, acks);
 		for (i = 0; i < mp->nranks; i++)
 			if (!mp->ranks[i].dead && !(acks && acks[i]))
 				all = false;
@@ -424,6 +464,7 @@ void *exe__mpi_progress_main(void *arg)
 
 		did |= dispatch(mp);
 		did |= receive(mp, NULL);
+		check_liveness(mp, NULL);
 		pthread_mutex_lock(&mp->lock);
 		if (mp->shutdown && mp->queued == 0 &&
 		    !atomic_load_explicit(&mp->running, memory_order_relaxed) && !mp->ncancels) {

@@ -409,7 +409,7 @@ static int pump_sends(struct srv *s)
 
 static int serve_loop(struct srv *s, int64_t poll_max)
 {
-	int64_t last = exe_now_ns();
+	int64_t last = exe_now_ns(), last_beat = last;
 	unsigned round = 0;
 	bool bye = false;
 
@@ -476,6 +476,16 @@ static int serve_loop(struct srv *s, int64_t poll_max)
 			return rc;
 		if (rc)
 			did = true;
+		/* While tasks run, tell the client this rank is alive (it takes a
+		 * long silence for death where MPI reports nothing). */
+		if (s->nrunning && exe_now_ns() - last_beat >= EXE__MPI_HEARTBEAT_NS) {
+			struct exe__mpi_hdr beat = {.type = EXE__M_HEARTBEAT};
+
+			if (MPI_Send(&beat, sizeof(beat), MPI_BYTE, s->client, EXE__MPI_TAG_HDR, s->comm) !=
+			    MPI_SUCCESS)
+				return -ENOTRECOVERABLE;
+			last_beat = exe_now_ns();
+		}
 		if (bye && !s->nrunning && !s->sending) {
 			struct exe__mpi_hdr ack = {.type = EXE__M_BYE_ACK};
 

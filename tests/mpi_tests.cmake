@@ -50,3 +50,13 @@ if(EXE_OMPI_INFO)
   set_tests_properties(test_mpi_spawn_refused PROPERTIES LABELS mpi TIMEOUT 60
     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=0;${EXE_MPI_LSAN}")
 endif()
+
+# Open MPI with --enable-recovery keeps the job running when a rank dies and
+# reports nothing: the heartbeats must find the dead rank, fail its task
+# with -ECHILD, and the pool must go on with the other rank.
+if(EXE_OMPI_INFO)
+  add_test(NAME test_mpi_rank_death_recovery COMMAND ${MPIEXEC_EXECUTABLE} --enable-recovery
+    ${MPIEXEC_NUMPROC_FLAG} 3 --oversubscribe $<TARGET_FILE:test_mpi> --kill-rank)
+  set_tests_properties(test_mpi_rank_death_recovery PROPERTIES LABELS mpi TIMEOUT 60
+    ENVIRONMENT "${EXE_MPIRUN_ENV}")
+endif()

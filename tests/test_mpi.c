@@ -477,6 +477,8 @@ static int run_phase(int phase, bool kill_rank)
 
 	if (phase == 2 || kill_rank)
 		o.backend = EXE_MPI_THREADS;
+	if (kill_rank)
+		o.liveness_ns = 2 * EXE_NS_PER_S;
 	rc = exe_mpi_pool_create(&p, MPI_COMM_WORLD, &o);
 	if (rc == EXE_MPI_SERVED)
 		return 1;
@@ -489,15 +491,35 @@ static int run_phase(int phase, bool kill_rank)
 	CHECK(ranks >= 1 && st.workers == o.workers_per_rank * (unsigned)ranks, "ranks %d workers %u", ranks,
 	      st.workers);
 	if (kill_rank) {
-		struct exe_future *f = submit(p, "die_rank", NULL, 0);
+		struct exe_future *f = submit_nap(p, 3000, NULL);
 
-		/* Open MPI ends the job here; an MPI that reports the failure
-		 * fails the future instead. */
+		/* A task longer than the liveness bound: the heartbeats keep its
+		 * rank alive. */
+		CHECK(exe_future_wait(f, 30 * EXE_NS_PER_S) == 0 && exe_future_code(f) == 0,
+		      "a 3 s task with a 2 s liveness bound: %d (%s)", exe_future_code(f),
+		      exe_future_error(f));
+		exe_future_unref(f);
+		f = submit(p, "die_rank", NULL, 0);
+
+		/* Open MPI ends the job here; with --enable-recovery it goes on
+		 * and the heartbeats find the dead rank; an MPI that reports the
+		 * failure fails the future at once. */
 		rc = exe_future_wait(f, 60 * EXE_NS_PER_S);
 		fprintf(stderr, "die_rank: wait %d, code %d (%s)\n", rc, exe_future_code(f),
 		        exe_future_error(f));
+		CHECK(rc == 0 && exe_future_code(f) == -ECHILD, "the dead rank's task failed");
 		exe_future_unref(f);
+		/* The pool goes on with the ranks left. */
+		for (int i = 0; i < 10; i++) {
+			f = submit(p, "echo", "ok", 2);
+			CHECK(exe_future_wait(f, 30 * EXE_NS_PER_S) == 0 && exe_future_code(f) == 0,
+			      "after a rank died: %d", exe_future_code(f));
+			exe_future_unref(f);
+		}
+		CHECK(exe_mpi_pool_ranks(p) == ranks - 1, "ranks left: %d", exe_mpi_pool_ranks(p));
 		exe_pool_destroy(p);
+		fprintf(stderr, "rank death: %d failures; the pool went on without the dead rank\n",
+		        failures);
 		return 0;
 	}
 	if (phase == 1) {
@@ -528,6 +550,11 @@ int main(int argc, char **argv)
 	MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
 	for (phase = kill_rank ? 1 : 0; phase <= (kill_rank ? 1 : 3); phase++)
 		served += run_phase(phase, kill_rank);
+	if (kill_rank) {
+		/* MPI_Finalize would wait for the dead rank. */
+		fflush(NULL);
+		_exit(failures ? 1 : 0);
+	}
 	MPI_Finalize();
 	if (served)
 		return 0;

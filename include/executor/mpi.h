@@ -55,7 +55,11 @@
  * 5 with --with-ft, MPICH with -disable-auto-cleanup) fails that rank's
  * unfinished futures with -ECHILD and a message naming the rank, and the
  * pool goes on with the others; when no rank is left the pool is broken
- * (-ENOTRECOVERABLE, exe_pool_error()).
+ * (-ENOTRECOVERABLE, exe_pool_error()). An MPI that does neither (Open MPI
+ * 4.1 started with --enable-recovery: the job goes on, the dead rank's
+ * messages just never come) is caught by heartbeats: a rank with tasks in
+ * flight that stays silent for exe_mpi_pool_opts.liveness_ns is taken for
+ * dead, with the same -ECHILD.
  */
 #ifndef EXECUTOR_MPI_H
 #define EXECUTOR_MPI_H
@@ -108,6 +112,13 @@ struct exe_mpi_pool_opts {
 	/* Both: the longest sleep of an idle poll loop; 0: 1 ms. Shorter is
 	 * faster to react after idling and costs more CPU. */
 	int64_t poll_max_ns;
+	/* Client: a worker rank that runs tasks of this pool sends a heartbeat
+	 * every 250 ms; one silent this long (or that does not answer the
+	 * final BYE within it) is taken for dead: its tasks fail with -ECHILD
+	 * and the pool goes on without it. For an MPI that neither aborts the
+	 * job nor reports the failure (Open MPI 4.1 with --enable-recovery).
+	 * 0: 10 s; EXE_FOREVER: never. */
+	int64_t liveness_ns;
 	/* Spawn: the program to start; NULL: this program (/proc/self/exe). */
 	const char *command;
 	/* Spawn: its arguments (NULL-terminated, without argv[0]); NULL: none. */
