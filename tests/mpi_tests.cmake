@@ -60,3 +60,12 @@ if(EXE_OMPI_INFO)
   set_tests_properties(test_mpi_rank_death_recovery PROPERTIES LABELS mpi TIMEOUT 60
     ENVIRONMENT "${EXE_MPIRUN_ENV}")
 endif()
+
+# Under ThreadSanitizer, the MPI test joins the stress tests (the TSan step
+# of scripts/test.sh runs those); Open MPI's internals are suppressed.
+if(EXE_SANITIZE MATCHES "thread")
+  add_test(NAME stress_mpi COMMAND ${MPIEXEC_EXECUTABLE} -x TSAN_OPTIONS ${MPIEXEC_NUMPROC_FLAG} 3 --oversubscribe
+    $<TARGET_FILE:test_mpi>)
+  set_tests_properties(stress_mpi PROPERTIES LABELS stress TIMEOUT 600 ENVIRONMENT
+    "${EXE_MPIRUN_ENV};TSAN_OPTIONS=halt_on_error=1 second_deadlock_stack=1 suppressions=${CMAKE_CURRENT_SOURCE_DIR}/mpi_tsan.supp")
+endif()
