@@ -57,7 +57,9 @@ enum exe__mpi_type {
 #define EXE__MPI_HEARTBEAT_NS (250 * EXE_NS_PER_MS) /* while tasks run on a rank */
 #define EXE__MPI_DEFAULT_LIVENESS (10 * EXE_NS_PER_S)
 
-#define EXE__MPI_F_KILL 1u /* TASK/CHUNK: kill the worker on cancel */
+#define EXE__MPI_F_KILL 1u  /* TASK/CHUNK: kill the worker on cancel */
+#define EXE__MPI_F_FORCE 2u /* CANCEL: kill even without EXE__MPI_F_KILL (destroy) */
+#define EXE__MPI_DEFAULT_DESTROY_GRACE (5 * EXE_NS_PER_S)
 
 struct exe__mpi_hdr {
 	uint32_t type;      /* enum exe__mpi_type */
@@ -151,7 +153,10 @@ struct exe__mpi_pool {
 	int comm_size;
 	char name[16];
 	int64_t poll_max_ns;
-	int64_t liveness_ns; /* < 0: never */
+	int64_t liveness_ns;      /* < 0: never */
+	int64_t destroy_grace_ns; /* < 0: wait forever */
+	int64_t grace_from;       /* progress thread: when destroy found the queue empty (0: not yet) */
+	bool forced;              /* progress thread: the forced cancels went out */
 	int64_t task_timeout_ns;
 	bool kill_on_cancel;
 	bool threads_backend;
@@ -166,9 +171,10 @@ struct exe__mpi_pool {
 	struct exe_future **cancels; /* running tasks to cancel (references), for the progress thread */
 	size_t ncancels, cancels_cap;
 	bool shutdown;
-	bool drained;  /* the progress thread has said BYE and exited */
-	bool sleeping; /* the progress thread waits on cond */
-	uint64_t seq;  /* progress thread only: task id sequence */
+	bool destroying; /* destroy: running tasks get destroy_grace_ns, then are killed */
+	bool drained;    /* the progress thread has said BYE and exited */
+	bool sleeping;   /* the progress thread waits on cond */
+	uint64_t seq;    /* progress thread only: task id sequence */
 
 	_Atomic uint64_t submitted, completed, failed, cancelled; /* stats: relaxed counters */
 	_Atomic uint64_t running;                                 /* in flight on worker ranks */

@@ -505,6 +505,9 @@ static void mp_destroy(struct exe_pool *p)
 {
 	struct exe__mpi_pool *mp = (struct exe__mpi_pool *)p;
 
+	pthread_mutex_lock(&mp->lock);
+	mp->destroying = true;
+	pthread_mutex_unlock(&mp->lock);
 	mp_shutdown(p, EXE_SHUTDOWN_WAIT);
 	pthread_join(mp->progress, NULL);
 	registry_remove(mp);
@@ -556,7 +559,8 @@ static int check_opts(const struct exe_mpi_pool_opts *o)
 	if (o->backend != EXE_MPI_PROCESSES && o->backend != EXE_MPI_THREADS)
 		return -EINVAL;
 	if (o->task_timeout_ns < 0 || o->poll_max_ns < 0 || o->client_rank < 0 ||
-	    (o->liveness_ns < 0 && o->liveness_ns != EXE_FOREVER))
+	    (o->liveness_ns < 0 && o->liveness_ns != EXE_FOREVER) ||
+	    (o->destroy_grace_ns < 0 && o->destroy_grace_ns != EXE_FOREVER))
 		return -EINVAL;
 	if (o->task_timeout_ns && o->backend == EXE_MPI_THREADS)
 		return -EINVAL;
@@ -585,6 +589,7 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 	mp->comm_size = size;
 	mp->poll_max_ns = o->poll_max_ns > 0 ? o->poll_max_ns : EXE__MPI_DEFAULT_POLL_MAX;
 	mp->liveness_ns = o->liveness_ns ? o->liveness_ns : EXE__MPI_DEFAULT_LIVENESS;
+	mp->destroy_grace_ns = o->destroy_grace_ns ? o->destroy_grace_ns : EXE__MPI_DEFAULT_DESTROY_GRACE;
 	mp->task_timeout_ns = o->task_timeout_ns;
 	mp->kill_on_cancel = o->kill_on_cancel;
 	mp->threads_backend = o->backend == EXE_MPI_THREADS;

@@ -259,6 +259,44 @@ static bool do_cancels(struct exe__mpi_pool *mp)
 	return n != 0;
 }
 
+/* Destroy: once nothing is queued, running tasks get destroy_grace_ns,
+ * then a forced cancel each (their workers are killed). */
+static bool destroy_grace(struct exe__mpi_pool *mp)
+{
+	bool destroying;
+	size_t queued;
+	int i;
+
+	pthread_mutex_lock(&mp->lock);
+	destroying = mp->destroying;
+	queued = mp->queued;
+	pthread_mutex_unlock(&mp->lock);
+	if (!destroying || queued || mp->forced || mp->destroy_grace_ns < 0)
+		return false;
+	if (!mp->grace_from)
+		mp->grace_from = exe_now_ns();
+	if (exe_now_ns() - mp->grace_from < mp->destroy_grace_ns)
+		return false;
+	mp->forced = true;
+	for (i = 0; i < mp->nranks; i++) {
+		struct exe__mpi_rank *r = &mp->ranks[i];
+		unsigned s;
+
+		for (s = 0; !r->dead && s < r->slots; s++) {
+			struct exe__mpi_hdr h = {.type = EXE__M_CANCEL, .flags = EXE__MPI_F_FORCE};
+			int rc;
+
+			if (!r->table[s])
+				continue;
+			h.id = r->table[s]->msg->id;
+			rc = MPI_Send(&h, sizeof(h), MPI_BYTE, r->rank, EXE__MPI_TAG_HDR, mp->comm);
+			if (rc != MPI_SUCCESS)
+				rank_failed(mp, i, rc);
+		}
+	}
+	return true;
+}
+
 /* ---- results ---- */
 
 /* A RESULT message from rank @idx; @alloc holds a struct exe__mpi_bytes
@@ -465,6 +503,7 @@ void *exe__mpi_progress_main(void *arg)
 		did |= dispatch(mp);
 		did |= receive(mp, NULL);
 		check_liveness(mp, NULL);
+		did |= destroy_grace(mp);
 		pthread_mutex_lock(&mp->lock);
 		if (mp->shutdown && mp->queued == 0 &&
 		    !atomic_load_explicit(&mp->running, memory_order_relaxed) && !mp->ncancels) {

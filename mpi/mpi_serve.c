@@ -41,6 +41,7 @@ struct work {
 	uint64_t id;
 	bool chunk;
 	bool thread;    /* the thread backend's record: fn and output below */
+	bool kill;      /* the client asked for kill on cancel */
 	uint32_t count; /* chunk elements */
 	void *fn;
 	void *in_msg; /* the received message (the input lies inside it) */
@@ -327,8 +328,11 @@ static int start_task(struct srv *s, const struct exe__mpi_hdr *h, void *buf, in
 		         w->chunk ? "pointer" : "bytes", (int)h->name_len, name, s->rank, s->host);
 		return fail_now(s, w, -ENOENT, msg);
 	}
-	if (h->flags & EXE__MPI_F_KILL)
-		o.flags |= EXE_SUBMIT_KILL_ON_CANCEL;
+	/* Always killable here; a plain CANCEL kills only when the client asked
+	 * for it (see cancel_task()), a forced one (destroy's grace is over)
+	 * always does. */
+	o.flags |= EXE_SUBMIT_KILL_ON_CANCEL;
+	w->kill = h->flags & EXE__MPI_F_KILL;
 	o.task_timeout_ns = h->timeout_ns;
 	if (s->threads) {
 		rc = exe_pool_submit(s->pool, thread_task, w, &w->lf);
@@ -372,13 +376,18 @@ static int start_task(struct srv *s, const struct exe__mpi_hdr *h, void *buf, in
 	return 0;
 }
 
-static void cancel_task(struct srv *s, uint64_t id)
+/* A thread task only learns of the request (exe_task_cancelled()); a
+ * process task is killed when it was submitted with kill on cancel or when
+ * the client forces it (destroy). Otherwise it runs on, as the client's
+ * exe_future_cancel() said (-EBUSY). */
+static void cancel_task(struct srv *s, uint64_t id, bool force)
 {
 	struct work *w;
 
 	for (w = s->running.next; w != &s->running; w = w->next) {
 		if (w->id == id) {
-			exe_future_cancel(w->lf);
+			if (s->threads || w->kill || force)
+				exe_future_cancel(w->lf);
 			return;
 		}
 	}
@@ -448,7 +457,7 @@ static int serve_loop(struct srv *s, int64_t poll_max)
 					return -ENOTRECOVERABLE;
 				break;
 			case EXE__M_CANCEL:
-				cancel_task(s, h->id);
+				cancel_task(s, h->id, h->flags & EXE__MPI_F_FORCE);
 				free(h);
 				break;
 			case EXE__M_BYE:

@@ -119,6 +119,11 @@ struct exe_mpi_pool_opts {
 	 * job nor reports the failure (Open MPI 4.1 with --enable-recovery).
 	 * 0: 10 s; EXE_FOREVER: never. */
 	int64_t liveness_ns;
+	/* Client: exe_pool_destroy(), once nothing is queued, gives running
+	 * tasks this long, then kills them (processes backend; -ECANCELED),
+	 * as a local process pool does; 0: 5 s; EXE_FOREVER: wait for them.
+	 * Thread tasks are only asked to stop (exe_task_cancelled()). */
+	int64_t destroy_grace_ns;
 	/* Spawn: the program to start; NULL: this program (/proc/self/exe). */
 	const char *command;
 	/* Spawn: its arguments (NULL-terminated, without argv[0]); NULL: none. */
