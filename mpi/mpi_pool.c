@@ -505,6 +505,13 @@ static void mp_destroy(struct exe_pool *p)
 {
 	struct exe__mpi_pool *mp = (struct exe__mpi_pool *)p;
 
+	if (pthread_equal(pthread_self(), mp->progress)) {
+		/* From a done callback: joining ourselves would deadlock and
+		 * freeing would pull the pool from under the progress thread.
+		 * Stop accepting work; the pool is not freed (documented). */
+		mp_shutdown(p, 0);
+		return;
+	}
 	pthread_mutex_lock(&mp->lock);
 	mp->destroying = true;
 	pthread_mutex_unlock(&mp->lock);
@@ -620,7 +627,8 @@ static int client_start(struct exe_pool **out, MPI_Comm comm, bool inter, int cl
 	 * options were bad. Hear them all before giving up, so that every
 	 * rank that serves gets its BYE below. */
 	for (i = 0; i < n; i++) {
-		struct exe__mpi_hdr h[2];
+		/* A header and a host name (below 64 bytes, see mpi_serve.c). */
+		struct exe__mpi_hdr h[4];
 		struct exe__mpi_rank *r;
 		MPI_Status st;
 		int count, idx;

@@ -83,7 +83,8 @@ static void rank_failed_msg(struct exe__mpi_pool *mp, int idx, char *why)
 		if (!t)
 			continue;
 		r->table[i] = NULL;
-		MPI_Request_free(&t->send);
+		if (t->send != MPI_REQUEST_NULL)
+			MPI_Request_free(&t->send);
 		atomic_fetch_sub_explicit(&mp->running, 1, memory_order_relaxed);
 		exe__mpi_task_finish(mp, t, -ECHILD, NULL, NULL, why ? strdup(why) : NULL);
 	}
@@ -414,9 +415,11 @@ static bool receive(struct exe__mpi_pool *mp, bool *bye_acks)
 			return did;
 		did = true;
 		MPI_Get_count(&st, MPI_BYTE, &count);
+		/* Room for the value's header in front, so a bytes result keeps
+		 * this very buffer without a copy. */
 		alloc = malloc(sizeof(struct exe__mpi_bytes) + (size_t)count + sizeof(*h));
-		h = (struct exe__mpi_hdr *)((struct exe__mpi_bytes *)alloc + 1);
-		rc = MPI_Mrecv(alloc ? (void *)h : NULL, alloc ? count : 0, MPI_BYTE, &m, MPI_STATUS_IGNORE);
+		h = alloc ? (struct exe__mpi_hdr *)((struct exe__mpi_bytes *)alloc + 1) : NULL;
+		rc = MPI_Mrecv(h, alloc ? count : 0, MPI_BYTE, &m, MPI_STATUS_IGNORE);
 		idx = st.MPI_SOURCE >= 0 && st.MPI_SOURCE < mp->comm_size ? mp->rank_idx[st.MPI_SOURCE] : -1;
 		if (rc != MPI_SUCCESS) {
 			free(alloc);

@@ -45,7 +45,9 @@
  * idles. exe_pool_map_opts() sends a chunk of elements per message.
  * MPI must be initialized by the program with MPI_Init_thread() at
  * MPI_THREAD_MULTIPLE (the progress thread calls MPI beside the program's
- * threads) and finalized after exe_pool_destroy().
+ * threads) and finalized after exe_pool_destroy(). Do not destroy an MPI
+ * pool from one of its done callbacks: that only shuts it down (the thread
+ * cannot join itself) and the pool is never freed.
  *
  * Failure of a whole rank. What happens depends on the MPI, not on this
  * library: Open MPI 4.1 and MPICH without fault tolerance end the whole job
