@@ -42,7 +42,12 @@
  * sleep on), and runs done callbacks of remote tasks; a slow callback delays
  * the pool's results. A rank receives a task only when one of its workers is
  * free, so a long task never holds back a queued one while another rank
- * idles. exe_pool_map_opts() sends a chunk of elements per message.
+ * idles. exe_pool_map_opts() sends a chunk of elements per message (0:
+ * about four chunks per worker, at most 4096 elements): a failing element
+ * stops its chunk and the map, the values before it are kept; a worker
+ * process that dies in a chunk fails the map at the chunk's first element
+ * (the values it computed died with it). exe_pool_map() and the lazy
+ * exe_pool_map_open() send one message per element.
  * MPI must be initialized by the program with MPI_Init_thread() at
  * MPI_THREAD_MULTIPLE (the progress thread calls MPI beside the program's
  * threads) and finalized after exe_pool_destroy(). Do not destroy an MPI
