@@ -61,7 +61,7 @@ static int tick_fn(void *arg)
 	t->sum_late_ns += late;
 	printf("  %7.1f ms  tick %d, %.3f ms late\n", (double)(now - t_start) / 1e6, t->ticks,
 	       (double)late / 1e6);
-	return t->ticks >= t->wanted ? 1 : 0;
+	return t->ticks >= t->wanted ? EXE_TIMER_STOP : 0;
 }
 
 static void usage(const char *argv0)

@@ -87,6 +87,11 @@ const char *exe_strerror(int code)
 	}
 }
 
+const char *exe_version(void)
+{
+	return EXE_VERSION_STRING;
+}
+
 int64_t exe_now_ns(void)
 {
 	struct timespec ts;

@@ -24,6 +24,7 @@
  *  - COMPLETING is never held while user code runs (no callback, no task):
  *    cancel() waits it out and reports the state that gets published.
  */
+#include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU (pause on x86) */
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -47,7 +48,7 @@ static void cb_lock(struct exe_future *f)
 	/* acquire: pairs with the release in cb_unlock() */
 	while (atomic_exchange_explicit(&f->cb_lock, 1, memory_order_acquire))
 		while (atomic_load_explicit(&f->cb_lock, memory_order_relaxed))
-			__builtin_ia32_pause();
+			ck_pr_stall();
 }
 
 static void cb_unlock(struct exe_future *f)
@@ -455,7 +456,7 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 	if (deadline >= 0 && deadline < spin_until)
 		spin_until = deadline;
 	for (spins = 1;; spins++) {
-		__builtin_ia32_pause();
+		ck_pr_stall();
 		s = atomic_load_explicit(&f->state, memory_order_acquire);
 		if (exe__state_finished(s))
 			return 0;
@@ -513,7 +514,7 @@ static int cancel(struct exe_future *f, bool pending_only)
 			if (++completing_spins % 64 == 0)
 				sched_yield();
 			else
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			s = atomic_load_explicit(&f->state, memory_order_acquire);
 			continue;
 		}

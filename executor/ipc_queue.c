@@ -279,7 +279,8 @@ int exe_ipc_queue_create(struct exe_ipc_queue **out, const struct exe_ipc_queue_
 	return err;
 }
 
-int exe_ipc_queue_init_at(struct exe_ipc_queue **out, void *mem, size_t len, const struct exe_ipc_queue_opts *opts)
+int exe_ipc_queue_init_at(struct exe_ipc_queue **out, void *mem, size_t len,
+                          const struct exe_ipc_queue_opts *opts)
 {
 	if (!mem || !out || (uintptr_t)mem % 8)
 		return -EINVAL;

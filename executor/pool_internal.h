@@ -54,8 +54,8 @@ struct exe_map_iter {
 };
 
 /* The generic lazy map over ops->submit (pool_map_iter.c). */
-int exe__pool_map_open_each(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn,
-                            void *const *args, size_t n, size_t window);
+int exe__pool_map_open_each(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
+                            size_t n, size_t window);
 
 struct exe_pool {
 	const struct exe__pool_ops *ops;

@@ -130,12 +130,12 @@ static void each_close(struct exe_map_iter *it)
 }
 
 static const struct exe__map_iter_ops each_ops = {
-	.next = each_next,
-	.close = each_close,
+    .next = each_next,
+    .close = each_close,
 };
 
-int exe__pool_map_open_each(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn,
-                            void *const *args, size_t n, size_t window)
+int exe__pool_map_open_each(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
+                            size_t n, size_t window)
 {
 	struct each_iter *g = exe__calloc(1, sizeof(*g));
 

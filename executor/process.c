@@ -201,7 +201,7 @@ int exe_process_exitcode(struct exe_process *p, int *code)
 		return -EINVAL;
 	if (!reap(p))
 		return -ETIMEDOUT; /* a query of something not finished: a 0-timeout wait */
-	*code = p->code; /* immutable once exited is set (under lock in reap()) */
+	*code = p->code;           /* immutable once exited is set (under lock in reap()) */
 	return 0;
 }
 

@@ -411,8 +411,10 @@ int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *
 	struct exe__ptask *t;
 	bool big = in_len > EXE__INLINE_MAX;
 
-	if (!p || p->ops != &process_pool_ops || !fn || (!in && in_len))
+	if (!p || !fn || (!in && in_len))
 		return -EINVAL;
+	if (p->ops != &process_pool_ops)
+		return -EOPNOTSUPP; /* bytes tasks need a process pool */
 	if (o && ((o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL)) || o->result_free ||
 	          o->task_timeout_ns < 0))
 		return -EINVAL;

@@ -470,7 +470,7 @@ static void *worker_main(void *arg)
 		while (!queue_nonempty(tp) && !atomic_load_explicit(&tp->shutdown, memory_order_relaxed) &&
 		       exe_now_ns() < spin_until) {
 			for (int i = 0; i < 64; i++)
-				__builtin_ia32_pause();
+				ck_pr_stall();
 			sched_yield();
 		}
 		was_idle = true;

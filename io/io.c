@@ -38,6 +38,7 @@
  *  - Only the io thread (or the thread in exe_io_run_once()) touches the
  *    backend and the in-flight list.
  */
+#include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU (pause on x86) */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -304,7 +305,7 @@ static bool idle_spin(struct exe_io *io, int64_t until)
 		end = until;
 	do {
 		for (i = 0; i < 16; i++)
-			__builtin_ia32_pause();
+			ck_pr_stall();
 		if (!stack_empty(io) || (io->be->pending && io->be->pending(io)))
 			return true;
 		/* Second half: on a busy machine the submitter may be queued

@@ -5,7 +5,9 @@
 #   2. the installed package: headers, pkg-config file and CMake package
 #      used by a program built outside the tree;
 #   3. AddressSanitizer + UBSan (LeakSanitizer included): unit and stress tests;
-#   4. ThreadSanitizer: the stress tests (Criterion cannot start under TSan);
+#   4. ThreadSanitizer: the stress tests and the contract suites (future,
+#      wait, compose, thread pool, queue, lazy map) built as plain programs
+#      against a stand-in for Criterion, which cannot start under TSan;
 #   5. a bounded libFuzzer run of the remote_cmd frame parser (needs clang).
 # Exits non-zero on any failure.
 set -euo pipefail
@@ -65,9 +67,25 @@ find_package(executor REQUIRED)
 add_executable(hello_cmake "$root/examples/hello_pool.c")
 target_link_libraries(hello_cmake PRIVATE executor::executor)
 CMAKE
+mkdir -p "$prefix/consumer_static"
+cat >"$prefix/consumer_static/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.18)
+project(consumer_static C)
+find_package(executor REQUIRED COMPONENTS static)
+add_executable(hello_static "$root/examples/hello_pool.c")
+target_link_libraries(hello_static PRIVATE executor::static)
+CMAKE
 cmake -S "$prefix/consumer" -B "$prefix/consumer/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$prefix/consumer/build" >/dev/null
-if "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$pc_libdir" "$prefix/consumer/build/hello_cmake"; then
+cmake -S "$prefix/consumer_static" -B "$prefix/consumer_static/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$prefix/consumer_static/build" >/dev/null
+# The man pages are installed: one per function and libexecutor(7).
+man_ok=true
+for page in man3/exe_pool_submit.3 man3/exe_map_next.3 man7/libexecutor.7; do
+	[ -f "$prefix/share/man/$page" ] || { echo "missing man page $page"; man_ok=false; }
+done
+if $man_ok && "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$pc_libdir" "$prefix/consumer/build/hello_cmake" &&
+	"$prefix/consumer_static/build/hello_static"; then
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))
@@ -101,10 +119,10 @@ configure_build "$out/asan" -DCMAKE_BUILD_TYPE=Debug -DEXE_SANITIZE=address,unde
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run_ctest "$out/asan"
 
-step "ThreadSanitizer: stress tests"
+step "ThreadSanitizer: stress tests and the contract suites as plain programs"
 configure_build "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXE_SANITIZE=thread \
 	-DEXE_CRITERION_TESTS=OFF -DEXE_BUILD_BENCH=OFF -DEXE_BUILD_EXAMPLES=OFF
-run_ctest "$out/tsan" -L stress
+run_ctest "$out/tsan" -L "stress|tsan"
 
 step "fuzz: the remote_cmd frame parser (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
 if command -v clang >/dev/null && pkg-config --exists jansson; then

@@ -90,7 +90,7 @@ static int every_fn(void *arg)
 	struct slot *s = arg;
 
 	/* Stops itself after a few ticks unless cancelled first. */
-	return atomic_fetch_add(&s->ran, 1) >= 5 ? 1 : 0;
+	return atomic_fetch_add(&s->ran, 1) >= 5 ? EXE_TIMER_STOP : 0;
 }
 
 /* Wait for a slot's future and check its outcome. */

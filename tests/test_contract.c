@@ -28,14 +28,14 @@ Test(contract, strerror_has_one_text_per_code_and_handles_every_int)
 	cr_assert_str_eq(exe_strerror(-ENOTRECOVERABLE), "broken for good (recreate it)");
 	cr_assert_str_eq(exe_strerror(-EBADMSG), "malformed bytes or corrupted shared memory");
 	/* Every code of the table has its own words. */
-	int codes[] = {EINVAL,    ENOMEM,    EAGAIN,          ETIMEDOUT, ETIME,  ECANCELED,
-	               EBUSY,     EALREADY,  ESHUTDOWN,       EPIPE,     ENOTRECOVERABLE,
-	               ECHILD,    EBADMSG,   EMSGSIZE,        EOWNERDEAD, EDEADLK, EOPNOTSUPP, ENOENT};
+	int codes[] = {EINVAL,  ENOMEM,   EAGAIN,     ETIMEDOUT, ETIME,           ECANCELED,
+	               EBUSY,   EALREADY, ESHUTDOWN,  EPIPE,     ENOTRECOVERABLE, ECHILD,
+	               EBADMSG, EMSGSIZE, EOWNERDEAD, EDEADLK,   EOPNOTSUPP,      ENOENT};
 	size_t n = sizeof(codes) / sizeof(codes[0]);
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = i + 1; j < n; j++)
-			cr_assert_str_neq(exe_strerror(-codes[i]), exe_strerror(-codes[j]), "%d vs %d", codes[i],
-			                  codes[j]);
+			cr_assert_str_neq(exe_strerror(-codes[i]), exe_strerror(-codes[j]), "%d vs %d",
+			                  codes[i], codes[j]);
 }
 
 Test(contract, corrupted_ipc_mutex_bytes_are_ebadmsg_not_einval)
@@ -148,4 +148,102 @@ Test(contract, queries_of_null_objects_are_neutral)
 	exe_ipc_mutex_destroy(NULL);
 	exe_ipc_event_destroy(NULL);
 	exe_as_completed_destroy(NULL);
+}
+
+/* The version has one source: the header CMake reads. */
+Test(contract, version_is_the_one_the_build_was_configured_with)
+{
+	cr_assert_str_eq(exe_version(), EXE_VERSION_STRING);
+	cr_assert_str_eq(exe_version(), EXE_TEST_PROJECT_VERSION);
+}
+
+/* The NULL rule across the whole API: every int-returning call given a NULL
+ * object returns -EINVAL, never crashes. */
+Test(contract, every_call_refuses_a_null_object_with_einval)
+{
+	struct exe_future *f = NULL;
+	void *v = NULL;
+	size_t len = 0;
+	int code = 0;
+	char buf[4];
+
+	/* futures and composition */
+	cr_assert_eq(exe_future_on_done_in(NULL, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_future_then(NULL, NULL, NULL, NULL, &f), -EINVAL);
+	cr_assert_eq(exe_future_all(NULL, 1, &f), -EINVAL);
+	cr_assert_eq(exe_future_any(NULL, 1, &f), -EINVAL);
+	cr_assert_eq(exe_future_create(NULL), -EINVAL);
+	cr_assert_eq(exe_wait(NULL, 1, EXE_WAIT_ALL, 0), -EINVAL);
+	cr_assert_eq(exe_as_completed_create(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_as_completed_next(NULL, &f, 0), -EINVAL);
+	cr_assert_eq(exe_future_bytes(NULL, (const void **)&v, &len), -EINVAL);
+	/* pools */
+	cr_assert_eq(exe_thread_pool_create(NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_process_pool_create(NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_pool_submit(NULL, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_pool_submit_opts(NULL, NULL, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_pool_submit_bytes(NULL, NULL, NULL, 0, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_pool_map(NULL, NULL, NULL, 0, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(exe_pool_map_opts(NULL, NULL, NULL, 0, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_pool_map_open(NULL, NULL, NULL, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(exe_map_next(NULL, &v, 0), -EINVAL);
+	cr_assert_eq(exe_pool_shutdown(NULL, 0), -EINVAL);
+	/* io */
+	cr_assert_eq(exe_io_create(NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_io_run_once(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_io_run(NULL), -EINVAL);
+	cr_assert_eq(exe_io_stop(NULL), -EINVAL);
+	cr_assert_eq(exe_io_read(NULL, 0, buf, 1, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_write(NULL, 0, buf, 1, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_readv(NULL, 0, NULL, 0, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_writev(NULL, 0, NULL, 0, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_fsync(NULL, 0, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_openat(NULL, 0, "x", 0, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_close(NULL, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_accept(NULL, 0, NULL, NULL, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_connect(NULL, 0, NULL, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_recv(NULL, 0, buf, 1, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_send(NULL, 0, buf, 1, 0, &f), -EINVAL);
+	cr_assert_eq(exe_io_poll(NULL, 0, 1, &f), -EINVAL);
+	cr_assert_eq(exe_io_nop(NULL, &f), -EINVAL);
+	cr_assert_eq(exe_io_res(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_io_sleep(NULL, 0, &f), -EINVAL);
+	cr_assert_eq(exe_call_later(NULL, 0, NULL, NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_call_every(NULL, 1, NULL, NULL, NULL), -EINVAL);
+	/* queues */
+	cr_assert_eq(exe_queue_create(NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_queue_put(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_queue_put_prio(NULL, NULL, 0, 0), -EINVAL);
+	cr_assert_eq(exe_queue_get(NULL, &v, 0), -EINVAL);
+	cr_assert_eq(exe_queue_get_prio(NULL, &v, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_queue_close(NULL), -EINVAL);
+	cr_assert_eq(exe_queue_task_done(NULL), -EINVAL);
+	cr_assert_eq(exe_queue_join(NULL, 0), -EINVAL);
+	/* ipc */
+	cr_assert_eq(exe_ipc_mutex_create(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_init_at(NULL, NULL, 0, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_attach_at(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_lock(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_consistent(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_mutex_unlock(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_create(NULL, NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_init_at(NULL, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_attach_at(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_put(NULL, buf, 1, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_get(NULL, buf, sizeof(buf), &len, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_queue_close(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_event_create(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_event_init_at(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_event_attach_at(NULL, NULL, 0), -EINVAL);
+	cr_assert_eq(exe_ipc_event_set(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_event_clear(NULL), -EINVAL);
+	cr_assert_eq(exe_ipc_event_wait(NULL, 0), -EINVAL);
+	/* processes */
+	cr_assert_eq(exe_process_start(NULL, NULL, NULL, 0, NULL), -EINVAL);
+	cr_assert_eq(exe_process_join(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_process_terminate(NULL), -EINVAL);
+	cr_assert_eq(exe_process_kill(NULL), -EINVAL);
+	cr_assert_eq(exe_process_exitcode(NULL, &code), -EINVAL);
+	cr_assert_eq(exe_process_fd(NULL), -1);
+	cr_assert_null(f, "no call wrote an out-pointer on failure");
 }

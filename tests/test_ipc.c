@@ -94,8 +94,8 @@ static void *try_lock_thread(void *arg)
 {
 	struct exe_ipc_mutex *m = arg;
 	int64_t t0 = exe_now_ns();
-	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -ETIMEDOUT && exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT &&
-	              exe_now_ns() - t0 >= 30 * MS;
+	intptr_t ok = exe_ipc_mutex_lock(m, 0) == -ETIMEDOUT &&
+	              exe_ipc_mutex_lock(m, 30 * MS) == -ETIMEDOUT && exe_now_ns() - t0 >= 30 * MS;
 
 	return (void *)ok;
 }

@@ -105,7 +105,8 @@ Test(map_iter, never_more_than_the_window_in_flight)
 	window_w = 3;
 	atomic_store(&consumed, 0);
 	atomic_store(&window_violations, 0);
-	cr_assert_eq(exe_pool_map_open(&it, p, check_window, args, 400, &(struct exe_map_opts){.window = 3}), 0);
+	cr_assert_eq(exe_pool_map_open(&it, p, check_window, args, 400, &(struct exe_map_opts){.window = 3}),
+	             0);
 	while ((rc = exe_map_next(it, &v, 5 * EXE_NS_PER_S)) == 0) {
 		cr_assert_eq((uintptr_t)v, atomic_load(&consumed));
 		/* Consume slowly: an unbounded map would run far ahead. */
@@ -174,6 +175,42 @@ static int plus_one(void *arg, void **result)
 {
 	*result = (void *)((uintptr_t)arg + 1);
 	return 0;
+}
+
+
+/* A bounded pool queue that is full: a poll never blocks on it, a waiting
+ * next submits as room appears, and nothing is lost or reordered. */
+Test(map_iter, a_full_bounded_queue_never_blocks_a_poll)
+{
+	struct exe_pool *p = NULL;
+	void **args = index_args(20);
+	struct exe_future *gate = NULL;
+	struct exe_map_iter *it = NULL;
+	struct exe_pool_stats st;
+	int64_t t0;
+	void *v;
+
+	atomic_store(&gate_open, 0);
+	atomic_store(&ran, 0);
+	cr_assert_eq(exe_thread_pool_create(&p, &(struct exe_pool_opts){.workers = 1, .queue_capacity = 2}), 0);
+	cr_assert_eq(exe_pool_submit(p, gate_task, NULL, &gate), 0);
+	cr_assert_eq(exe_pool_map_open(&it, p, count_run, args, 20, &(struct exe_map_opts){.window = 8}), 0);
+	t0 = exe_now_ns();
+	cr_assert_eq(exe_map_next(it, &v, 0), -ETIMEDOUT);
+	cr_assert_lt(exe_now_ns() - t0, 500 * EXE_NS_PER_MS, "a poll blocked");
+	cr_assert_eq(exe_pool_stats(p, &st), 0);
+	cr_assert_leq(st.submitted, 3, "the gate and at most the queue's 2");
+	atomic_store(&gate_open, 1);
+	for (uintptr_t i = 0; i < 20; i++) {
+		cr_assert_eq(exe_map_next(it, &v, EXE_FOREVER), 0);
+		cr_assert_eq((uintptr_t)v, i);
+	}
+	cr_assert_eq(exe_map_next(it, &v, EXE_FOREVER), -EPIPE);
+	cr_assert_eq(atomic_load(&ran), 20);
+	exe_map_close(it);
+	exe_future_unref(gate);
+	free(args);
+	exe_pool_destroy(p);
 }
 
 /* A million elements: the library's memory stays at a window's worth
@@ -310,7 +347,8 @@ Test(map_iter, an_empty_map_ends_at_once_and_bad_arguments_are_einval)
 	cr_assert_eq(exe_pool_map_open(&it, NULL, plus_one, a, 1, NULL), -EINVAL);
 	cr_assert_eq(exe_pool_map_open(&it, p, NULL, a, 1, NULL), -EINVAL);
 	cr_assert_eq(exe_pool_map_open(&it, p, plus_one, NULL, 1, NULL), -EINVAL);
-	cr_assert_eq(exe_pool_map_open(&it, p, plus_one, a, 1, &(struct exe_map_opts){.timeout_ns = 1}), -EINVAL);
+	cr_assert_eq(exe_pool_map_open(&it, p, plus_one, a, 1, &(struct exe_map_opts){.timeout_ns = 1}),
+	             -EINVAL);
 	cr_assert_eq(exe_map_next(NULL, &v, 0), -EINVAL);
 	cr_assert_eq(exe_map_index(NULL), SIZE_MAX);
 	exe_map_close(NULL);

@@ -392,7 +392,7 @@ Test(process_pool, bad_arguments_return_einval)
 	cr_assert_null(f);
 	cr_assert_eq(exe_process_pool_create(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_thread_pool_create(&tp, NULL), 0);
-	cr_assert_eq(exe_pool_submit_bytes(tp, upper, "x", 1, NULL, &f), -EINVAL, "not a process pool");
+	cr_assert_eq(exe_pool_submit_bytes(tp, upper, "x", 1, NULL, &f), -EOPNOTSUPP, "not a process pool");
 	exe_pool_destroy(tp);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &f), 0);
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0);

@@ -103,9 +103,16 @@
 extern "C" {
 #endif
 
+/* The version, in this one place: CMake reads these lines (project version,
+ * soname, pkg-config, package version file), exe_version() returns them.
+ * 0.x: each minor release may change the API and ABI. */
 #define EXE_VERSION_MAJOR 0
-#define EXE_VERSION_MINOR 1
+#define EXE_VERSION_MINOR 2
 #define EXE_VERSION_PATCH 0
+#define EXE__STR2(x) #x
+#define EXE__STR(x) EXE__STR2(x)
+#define EXE_VERSION_STRING                                                                                   \
+	EXE__STR(EXE_VERSION_MAJOR) "." EXE__STR(EXE_VERSION_MINOR) "." EXE__STR(EXE_VERSION_PATCH)
 
 /* Durations are nanoseconds on CLOCK_MONOTONIC. A negative timeout waits
  * forever; 0 polls. */
@@ -130,17 +137,29 @@ typedef void exe_error_hook_fn(const char *what, int code, const char *msg, void
  * exe_set_error_hook - install the process-wide error hook.
  * NULL restores the default, which writes one line to stderr.
  * Thread-safe; the hook in place when an error happens is the one called.
+ * Return: nothing.
  */
 EXE_API void exe_set_error_hook(exe_error_hook_fn *hook, void *arg);
 
 /*
- * exe_strerror - a short, static description of a library or errno code
- * (negative or positive). Never NULL.
+ * exe_strerror - a short description of a library or errno code (negative
+ * or positive), in the words of the table above for the library's codes.
+ * Return: a static string, never NULL (any int is accepted).
  */
 EXE_API const char *exe_strerror(int code);
 
-/* exe_now_ns - CLOCK_MONOTONIC in nanoseconds, the clock every deadline uses. */
+/*
+ * exe_now_ns - CLOCK_MONOTONIC in nanoseconds, the clock every deadline uses.
+ * Return: the time now.
+ */
 EXE_API int64_t exe_now_ns(void);
+
+/*
+ * exe_version - the version of the library the program runs with, which may
+ * differ from the EXE_VERSION_STRING it was compiled against.
+ * Return: "MAJOR.MINOR.PATCH", a static string.
+ */
+EXE_API const char *exe_version(void);
 
 #ifdef __cplusplus
 }

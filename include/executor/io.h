@@ -128,62 +128,135 @@ EXE_API const char *exe_io_backend(const struct exe_io *io);
  * thread (callbacks and timer functions run here). It does not wait when
  * it found work to do, so call it in a loop.
  * Return: how many requests, completions and timers it handled (>= 0),
- * -EINVAL (a threaded context), -ESHUTDOWN.
+ * -EINVAL (NULL @io or a threaded context), -ESHUTDOWN.
  */
 EXE_API int exe_io_run_once(struct exe_io *io, int64_t timeout_ns);
 
 /*
  * exe_io_run - manual contexts: exe_io_run_once() in a loop until
- * exe_io_stop(). Return: 0, -EINVAL (a threaded context).
+ * exe_io_stop().
+ * Return: 0, -EINVAL (NULL @io or a threaded context).
  */
 EXE_API int exe_io_run(struct exe_io *io);
 
 /*
  * exe_io_stop - make exe_io_run() return soon; any thread, also from a
- * callback. Return: 0, -EINVAL (a threaded context).
+ * callback.
+ * Return: 0, -EINVAL (NULL @io or a threaded context).
  */
 EXE_API int exe_io_stop(struct exe_io *io);
 
 /*
- * The operations. Each hands out one reference to a future (*@out) and
- * borrows the rest as described above. Bad arguments are refused at submit
- * (-EINVAL: NULL buffer with a non-zero length, NULL out); a bad fd fails
- * the future (-EBADF), like every other kernel error.
- * Return: 0, -EINVAL, -ENOMEM, -ESHUTDOWN (exe_io_destroy() has started).
- *
- * @offset: file offset; -1 uses (and moves) the file position.
+ * The operations below share one contract. Each hands out one reference to a
+ * future (*@out) whose value is the kernel's result, and borrows the rest as
+ * described at the top of this file. Bad arguments are refused at submit
+ * (-EINVAL: NULL @io or @out, NULL buffer with a non-zero length); a bad fd
+ * fails the future (-EBADF), like every other kernel error. @offset is a
+ * file offset; -1 uses (and moves) the file position.
+ */
+
+/*
+ * exe_io_read - read(2)/pread(2) up to @len bytes of @fd into @buf at @offset.
+ * @buf belongs to the kernel until the future is finished. Value: bytes read.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN (exe_io_destroy() has
+ * started).
  */
 EXE_API int exe_io_read(struct exe_io *io, int fd, void *buf, size_t len, int64_t offset,
                         struct exe_future **out);
+
+/*
+ * exe_io_write - write(2)/pwrite(2) @len bytes of @buf to @fd at @offset.
+ * @buf belongs to the kernel until the future is finished. Value: bytes
+ * written.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_write(struct exe_io *io, int fd, const void *buf, size_t len, int64_t offset,
                          struct exe_future **out);
+
+/*
+ * exe_io_readv - readv(2)/preadv(2) into @iovcnt buffers at @offset. The
+ * iovec array and its buffers belong to the kernel until the future is
+ * finished. Value: bytes read.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_readv(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
                          struct exe_future **out);
+
+/*
+ * exe_io_writev - writev(2)/pwritev(2) from @iovcnt buffers at @offset. The
+ * iovec array and its buffers belong to the kernel until the future is
+ * finished. Value: bytes written.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_writev(struct exe_io *io, int fd, const struct iovec *iov, unsigned iovcnt, int64_t offset,
                           struct exe_future **out);
-/* @flags: 0 or EXE_IO_FSYNC_DATASYNC. */
+
+/*
+ * exe_io_fsync - fsync(2) @fd, or fdatasync(2) with @flags
+ * EXE_IO_FSYNC_DATASYNC (the only flag). Value: 0.
+ * Return: 0 with *@out, -EINVAL (an unknown flag too), -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_fsync(struct exe_io *io, int fd, unsigned flags, struct exe_future **out);
-/* openat(2); @path is copied. Value: the new fd. */
+
+/*
+ * exe_io_openat - openat(2); @path is copied at submit. Value: the new fd.
+ * Return: 0 with *@out, -EINVAL (NULL @path too), -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_openat(struct exe_io *io, int dirfd, const char *path, int flags, unsigned mode,
                           struct exe_future **out);
+
+/*
+ * exe_io_close - close(2) @fd. Value: 0.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_close(struct exe_io *io, int fd, struct exe_future **out);
-/* accept4(2). @addr/@addrlen may be NULL; else they are the kernel's until
- * the future finishes. Value: the new fd. The fallback backend puts @fd in
- * non-blocking mode. */
+
+/*
+ * exe_io_accept - accept4(2) on a listening socket. @addr/@addrlen may be
+ * NULL; else they are the kernel's until the future finishes. The fallback
+ * backend puts @fd in non-blocking mode. Value: the new fd.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_accept(struct exe_io *io, int fd, struct sockaddr *addr, unsigned *addrlen, int flags,
                           struct exe_future **out);
-/* connect(2); @addr is copied. The fallback backend puts @fd in
- * non-blocking mode. */
+
+/*
+ * exe_io_connect - connect(2); @addr is copied at submit. The fallback
+ * backend puts @fd in non-blocking mode. Value: 0.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_connect(struct exe_io *io, int fd, const struct sockaddr *addr, unsigned addrlen,
                            struct exe_future **out);
-/* recv(2)/send(2). send never raises SIGPIPE (MSG_NOSIGNAL is added). */
+
+/*
+ * exe_io_recv - recv(2) up to @len bytes into @buf, which belongs to the
+ * kernel until the future is finished. Value: bytes received (0: the peer
+ * closed).
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_recv(struct exe_io *io, int fd, void *buf, size_t len, int flags, struct exe_future **out);
+
+/*
+ * exe_io_send - send(2) @len bytes of @buf, which belongs to the kernel until
+ * the future is finished. Never raises SIGPIPE (MSG_NOSIGNAL is added).
+ * Value: bytes sent.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_send(struct exe_io *io, int fd, const void *buf, size_t len, int flags,
                         struct exe_future **out);
-/* Wait until @fd is ready for @events (POLLIN, POLLOUT, ...); one shot.
- * Value: the ready events. */
+
+/*
+ * exe_io_poll - wait until @fd is ready for @events (POLLIN, POLLOUT, ...);
+ * one shot. Value: the ready events.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_poll(struct exe_io *io, int fd, unsigned events, struct exe_future **out);
-/* Does nothing in the kernel: the cost of the machinery itself. Value: 0. */
+
+/*
+ * exe_io_nop - an operation that does nothing in the kernel: the cost of the
+ * machinery itself. Value: 0.
+ * Return: 0 with *@out, -EINVAL, -ENOMEM, -ESHUTDOWN.
+ */
 EXE_API int exe_io_nop(struct exe_io *io, struct exe_future **out);
 
 /*

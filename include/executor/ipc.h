@@ -174,9 +174,11 @@ EXE_API int exe_ipc_queue_init_at(struct exe_ipc_queue **out, void *mem, size_t 
  */
 EXE_API int exe_ipc_queue_attach_at(struct exe_ipc_queue **out, void *mem, size_t len);
 
-/* exe_ipc_queue_destroy - release the handle; in the creating process also
+/*
+ * exe_ipc_queue_destroy - release the handle; in the creating process also
  * tear down and unmap the shared queue. Queued messages are dropped. NULL is
- * a no-op. */
+ * a no-op.
+ */
 EXE_API void exe_ipc_queue_destroy(struct exe_ipc_queue *q);
 
 /*
@@ -226,8 +228,11 @@ EXE_API int exe_ipc_queue_count(struct exe_ipc_queue *q, size_t *count);
  */
 struct exe_ipc_event;
 
-/* exe_ipc_event_create - map a new, clear event (create before fork()).
- * Ownership: as exe_ipc_mutex_create(). Return: 0; -EINVAL; -ENOMEM. */
+/*
+ * exe_ipc_event_create - map a new, clear event (create before fork()).
+ * Ownership: as exe_ipc_mutex_create().
+ * Return: 0 with *@out; -EINVAL (NULL @out); -ENOMEM; a code from mmap.
+ */
 EXE_API int exe_ipc_event_create(struct exe_ipc_event **out);
 
 /*
@@ -251,16 +256,23 @@ EXE_API int exe_ipc_event_init_at(struct exe_ipc_event **out, void *mem, size_t 
  */
 EXE_API int exe_ipc_event_attach_at(struct exe_ipc_event **out, void *mem, size_t len);
 
-/* exe_ipc_event_destroy - release the handle; in the creating process also
- * invalidate the event and unmap (create) it. NULL is a no-op. */
+/*
+ * exe_ipc_event_destroy - release the handle; in the creating process also
+ * invalidate the event and unmap (create) it. NULL is a no-op.
+ */
 EXE_API void exe_ipc_event_destroy(struct exe_ipc_event *e);
 
-/* exe_ipc_event_set - set the event and wake every waiter (in any process).
+/*
+ * exe_ipc_event_set - set the event and wake every waiter (in any process).
  * Writes made before it are visible to a waiter it wakes.
- * Return: 0; -EINVAL; -EBADMSG corrupted shared memory. */
+ * Return: 0; -EINVAL (NULL @e); -EBADMSG corrupted shared memory.
+ */
 EXE_API int exe_ipc_event_set(struct exe_ipc_event *e);
 
-/* exe_ipc_event_clear - clear the event. Return: 0; -EINVAL; -EBADMSG. */
+/*
+ * exe_ipc_event_clear - clear the event.
+ * Return: 0; -EINVAL (NULL @e); -EBADMSG corrupted shared memory.
+ */
 EXE_API int exe_ipc_event_clear(struct exe_ipc_event *e);
 
 /*
@@ -270,9 +282,11 @@ EXE_API int exe_ipc_event_clear(struct exe_ipc_event *e);
  */
 EXE_API bool exe_ipc_event_is_set(struct exe_ipc_event *e);
 
-/* exe_ipc_event_wait - wait until the event is set.
+/*
+ * exe_ipc_event_wait - wait until the event is set, up to @timeout_ns.
  * Return: 0 set; -ETIMEDOUT still clear when @timeout_ns passed (at once
- * for 0); -EINVAL; -EBADMSG corrupted shared memory. */
+ * for 0); -EINVAL (NULL @e); -EBADMSG corrupted shared memory.
+ */
 EXE_API int exe_ipc_event_wait(struct exe_ipc_event *e, int64_t timeout_ns);
 
 #ifdef __cplusplus

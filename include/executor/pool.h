@@ -81,13 +81,15 @@ enum exe_submit_flags {
 };
 
 struct exe_submit_opts {
-	unsigned flags;           /* enum exe_submit_flags */
+	unsigned flags; /* enum exe_submit_flags */
 	/* With EXE_SUBMIT_BLOCK, how long to wait for room; 0: forever (the
 	 * default), EXE_FOREVER also forever, > 0 at most that long
 	 * (-ETIMEDOUT). */
 	int64_t block_timeout_ns;
 	exe_free_fn *result_free; /* the task's value is freed with its future */
-	int64_t task_timeout_ns;  /* process pools: overrides exe_pool_opts.task_timeout_ns */
+	/* Process pools: this task's time limit (-ETIME past it); 0: the pool's
+	 * exe_pool_opts.task_timeout_ns. */
+	int64_t task_timeout_ns;
 };
 
 enum exe_shutdown_flags {
@@ -277,11 +279,18 @@ EXE_API int exe_pool_shutdown(struct exe_pool *p, unsigned flags);
  */
 EXE_API void exe_pool_destroy(struct exe_pool *p);
 
-/* exe_pool_stats - a consistent-enough snapshot (each counter exact, the set
- * not atomic). Return: 0, -EINVAL. */
+/*
+ * exe_pool_stats - a consistent-enough snapshot of @p's counters into *@st
+ * (each counter exact, the set not atomic).
+ * Return: 0, -EINVAL (NULL @p or @st).
+ */
 EXE_API int exe_pool_stats(struct exe_pool *p, struct exe_pool_stats *st);
 
-/* exe_pool_error - why the pool is broken, or NULL. Owned by the pool. */
+/*
+ * exe_pool_error - why the pool is broken ("worker 2 init failed: ...").
+ * Return: the message, owned by the pool; NULL while it is not broken and
+ * for NULL @p.
+ */
 EXE_API const char *exe_pool_error(struct exe_pool *p);
 
 #ifdef __cplusplus

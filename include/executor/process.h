@@ -65,16 +65,23 @@ EXE_API int exe_process_start(struct exe_process **out, exe_process_fn *fn, cons
  */
 EXE_API int exe_process_join(struct exe_process *p, int64_t timeout_ns);
 
-/* exe_process_terminate - send SIGTERM (no-op once the child has exited).
- * Return: 0; -EINVAL NULL @p. */
+/*
+ * exe_process_terminate - send SIGTERM (no-op once the child has exited).
+ * Return: 0; -EINVAL NULL @p.
+ */
 EXE_API int exe_process_terminate(struct exe_process *p);
 
-/* exe_process_kill - send SIGKILL (no-op once the child has exited).
- * Return: 0; -EINVAL NULL @p. */
+/*
+ * exe_process_kill - send SIGKILL (no-op once the child has exited).
+ * Return: 0; -EINVAL NULL @p.
+ */
 EXE_API int exe_process_kill(struct exe_process *p);
 
-/* exe_process_is_alive - whether the child is still running (reaps it if
- * it has exited). False for NULL @p. */
+/*
+ * exe_process_is_alive - whether the child is still running (reaps it if
+ * it has exited).
+ * Return: true while it runs; false once it exited and for NULL @p.
+ */
 EXE_API bool exe_process_is_alive(struct exe_process *p);
 
 /*
@@ -85,14 +92,18 @@ EXE_API bool exe_process_is_alive(struct exe_process *p);
  */
 EXE_API int exe_process_exitcode(struct exe_process *p, int *code);
 
-/* exe_process_pid - the child's pid (valid until destroy: the child is not
- * reaped by anyone else, so the pid cannot be reused before it is joined),
- * or -1 for NULL @p. */
+/*
+ * exe_process_pid - the child's pid, valid until destroy: the child is not
+ * reaped by anyone else, so the pid cannot be reused before it is joined.
+ * Return: the pid; -1 for NULL @p.
+ */
 EXE_API pid_t exe_process_pid(struct exe_process *p);
 
-/* exe_process_fd - a pidfd for the child: readable (POLLIN) once it has
- * exited, for poll/epoll/io_uring. Owned by @p, closed by destroy; -1 for
- * NULL @p. */
+/*
+ * exe_process_fd - a pidfd for the child: readable (POLLIN) once it has
+ * exited, for poll/epoll/io_uring. Owned by @p, closed by destroy.
+ * Return: the fd; -1 for NULL @p.
+ */
 EXE_API int exe_process_fd(struct exe_process *p);
 
 /*

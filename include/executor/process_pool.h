@@ -164,10 +164,10 @@ EXE_API int exe_process_pool_create_opts(struct exe_pool **out, const struct exe
  * and task_timeout_ns; result_free must be NULL (the future owns the bytes).
  * @out (may be NULL: fire and forget) receives a reference to the future.
  * Thread-safe.
- * Return: 0, -EINVAL (@p not a process pool, @fn NULL, @in NULL with a
- * length, a bad option), -ESHUTDOWN, -ENOTRECOVERABLE (broken), -EAGAIN (bounded queue
- * full), -ETIMEDOUT (blocking submit timed out), -ENOMEM, or a code from
- * memfd_create()/write() for a large input.
+ * Return: 0, -EINVAL (@p or @fn NULL, @in NULL with a length, a bad
+ * option), -EOPNOTSUPP (@p is not a process pool), -ESHUTDOWN, -ENOTRECOVERABLE (broken), -EAGAIN (bounded
+ * queue full), -ETIMEDOUT (blocking submit timed out), -ENOMEM, or a code from memfd_create()/write() for a
+ * large input.
  */
 EXE_API int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *in, size_t in_len,
                                   const struct exe_submit_opts *o, struct exe_future **out);
