@@ -167,7 +167,7 @@ static double pool_map(struct exe_pool *p, size_t n)
 int main(int argc, char **argv)
 {
 	double raw64[16], rawmib[16], e_thr[16], e_proc[16], mib_thr[16], mib_proc[16], map[16], lp_e[16],
-	    lp_mib[16];
+	    lp_mib[16], r_et[16], r_ep[16], r_mt[16], r_mp[16];
 	int provided, rank, size, r, backend;
 	int iters = 2000, mib_iters = 50;
 
@@ -186,31 +186,37 @@ int main(int argc, char **argv)
 		MPI_Finalize();
 		return 2;
 	}
+	/* Each run measures raw MPI and then both pools back to back, so that
+	 * the ratios (taken per run, then the median) compare figures taken
+	 * under the same load: this machine's load changes within seconds. */
 	for (r = 0; r < runs; r++) {
 		raw64[r] = raw_pingpong(rank, 64, iters);
 		rawmib[r] = raw_pingpong(rank, MIB, mib_iters);
 		quiet_barrier();
-	}
-	/* The same pool figures with each backend on the worker ranks. */
-	for (backend = 0; backend < 2; backend++) {
-		struct exe_mpi_pool_opts o = {.backend = backend ? EXE_MPI_PROCESSES : EXE_MPI_THREADS,
-		                              .workers_per_rank = 1};
-		struct exe_pool *p;
-		int rc = exe_mpi_pool_create(&p, MPI_COMM_WORLD, &o);
+		for (backend = 0; backend < 2; backend++) {
+			struct exe_mpi_pool_opts o = {
+			    .backend = backend ? EXE_MPI_PROCESSES : EXE_MPI_THREADS, .workers_per_rank = 1};
+			struct exe_pool *p;
+			int rc = exe_mpi_pool_create(&p, MPI_COMM_WORLD, &o);
 
-		if (rc == EXE_MPI_SERVED)
-			continue;
-		if (rc) {
-			fprintf(stderr, "exe_mpi_pool_create: %d\n", rc);
-			MPI_Abort(MPI_COMM_WORLD, 1);
-		}
-		for (r = 0; r < runs; r++) {
+			if (rc == EXE_MPI_SERVED)
+				continue;
+			if (rc) {
+				fprintf(stderr, "exe_mpi_pool_create: %d\n", rc);
+				MPI_Abort(MPI_COMM_WORLD, 1);
+			}
 			(backend ? e_proc : e_thr)[r] = pool_empty(p, iters);
 			(backend ? mib_proc : mib_thr)[r] = pool_mib(p, true, mib_iters);
 			if (backend)
 				map[r] = pool_map(p, 2000000);
+			exe_pool_destroy(p);
 		}
-		exe_pool_destroy(p);
+		if (rank == 0) {
+			r_et[r] = e_thr[r] / raw64[r];
+			r_ep[r] = e_proc[r] / raw64[r];
+			r_mt[r] = mib_thr[r] / rawmib[r];
+			r_mp[r] = mib_proc[r] / rawmib[r];
+		}
 	}
 	if (rank == 0) {
 		struct exe_pool_opts po = {.workers = 1};
@@ -227,18 +233,22 @@ int main(int argc, char **argv)
 	if (rank == 0) {
 		double a = median(raw64, runs), b = median(rawmib, runs), et = median(e_thr, runs),
 		       ep = median(e_proc, runs), mt = median(mib_thr, runs), mpp = median(mib_proc, runs),
-		       mp = median(map, runs), le = median(lp_e, runs), lm = median(lp_mib, runs);
+		       mp = median(map, runs), le = median(lp_e, runs), lm = median(lp_mib, runs),
+		       ret = median(r_et, runs), rep = median(r_ep, runs), rmt = median(r_mt, runs),
+		       rmp = median(r_mp, runs);
 
-		printf("bench_mpi: %d ranks (%d workers), medians of %d runs\n", size, size - 1, runs);
+		printf("bench_mpi: %d ranks (%d workers), medians of %d runs (ratios: median of the per-run "
+		       "ratios)\n",
+		       size, size - 1, runs);
 		printf("  raw MPI ping-pong 64 B            %10.1f us\n", a / 1e3);
 		printf("  raw MPI ping-pong 1 MiB           %10.1f us\n", b / 1e3);
 		printf("  mpi pool empty task (threads)     %10.1f us   %.2fx raw 64 B (target <= 4x)\n",
-		       et / 1e3, et / a);
-		printf("  mpi pool empty task (processes)   %10.1f us   %.2fx raw 64 B\n", ep / 1e3, ep / a);
+		       et / 1e3, ret);
+		printf("  mpi pool empty task (processes)   %10.1f us   %.2fx raw 64 B\n", ep / 1e3, rep);
 		printf("  mpi pool 1 MiB in+out (threads)   %10.1f us   %.2fx raw 1 MiB (target <= 1.5x)\n",
-		       mt / 1e3, mt / b);
+		       mt / 1e3, rmt);
 		printf("  mpi pool 1 MiB in+out (processes) %10.1f us   %.2fx raw 1 MiB\n", mpp / 1e3,
-		       mpp / b);
+		       rmp);
 		printf("  mpi pool map, processes           %10.0f elements/s (target >= 1e6 with 2 worker "
 		       "ranks)\n",
 		       mp);
