@@ -135,7 +135,7 @@ static double pool_mib(struct exe_pool *p, bool mpi, int iters)
 			t0 = (double)exe_now_ns();
 		rc = mpi ? exe_mpi_submit(p, "echo", in, MIB, NULL, &f)
 		         : exe_pool_submit_bytes(p, echo, in, MIB, NULL, &f);
-		if (rc || exe_future_wait(f, EXE_FOREVER) || exe_future_bytes(f, &d, &len) || len != MIB) {
+		if (rc || exe_future_wait(f, EXE_FOREVER) || exe_future_bytes(f, &d, &len, 0) || len != MIB) {
 			fprintf(stderr, "1 MiB echo failed\n");
 			exit(1);
 		}
@@ -247,8 +247,7 @@ int main(int argc, char **argv)
 		printf("  mpi pool empty task (processes)   %10.1f us   %.2fx raw 64 B\n", ep / 1e3, rep);
 		printf("  mpi pool 1 MiB in+out (threads)   %10.1f us   %.2fx raw 1 MiB (target <= 1.5x)\n",
 		       mt / 1e3, rmt);
-		printf("  mpi pool 1 MiB in+out (processes) %10.1f us   %.2fx raw 1 MiB\n", mpp / 1e3,
-		       rmp);
+		printf("  mpi pool 1 MiB in+out (processes) %10.1f us   %.2fx raw 1 MiB\n", mpp / 1e3, rmp);
 		printf("  mpi pool map, processes           %10.0f elements/s (target >= 1e6 with 2 worker "
 		       "ranks)\n",
 		       mp);

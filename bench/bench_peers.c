@@ -19,6 +19,10 @@
  *                        (libgomp; the team includes the submitting thread).
  *   cthreadpool          Pithikos' C-Thread-Pool (Debian ships the source):
  *                        thpool_add_work() per task, then thpool_wait().
+ *   raw-futex-pingpong   latency rows only: one thread handed each task
+ *                        through a futex word and answering through another
+ *                        (two wakes, nothing else): the floor a pool whose
+ *                        workers sleep can approach.
  * oneTBB has its own C++ driver, bench_tbb.
  *
  * What the peers get for free: the request memory (uv_work_t and the result
@@ -325,6 +329,27 @@ static void omp_enclose(void *ctx, void (*body)(void *state), void *state)
 	body(state);
 }
 
+static long omp_fib(int n)
+{
+	long a, b;
+
+	if (n < 2)
+		return n;
+#pragma omp task shared(a)
+	a = omp_fib(n - 1);
+#pragma omp task shared(b)
+	b = omp_fib(n - 2);
+#pragma omp taskwait
+	return a + b;
+}
+
+/* Called inside omp_enclose()'s single region, like omp_one(). */
+static long omp_fork_join(void *ctx, int n)
+{
+	(void)ctx;
+	return omp_fib(n);
+}
+
 static const struct bench_system omp_system = {
 	.name = "openmp-tasks",
 	.slot_size = sizeof(struct bench_result),
@@ -333,6 +358,7 @@ static const struct bench_system omp_system = {
 	.batch = omp_batch,
 	.one = omp_one,
 	.enclose = omp_enclose,
+	.fork_join = omp_fork_join,
 };
 #else
 /* libgomp comes with gcc; its development link is in libgcc-12-dev. */
@@ -415,9 +441,97 @@ static const struct bench_system thp_system = {
 static const struct bench_system thp_system = { .name = "cthreadpool", .missing = "cthreadpool-dev" };
 #endif
 
+/* ---- raw futex ping-pong: the floor of a cross-thread hand-off ---- */
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* One thread that sleeps on a futex word until handed a task, runs it and
+ * wakes the submitter, which sleeps on a second word: two futex wakes, no
+ * queue, no allocation, no spinning. Latency rows only (no batch). */
+struct pp_ctx {
+	pthread_t thread;
+	_Atomic uint32_t go, done; /* sequence numbers, each a futex word */
+	bench_task_fn *fn;
+	void *arg;
+	int code;
+	bool stop;
+};
+
+static void pp_wait(_Atomic uint32_t *word, uint32_t old)
+{
+	while (atomic_load_explicit(word, memory_order_acquire) == old)
+		syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
+}
+
+static void pp_post(_Atomic uint32_t *word)
+{
+	atomic_fetch_add_explicit(word, 1, memory_order_release);
+	syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void *pp_main(void *arg)
+{
+	struct pp_ctx *c = arg;
+	uint32_t seen = 0;
+
+	for (;;) {
+		void *v;
+
+		pp_wait(&c->go, seen);
+		seen++;
+		if (c->stop)
+			return NULL;
+		c->code = c->fn(c->arg, &v);
+		pp_post(&c->done);
+	}
+}
+
+static void *pp_create(unsigned nthreads)
+{
+	struct pp_ctx *c = bench_calloc(1, sizeof(*c));
+
+	(void)nthreads;
+	if (pthread_create(&c->thread, NULL, pp_main, c))
+		bench_die("pthread_create failed");
+	return c;
+}
+
+static void pp_destroy(void *ctx)
+{
+	struct pp_ctx *c = ctx;
+
+	c->stop = true;
+	pp_post(&c->go);
+	pthread_join(c->thread, NULL);
+	free(c);
+}
+
+static int pp_one(void *ctx, bench_task_fn *fn, void *arg, int64_t *t_done)
+{
+	struct pp_ctx *c = ctx;
+	uint32_t done = atomic_load_explicit(&c->done, memory_order_relaxed);
+
+	c->fn = fn;
+	c->arg = arg;
+	pp_post(&c->go);
+	pp_wait(&c->done, done);
+	*t_done = bench_now_ns();
+	return c->code;
+}
+
+static const struct bench_system pp_system = {
+	.name = "raw-futex-pingpong",
+	.create = pp_create,
+	.destroy = pp_destroy,
+	.one = pp_one,
+};
+
 int main(int argc, char **argv)
 {
-	struct bench_system systems[6];
+	struct bench_system systems[7];
 	char env[16];
 	int n = 0;
 
@@ -432,6 +546,7 @@ int main(int argc, char **argv)
 	systems[n++] = luv_system;
 	systems[n++] = omp_system;
 	systems[n++] = thp_system;
+	systems[n++] = pp_system;
 	bench_run("bench_peers", systems, n);
 	return 0;
 }

@@ -18,7 +18,7 @@
  *                        through a shared page.
  *   libexecutor-processes
  *                        exe_process_pool_create() with one worker process
- *                        per online CPU (default prefetch); exe_pool_submit(),
+ *                        per online CPU; exe_pool_submit(),
  *                        exe_future_result() and exe_future_unref() per task.
  *   python-thread-pool, python-process-pool
  *                        concurrent.futures' ThreadPoolExecutor and
@@ -51,10 +51,14 @@
  * idle spin. p50/p99 are submit-to-result: from before the submit call to
  * after the wait returned. The note gives submit-to-start (a timestamp taken
  * inside the task) and how many tasks ran on the submitting thread.
+ * "latency-worker" is "latency" with a libexecutor pool that has
+ * no_caller_runs: the task must run on a worker, as it must for callbacks,
+ * then(), init pools and waits with a finite timeout (the other systems run
+ * as on "latency").
  *
  * Process pools only
  *   map          exe_pool_map_opts() with chunk 64 over empty tasks on a
- *                libexecutor process pool (default prefetch): 64 arguments
+ *                libexecutor process pool: 64 arguments
  *                go to a worker in one message, 64 values come back in one;
  *                python-process-pool uses Executor.map(chunksize=64).
  *                ns/task = wall time / elements.
@@ -62,9 +66,10 @@
  *                by hand: one bytes task per 64 elements, whose input is the
  *                64 arguments and whose output the 64 values.
  *   bytes1MiB    one round trip at a time: 1 MiB in, the task copies it
- *                into a 1 MiB result (exe_pool_submit_bytes(),
- *                exe_future_bytes()); python-process-pool passes and returns
- *                a 1 MiB bytes object. ns/task and p50/p99 per round trip.
+ *                into a 1 MiB result built with exe_proc_result_alloc()
+ *                (exe_pool_submit_bytes(), exe_future_bytes());
+ *                python-process-pool passes and returns a 1 MiB bytes
+ *                object. ns/task and p50/p99 per round trip.
  *   crash-recovery
  *                a task segfaults (a store through a null pointer) after
  *                stamping the time into a shared page; the figure is from
@@ -76,6 +81,20 @@
  *                raw-processes forks a crashing child, reaps it and forks
  *                the next; python-process-pool has to build a new executor,
  *                since a dead worker breaks the whole pool.
+ *
+ *   fairness     2 workers, one 200 ms task, then 20 tasks of 2 ms: ns/task
+ *                is the time from the long task's submit to the last short
+ *                task's end, which work-conserving dispatch keeps near
+ *                20 x 2 ms, far below the long task's 200 ms; the note and
+ *                the target give it over the time the short tasks ran
+ *                (target: one short task of slack, 21/20).
+ *   floor-doorbell, floor-memcpy1MiB (on the raw-processes row)
+ *                what the hardware allows between two processes, no pool:
+ *                an empty request and answer over futex words (FUTEX_WAKE
+ *                and FUTEX_WAIT each way), and 1 MiB copied into shared
+ *                memory, copied by the other process into a 1 MiB result in
+ *                shared memory, with a spin hand-off each way. The process
+ *                pool's empty and bytes1MiB rows are held to ratios of these.
  *
  * libexecutor-threads only
  *   callback   exe_future_on_done() on an already finished promise, so the
@@ -100,7 +119,7 @@
  *   {"system", "workload", "tasks", "seconds" (the median run's wall time),
  *    "ns_per_task", "tasks_per_s", "p50_ns", "p99_ns" (null if not latency)}
  * Latency rows add start_p50_ns, start_p99_ns and caller_pct, spin100us rows
- * efficiency_pct, the memory row bytes_per_task, crash-recovery
+ * efficiency_pct, fairness work_ratio, the memory row bytes_per_task, crash-recovery
  * detect_p50_ns. bench/python_pools.py prints the same lines; bench_pool
  * reads them back and prints them as its own.
  */
@@ -223,7 +242,7 @@ static void bench_throughput(enum sys_id s, const struct workload *w)
 
 /* ---- latency ---- */
 
-static void bench_latency(enum sys_id s, bool hot)
+static void bench_latency(enum sys_id s, bool hot, const char *name)
 {
 	const struct sys_ops *ops = sys_ops[s];
 	/* A fork per sample: fewer samples keep raw-processes to seconds. */
@@ -231,8 +250,7 @@ static void bench_latency(enum sys_id s, bool hot)
 	int64_t *to_result = bench_calloc(n, sizeof(*to_result));
 	int64_t *to_start = bench_calloc(n, sizeof(*to_start));
 	struct bench_lat runs[BENCH_MAX_RUNS];
-	struct result r = { .sys = s, .workload = hot ? "latency-hot" : "latency", .tasks = n,
-			    .latency = true };
+	struct result r = { .sys = s, .workload = name, .tasks = n, .latency = true };
 	struct stamp st = { .submitter = pthread_self() };
 	exe_task_fn *fn = ops->proc ? task_stamp_proc : task_stamp;
 	void *ctx = ops->create();
@@ -283,8 +301,9 @@ static void usage(FILE *out)
 		"  --only SYSTEM  raw-threads, naive-pool, libexecutor-threads, raw-processes,\n"
 		"                 libexecutor-processes, python-thread-pool or python-process-pool\n"
 		"                 (a prefix selects every system it starts)\n"
-		"  --workload W   empty, spin1us, spin100us, latency, latency-hot, callback, memory,\n"
-		"                 map, map-chunk64, bytes1MiB or crash-recovery\n"
+		"  --workload W   empty, spin1us, spin100us, latency, latency-hot, latency-worker,\n"
+		"                 callback, memory, map, map-chunk64, bytes1MiB, crash-recovery,\n"
+		"                 fairness, floor-doorbell or floor-memcpy1MiB\n"
 		"  --python PATH  python_pools.py (default: the one next to bench_pool.c)\n"
 		"Tables are explained at the top of bench/bench_pool.c.\n");
 }
@@ -363,7 +382,12 @@ int main(int argc, char **argv)
 	for (int hot = 0; hot < 2; hot++)
 		for (int s = 0; s < NSYS; s++)
 			if (sys_ops[s] && want(s, hot ? "latency-hot" : "latency"))
-				bench_latency(s, hot);
+				bench_latency(s, hot, hot ? "latency-hot" : "latency");
+	lib_no_caller_runs = true;
+	for (int s = SYS_RAW; s <= SYS_LIB; s++)
+		if (sys_ops[s] && want(s, "latency-worker"))
+			bench_latency(s, false, "latency-worker");
+	lib_no_caller_runs = false;
 	if (want(SYS_LIB, "callback"))
 		bench_callback();
 	if (want(SYS_LIB, "memory"))
@@ -377,6 +401,12 @@ int main(int argc, char **argv)
 	for (int s = SYS_RAWPROC; s <= SYS_LIBPROC; s++)
 		if (want(s, "crash-recovery"))
 			bench_crash(s);
+	if (want(SYS_RAWPROC, "floor-doorbell"))
+		bench_floor(false);
+	if (want(SYS_RAWPROC, "floor-memcpy1MiB"))
+		bench_floor(true);
+	if (want(SYS_LIBPROC, "fairness"))
+		bench_fairness();
 	if (want_python())
 		bench_python(workloads, sizeof(workloads) / sizeof(workloads[0]));
 	if (!bench_opt.json && any_result(SYS_LIB))

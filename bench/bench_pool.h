@@ -27,6 +27,9 @@
 #define MAP_TASKS 20000
 #define CHUNK 64
 #define BYTES_SAMPLES 400
+/* fairness: short tasks behind one long one, and their length */
+#define FAIR_SHORT_TASKS 20
+#define FAIR_SHORT_MS 2
 
 enum sys_id { SYS_RAW, SYS_NAIVE, SYS_LIB, SYS_RAWPROC, SYS_LIBPROC, SYS_PYTHREAD, SYS_PYPROC, NSYS };
 
@@ -81,6 +84,7 @@ struct result {
 	double bytes;
 	double efficiency;                         /* spin100us: percent of ideal */
 	double detect;                             /* crash-recovery: crash to failure */
+	double work_ratio;                         /* fairness: last short end / their run time */
 	char note[80];
 };
 
@@ -97,6 +101,9 @@ void summary_processes(void);
 
 /* ---- pool_threads.c ---- */
 
+/* The next libexecutor thread pool created keeps tasks off the waiting
+ * thread (exe_pool_opts.no_caller_runs): the latency-worker rows. */
+extern bool lib_no_caller_runs;
 /* exe_pool_submit(), or the program stops. */
 struct exe_future *lib_submit(struct exe_pool *p, exe_task_fn *fn, void *arg);
 /* The sys_ops calls that serve both kinds of libexecutor pool. */
@@ -115,6 +122,9 @@ void bench_map(void);
 void bench_map_chunk(void);
 void bench_bytes(void);
 void bench_crash(enum sys_id s);
+/* floor-memcpy1MiB (@copy) or floor-doorbell, on the raw-processes row. */
+void bench_floor(bool copy);
+void bench_fairness(void);
 
 /* ---- pool_python.c ---- */
 

@@ -56,6 +56,24 @@ int tbb_one(void *ctx, bench_task_fn *fn, void *arg, int64_t *t_done)
 	return r.code;
 }
 
+long tbb_fib(int n)
+{
+	long a = 0, b = 0;
+	tbb::task_group g;
+
+	if (n < 2)
+		return n;
+	g.run([&] { a = tbb_fib(n - 1); });
+	g.run([&] { b = tbb_fib(n - 2); });
+	g.wait();
+	return a + b;
+}
+
+long tbb_fork_join(void *, int n)
+{
+	return tbb_fib(n);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -73,6 +91,7 @@ int main(int argc, char **argv)
 	systems[1].destroy = tbb_destroy;
 	systems[1].batch = tbb_batch;
 	systems[1].one = tbb_one;
+	systems[1].fork_join = tbb_fork_join;
 	bench_run("bench_tbb", systems, 2);
 	return 0;
 }

@@ -1,14 +1,18 @@
 /*
  * pool_procs.c - bench_pool's process systems: raw-processes and
  * libexecutor-processes, and the rows only process pools have: map,
- * map-chunk64, bytes1MiB and crash-recovery. See bench_pool.c for what is
+ * map-chunk64, bytes1MiB, crash-recovery and fairness, with the floors
+ * (floor-doorbell, floor-memcpy1MiB) they are held to. See bench_pool.c for what is
  * measured.
  */
 #include <errno.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -116,12 +120,11 @@ static int rawp_one(void *ctx, exe_task_fn *fn, void *arg, int64_t *t_done, int6
 
 /* ---- libexecutor-processes ---- */
 
-static struct exe_pool *libp_make(unsigned workers, unsigned prefetch)
+static struct exe_pool *libp_make(unsigned workers)
 {
 	const struct exe_pool_opts po = { .workers = workers, .name = "bench-pp" };
-	const struct exe_process_pool_opts ppo = { .prefetch = prefetch };
 	struct exe_pool *p;
-	int rc = exe_process_pool_create_opts(&p, &po, &ppo);
+	int rc = exe_process_pool_create_opts(&p, &po, NULL);
 
 	if (rc)
 		bench_die("exe_process_pool_create: %s", exe_strerror(rc));
@@ -130,7 +133,7 @@ static struct exe_pool *libp_make(unsigned workers, unsigned prefetch)
 
 static void *libp_create(void)
 {
-	return libp_make(bench_ncpu, 0);
+	return libp_make(bench_ncpu);
 }
 
 const struct sys_ops raw_procs_ops = { rawp_create, rawp_destroy, rawp_batch, rawp_one, true };
@@ -155,7 +158,7 @@ static void time_map(struct result *r, void (*once)(struct map_run *m, size_t n)
 {
 	double ns[BENCH_MAX_RUNS];
 
-	m->p = libp_make(bench_ncpu, 0);
+	m->p = libp_make(bench_ncpu);
 	once(m, n / 10);
 	for (int i = 0; i < bench_opt.runs; i++) {
 		int64_t t0 = bench_now_ns();
@@ -239,7 +242,7 @@ static int chunk_batch(struct exe_pool *p, const uint64_t *args, uint64_t *vals,
 		const void *data;
 		size_t len;
 
-		if (exe_future_wait(fs[c], EXE_FOREVER) || exe_future_bytes(fs[c], &data, &len) ||
+		if (exe_future_wait(fs[c], EXE_FOREVER) || exe_future_bytes(fs[c], &data, &len, EXE_FOREVER) ||
 		    len != m * sizeof(*vals))
 			bad = 1;
 		else
@@ -274,10 +277,11 @@ void bench_map_chunk(void)
 }
 
 /* bytes1MiB: the result is a fresh copy of the input, as a task that
- * transforms a buffer would return. */
+ * transforms a buffer would return, built where the pool can take it
+ * without another copy (exe_proc_result_alloc()). */
 static int task_copy(const void *in, size_t in_len, void **out, size_t *out_len)
 {
-	void *buf = malloc(in_len);
+	void *buf = exe_proc_result_alloc(in_len);
 
 	if (!buf)
 		return -ENOMEM;
@@ -294,7 +298,7 @@ void bench_bytes(void)
 	unsigned char *in = bench_calloc(1, BYTES_LEN);
 	struct bench_lat runs[BENCH_MAX_RUNS] = { { 0 } };
 	struct result r = { .sys = SYS_LIBPROC, .workload = "bytes1MiB", .tasks = n, .latency = true };
-	struct exe_pool *p = libp_make(bench_ncpu, 0);
+	struct exe_pool *p = libp_make(bench_ncpu);
 
 	/* Touched once here, so the first run does not pay for page faults on
 	 * our side of the copy. */
@@ -314,7 +318,7 @@ void bench_bytes(void)
 				bench_die("exe_pool_submit_bytes: %s", exe_strerror(rc));
 			rc = exe_future_wait(f, EXE_FOREVER);
 			if (!rc)
-				rc = exe_future_bytes(f, &data, &len);
+				rc = exe_future_bytes(f, &data, &len, EXE_FOREVER);
 			t1 = bench_now_ns();
 			if (rc || len != BYTES_LEN || memcmp((const char *)data + BYTES_LEN - 64,
 							     in + BYTES_LEN - 64, 64))
@@ -371,7 +375,7 @@ void bench_crash(enum sys_id s)
 	struct rawp *rp = NULL;
 
 	if (s == SYS_LIBPROC)
-		p = libp_make(1, 0);
+		p = libp_make(1);
 	else
 		rp = rawp_create();
 	for (int run = 0; run < bench_opt.runs; run++) {
@@ -426,5 +430,213 @@ void bench_crash(enum sys_id s)
 	r.detect = bench_median(d50, bench_opt.runs);
 	snprintf(r.note, sizeof(r.note), "crash to failure p50 %.0f us%s", r.detect / 1000,
 		 p ? ", 1 worker" : "");
+	add_result(&r);
+}
+
+/* ---- floors: what the hardware allows between two processes ---- */
+
+/* Shared between the submitting process and one forked child, mapped
+ * before the fork. Each word on its own cache line. */
+struct floor_shm {
+	_Alignas(64) _Atomic uint32_t bell_in;  /* parent -> child: a new request */
+	_Alignas(64) _Atomic uint32_t bell_out; /* child -> parent: done */
+	_Alignas(64) _Atomic uint32_t stop;
+	_Alignas(64) unsigned char in[BYTES_LEN];
+	_Alignas(64) unsigned char out[BYTES_LEN];
+};
+
+static void floor_futex_wait(_Atomic uint32_t *w, uint32_t seen)
+{
+	syscall(SYS_futex, w, FUTEX_WAIT, seen, NULL, NULL, 0);
+}
+
+static void floor_futex_wake(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+/* Wait for *@w to move past @seen: spinning (@spin) or sleeping on the
+ * futex. */
+static uint32_t floor_wait(_Atomic uint32_t *w, uint32_t seen, bool spin)
+{
+	uint32_t v;
+
+	while ((v = atomic_load_explicit(w, memory_order_acquire)) == seen) {
+		if (spin)
+			__builtin_ia32_pause();
+		else
+			floor_futex_wait(w, seen);
+	}
+	return v;
+}
+
+/* The child: answer each request, copying in to out when @copy. */
+static void floor_child(struct floor_shm *s, bool spin, bool copy)
+{
+	uint32_t seen = 0;
+
+	for (;;) {
+		seen = floor_wait(&s->bell_in, seen, spin);
+		if (atomic_load(&s->stop))
+			_exit(0);
+		if (copy)
+			memcpy(s->out, s->in, BYTES_LEN);
+		atomic_fetch_add_explicit(&s->bell_out, 1, memory_order_release);
+		if (!spin)
+			floor_futex_wake(&s->bell_out);
+	}
+}
+
+/*
+ * floor-doorbell: an empty request and answer between two processes that
+ * sleep on futex words (each side wakes the other with FUTEX_WAKE): the
+ * floor for a hand-off that does not spin.
+ * floor-memcpy1MiB: 1 MiB copied into shared memory, the other process
+ * copies it to a 1 MiB result in shared memory, spin hand-off both ways: the
+ * floor for bytes1MiB, where the pool also goes through shared memory.
+ */
+void bench_floor(bool copy)
+{
+	size_t n = copy ? (bench_opt.quick ? BYTES_SAMPLES / 4 : BYTES_SAMPLES)
+			: (bench_opt.quick ? BENCH_LAT_SAMPLES / 4 : BENCH_LAT_SAMPLES);
+	int64_t *rt = bench_calloc(n, sizeof(*rt));
+	unsigned char *user = bench_calloc(1, BYTES_LEN);
+	struct bench_lat runs[BENCH_MAX_RUNS] = { { 0 } };
+	struct result r = { .sys = SYS_RAWPROC, .workload = copy ? "floor-memcpy1MiB" : "floor-doorbell",
+			    .tasks = n, .latency = true };
+	struct floor_shm *s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	uint32_t seen = 0;
+	pid_t child;
+
+	if (s == MAP_FAILED)
+		bench_die("mmap: %s", strerror(errno));
+	for (size_t i = 0; i < BYTES_LEN; i++)
+		user[i] = (unsigned char)(i * 31);
+	memset(s->in, 0, BYTES_LEN);
+	memset(s->out, 0, BYTES_LEN);
+	child = fork();
+	if (child < 0)
+		bench_die("fork: %s", strerror(errno));
+	if (child == 0)
+		floor_child(s, copy, copy);
+	for (int run = 0; run < bench_opt.runs; run++) {
+		int64_t sum = 0, t_run = bench_now_ns();
+
+		for (size_t i = 0; i < n + BENCH_LAT_WARMUP / 5; i++) {
+			int64_t t0 = bench_now_ns(), t1;
+
+			if (copy)
+				memcpy(s->in, user, BYTES_LEN);
+			atomic_fetch_add_explicit(&s->bell_in, 1, memory_order_release);
+			if (!copy)
+				floor_futex_wake(&s->bell_in);
+			seen = floor_wait(&s->bell_out, seen, copy);
+			t1 = bench_now_ns();
+			if (copy && memcmp(s->out + BYTES_LEN - 64, user + BYTES_LEN - 64, 64))
+				bench_die("%s: bad copy", r.workload);
+			if (i < BENCH_LAT_WARMUP / 5)
+				continue;
+			rt[i - BENCH_LAT_WARMUP / 5] = t1 - t0;
+			sum += t1 - t0;
+		}
+		runs[run].wall = (double)(bench_now_ns() - t_run);
+		bench_lat_figures(&runs[run], rt, NULL, n, sum, 0);
+	}
+	atomic_store(&s->stop, 1);
+	atomic_fetch_add(&s->bell_in, 1);
+	floor_futex_wake(&s->bell_in);
+	waitpid(child, NULL, 0);
+	munmap(s, sizeof(*s));
+	free(rt);
+	free(user);
+	set_latency(&r, runs);
+	snprintf(r.note, sizeof(r.note), copy ? "memcpy in, memcpy to the result, spin hand-off; no pool"
+					      : "futex wake + wait each way; no pool");
+	add_result(&r);
+}
+
+/* ---- fairness ---- */
+
+#define FAIR_SHORT FAIR_SHORT_TASKS
+#define FAIR_SHORT_NS (FAIR_SHORT_MS * 1000 * 1000)
+#define FAIR_LONG_NS (200 * 1000 * 1000)
+
+/* Where each short task stamps its start and end: mapped shared before the
+ * pool exists, so the workers write into it. */
+static int64_t (*fair_stamps)[2];
+
+static int task_sleep_ns(void *arg, void **result)
+{
+	bench_sleep_ns((int64_t)(intptr_t)arg);
+	*result = NULL;
+	return 0;
+}
+
+static int task_short(void *arg, void **result)
+{
+	int64_t *st = fair_stamps[(intptr_t)arg];
+
+	st[0] = bench_now_ns();
+	bench_sleep_ns(FAIR_SHORT_NS);
+	st[1] = bench_now_ns();
+	*result = NULL;
+	return 0;
+}
+
+/*
+ * fairness: 2 workers, one long task (200 ms) submitted, then 20 short ones
+ * (2 ms each). With work-conserving dispatch the short ones run one after
+ * the other on the free worker, so the last one is done when they have all
+ * run, long before the long one ends. The figure is the time from the long
+ * task's submit to the last short task's end, over the time the short tasks
+ * themselves ran (their own stamps: a 2 ms sleep takes longer on a busy
+ * machine); the target is one short task of slack: (20 + 1) / 20.
+ */
+void bench_fairness(void)
+{
+	struct result r = { .sys = SYS_LIBPROC, .workload = "fairness", .tasks = FAIR_SHORT };
+	double ratio[BENCH_MAX_RUNS], last[BENCH_MAX_RUNS];
+	struct exe_pool *p;
+
+	fair_stamps = mmap(NULL, FAIR_SHORT * sizeof(*fair_stamps), PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fair_stamps == MAP_FAILED)
+		bench_die("mmap: %s", strerror(errno));
+	p = libp_make(2);
+	for (int run = 0; run < bench_opt.runs; run++) {
+		struct exe_future *lng, *f[FAIR_SHORT];
+		int64_t t0, end = 0, work = 0;
+
+		/* Both workers idle and ready. */
+		for (int i = 0; i < 2; i++)
+			f[i] = lib_submit(p, task_sleep_ns, (void *)(intptr_t)(5 * 1000 * 1000));
+		for (int i = 0; i < 2; i++) {
+			exe_future_result(f[i], NULL, EXE_FOREVER);
+			exe_future_unref(f[i]);
+		}
+		t0 = bench_now_ns();
+		lng = lib_submit(p, task_sleep_ns, (void *)(intptr_t)FAIR_LONG_NS);
+		for (int i = 0; i < FAIR_SHORT; i++)
+			f[i] = lib_submit(p, task_short, (void *)(intptr_t)i);
+		for (int i = 0; i < FAIR_SHORT; i++) {
+			if (exe_future_result(f[i], NULL, EXE_FOREVER))
+				bench_die("fairness: a short task failed");
+			exe_future_unref(f[i]);
+			if (fair_stamps[i][1] > end)
+				end = fair_stamps[i][1];
+			work += fair_stamps[i][1] - fair_stamps[i][0];
+		}
+		exe_future_result(lng, NULL, EXE_FOREVER);
+		exe_future_unref(lng);
+		last[run] = (double)(end - t0);
+		ratio[run] = (double)(end - t0) / (double)work;
+	}
+	exe_pool_destroy(p);
+	munmap(fair_stamps, FAIR_SHORT * sizeof(*fair_stamps));
+	r.ns = bench_median(last, bench_opt.runs);
+	r.seconds = r.ns / 1e9;
+	r.work_ratio = bench_median(ratio, bench_opt.runs);
+	snprintf(r.note, sizeof(r.note), "last of %d x %d ms after %.1f ms, %.3fx their run time (long %d ms)",
+		 FAIR_SHORT, FAIR_SHORT_MS, r.ns / 1e6, r.work_ratio, FAIR_LONG_NS / 1000000);
 	add_result(&r);
 }

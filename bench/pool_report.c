@@ -34,6 +34,8 @@ static void print_json(const struct result *r)
 		bench_json_latency(r->start_p50, r->start_p99, r->caller_pct);
 	if (r->efficiency > 0)
 		printf(",\"efficiency_pct\":%.1f", r->efficiency);
+	if (r->work_ratio > 0)
+		printf(",\"work_ratio\":%.3f", r->work_ratio);
 	if (r->memory)
 		printf(",\"bytes_per_task\":%.1f", r->bytes);
 	if (r->detect > 0)
@@ -131,6 +133,9 @@ void summary_threads(void)
 	verdict("latency p99 (parked)", r, r ? r->p99 / 1000 : 0, "us", true, 20);
 	r = find_result(SYS_LIB, "latency-hot");
 	verdict("latency p50 (hot)", r, r ? r->p50 / 1000 : 0, "us", true, 1);
+	r = find_result(SYS_LIB, "latency-worker");
+	naive = find_result(SYS_NAIVE, "latency-worker");
+	verdict("latency-worker p50 vs naive", r && naive, r && naive ? naive->p50 / r->p50 : 0, "x", false, 1);
 	r = find_result(SYS_LIB, "callback");
 	verdict("callback overhead", r, r ? r->ns : 0, "ns", true, 30);
 	r = find_result(SYS_LIB, "memory");
@@ -142,9 +147,19 @@ void summary_processes(void)
 	const struct result *lib = find_result(SYS_LIBPROC, "empty");
 	const struct result *r = find_result(SYS_PYPROC, "empty");
 
+	const struct result *bell = find_result(SYS_RAWPROC, "floor-doorbell");
+	const struct result *copy = find_result(SYS_RAWPROC, "floor-memcpy1MiB");
+	const struct result *bytes = find_result(SYS_LIBPROC, "bytes1MiB");
+
 	printf("\ntargets (libexecutor-processes):\n");
 	verdict("empty submit+result", lib, lib ? lib->ns / 1000 : 0, "us", true, 5);
-	verdict("empty vs python processes", lib && r, lib && r ? r->ns / lib->ns : 0, "x", false, 12);
+	verdict("empty vs doorbell floor", lib && bell, lib && bell ? lib->ns / bell->p50 : 0, "x", true, 25);
+	verdict("empty vs python processes", lib && r, lib && r ? r->ns / lib->ns : 0, "x", false, 30);
+	verdict("1 MiB in+out vs floor, p50", bytes && copy, bytes && copy ? bytes->p50 / copy->p50 : 0, "x",
+		true, 2.0);
+	r = find_result(SYS_LIBPROC, "fairness");
+	verdict("fairness, last short / work", r, r ? r->work_ratio : 0, "x", true,
+		(FAIR_SHORT_TASKS + 1.0) / FAIR_SHORT_TASKS);
 	r = find_result(SYS_LIBPROC, "map");
 	verdict("map, per task", r, r ? r->ns / 1000 : 0, "us", true, 1);
 	r = find_result(SYS_LIBPROC, "spin100us");

@@ -255,10 +255,13 @@ static int naive_one(void *ctx, exe_task_fn *fn, void *arg, int64_t *t_done, int
 
 /* ---- libexecutor-threads ---- */
 
+bool lib_no_caller_runs;
+
 static void *lib_create(void)
 {
+	const struct exe_pool_opts o = { .no_caller_runs = lib_no_caller_runs };
 	struct exe_pool *p;
-	int rc = exe_thread_pool_create(&p, NULL);
+	int rc = exe_thread_pool_create(&p, &o);
 
 	if (rc)
 		bench_die("exe_thread_pool_create: %s", exe_strerror(rc));

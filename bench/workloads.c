@@ -67,9 +67,13 @@ struct lib_slot {
 	struct exe_future *f;
 };
 
+/* Set while the latency-worker rows run: tasks must run on a worker. */
+static bool lib_no_caller_runs;
+
 static void *lib_create(unsigned nthreads)
 {
-	const struct exe_pool_opts po = { .workers = nthreads, .name = "bench" };
+	const struct exe_pool_opts po = { .workers = nthreads, .name = "bench",
+					  .no_caller_runs = lib_no_caller_runs };
 	struct exe_pool *p;
 	int rc = exe_thread_pool_create(&p, &po);
 
@@ -119,6 +123,103 @@ static int lib_one(void *ctx, bench_task_fn *fn, void *arg, int64_t *t_done)
 	return code;
 }
 
+static int lib_batch_many(void *ctx, bench_task_fn *fn, void *arg, size_t n, void *slots)
+{
+	struct lib_slot *s = slots;
+	struct exe_future **fs = bench_calloc(n, sizeof(*fs));
+	void **args = bench_calloc(n, sizeof(*args));
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = arg;
+	rc = exe_pool_submit_many(ctx, fn, args, n, fs);
+	if (rc)
+		bench_die("exe_pool_submit_many: %s", exe_strerror(rc));
+	rc = exe_wait(fs, n, EXE_WAIT_ALL, EXE_FOREVER);
+	if (rc < 0)
+		bench_die("exe_wait: %s", exe_strerror(rc));
+	for (size_t i = 0; i < n; i++) {
+		s[i].res.code = exe_future_result(fs[i], &s[i].res.value, 0);
+		exe_future_unref(fs[i]);
+	}
+	free(args);
+	free(fs);
+	return 0;
+}
+
+/* The callback row: a done callback per task, nobody waits on a future.
+ * One batch at a time per process, so its state is static. */
+static struct {
+	_Atomic size_t left;
+	struct exe_future *all_done; /* a promise, completed by the last callback */
+} cb_batch;
+
+static int lib_cb(struct exe_future *f, void *arg)
+{
+	struct lib_slot *slot = arg;
+
+	slot->res.code = exe_future_result(f, &slot->res.value, 0);
+	if (atomic_fetch_sub_explicit(&cb_batch.left, 1, memory_order_acq_rel) == 1)
+		exe_future_set_result(cb_batch.all_done, NULL, NULL);
+	return 0;
+}
+
+static int lib_callback(void *ctx, bench_task_fn *fn, void *arg, size_t n, void *slots)
+{
+	struct lib_slot *s = slots;
+
+	atomic_store(&cb_batch.left, n);
+	if (exe_future_create(&cb_batch.all_done))
+		bench_die("exe_future_create failed");
+	for (size_t i = 0; i < n; i++) {
+		struct exe_future *f = lib_submit(ctx, fn, arg);
+
+		if (exe_future_on_done(f, lib_cb, &s[i]))
+			bench_die("exe_future_on_done failed");
+		exe_future_unref(f);
+	}
+	exe_future_wait(cb_batch.all_done, EXE_FOREVER);
+	exe_future_unref(cb_batch.all_done);
+	return 0;
+}
+
+struct lib_fib {
+	struct exe_pool *pool;
+	long n;
+};
+
+static int lib_fib_task(void *arg, void **result)
+{
+	struct lib_fib *a = arg, l = { a->pool, a->n - 1 }, r = { a->pool, a->n - 2 };
+	struct exe_future *fl, *fr;
+	void *vl = NULL, *vr = NULL;
+
+	if (a->n < 2) {
+		*result = (void *)(intptr_t)a->n;
+		return 0;
+	}
+	fl = lib_submit(a->pool, lib_fib_task, &l);
+	fr = lib_submit(a->pool, lib_fib_task, &r);
+	if (exe_future_result(fl, &vl, EXE_FOREVER) || exe_future_result(fr, &vr, EXE_FOREVER))
+		bench_die("fork-join: a task failed");
+	exe_future_unref(fl);
+	exe_future_unref(fr);
+	*result = (void *)((intptr_t)vl + (intptr_t)vr);
+	return 0;
+}
+
+static long lib_fork_join(void *ctx, int n)
+{
+	struct lib_fib a = { ctx, n };
+	struct exe_future *f = lib_submit(ctx, lib_fib_task, &a);
+	void *v = NULL;
+
+	if (exe_future_result(f, &v, EXE_FOREVER))
+		bench_die("fork-join: the root task failed");
+	exe_future_unref(f);
+	return (long)(intptr_t)v;
+}
+
 const struct bench_system bench_libexecutor_threads = {
 	.name = "libexecutor-threads",
 	.slot_size = sizeof(struct lib_slot),
@@ -126,6 +227,9 @@ const struct bench_system bench_libexecutor_threads = {
 	.destroy = lib_destroy,
 	.batch = lib_batch,
 	.one = lib_one,
+	.batch_many = lib_batch_many,
+	.callback = lib_callback,
+	.fork_join = lib_fork_join,
 };
 
 /* ---- results ---- */
@@ -217,12 +321,26 @@ static void add_results(struct result *rows, int n)
 
 /* ---- throughput ---- */
 
+enum batch_kind { BATCH_EACH, BATCH_MANY, BATCH_CALLBACK };
+
 struct workload {
 	const char *name;
 	bench_task_fn *fn;
 	uint64_t *iters;
 	size_t tasks;
+	enum batch_kind kind;
 };
+
+/* The system's call for this workload's batch. */
+static int (*batch_of(const struct bench_system *s, const struct workload *w))(void *, bench_task_fn *, void *,
+									       size_t, void *)
+{
+	if (w->kind == BATCH_MANY && s->batch_many)
+		return s->batch_many;
+	if (w->kind == BATCH_CALLBACK && s->callback)
+		return s->callback;
+	return s->batch;
+}
 
 static void reset_codes(void *slots, size_t slot_size, size_t n)
 {
@@ -266,14 +384,14 @@ static double run_batch(const struct bench_system *s, const struct workload *w, 
 	int64_t t0, t1;
 
 	reset_codes(slots, s->slot_size, warm);
-	if (s->batch(ctx, w->fn, arg, warm, slots))
+	if (batch_of(s, w)(ctx, w->fn, arg, warm, slots))
 		bench_die("%s/%s: warm-up batch failed", s->name, w->name);
 	check_codes(s, w->name, slots, warm);
 
 	reset_codes(slots, s->slot_size, n);
 	atomic_store(&ts->next, 0);
 	t0 = bench_now_ns();
-	if (s->batch(ctx, w->fn, arg, n, slots))
+	if (batch_of(s, w)(ctx, w->fn, arg, n, slots))
 		bench_die("%s/%s: batch failed", s->name, w->name);
 	t1 = bench_now_ns();
 	s->destroy(ctx);
@@ -291,6 +409,16 @@ static void bench_throughput(const struct bench_system *const *sys, int nsys, co
 	struct timed_spin ts = { .cap = n };
 	void *slots;
 
+	const struct bench_system *const *all = sys;
+	const struct bench_system *has[MAX_SYSTEMS];
+	int nall = nsys;
+
+	/* Systems without a batch (the futex ping-pong) run latency only. */
+	nsys = 0;
+	for (int i = 0; i < nall; i++)
+		if (all[i]->batch)
+			has[nsys++] = all[i];
+	sys = has;
 	for (int i = 0; i < nsys; i++)
 		if (sys[i]->slot_size > slot_max)
 			slot_max = sys[i]->slot_size;
@@ -316,6 +444,65 @@ static void bench_throughput(const struct bench_system *const *sys, int nsys, co
 	add_results(rows, nsys);
 	free(ts.took);
 	free(slots);
+}
+
+/* ---- fork-join ---- */
+
+static long fib_plain(int n)
+{
+	return n < 2 ? n : fib_plain(n - 1) + fib_plain(n - 2);
+}
+
+struct fj_run {
+	const struct bench_system *s;
+	void *ctx;
+	int n;
+	long got;
+};
+
+static void fj_body(void *state)
+{
+	struct fj_run *fj = state;
+
+	fj->got = fj->s->fork_join(fj->ctx, fj->n);
+}
+
+static void bench_fork_join(const struct bench_system *const *all, int nall)
+{
+	static double ns[MAX_SYSTEMS][BENCH_MAX_RUNS];
+	const struct bench_system *sys[MAX_SYSTEMS];
+	struct result rows[MAX_SYSTEMS];
+	int n = bench_opt.quick ? 22 : 27, nsys = 0;
+	long want = fib_plain(n);
+	/* Calls of fib(n), each one task: 2 fib(n+1) - 1. */
+	size_t tasks = (size_t)(2 * fib_plain(n + 1) - 1);
+
+	for (int i = 0; i < nall; i++)
+		if (all[i]->fork_join)
+			sys[nsys++] = all[i];
+	for (int r = 0; r < bench_opt.runs; r++)
+		for (int k = 0; k < nsys; k++) {
+			int i = (k + r) % nsys;
+			struct fj_run fj = { .s = sys[i], .ctx = sys[i]->create(bench_ncpu), .n = n };
+			int64_t t0;
+
+			fj_body(&(struct fj_run){ .s = sys[i], .ctx = fj.ctx, .n = n - 5 }); /* warm-up */
+			t0 = bench_now_ns();
+			if (sys[i]->enclose)
+				sys[i]->enclose(fj.ctx, fj_body, &fj);
+			else
+				fj_body(&fj);
+			ns[i][r] = (double)(bench_now_ns() - t0);
+			sys[i]->destroy(fj.ctx);
+			if (fj.got != want)
+				bench_die("%s/fork-join: fib(%d) = %ld, want %ld", sys[i]->name, n, fj.got, want);
+		}
+	for (int i = 0; i < nsys; i++) {
+		rows[i] = (struct result){ .system = sys[i]->name, .workload = "fork-join", .tasks = tasks };
+		rows[i].seconds = bench_median(ns[i], bench_opt.runs) / 1e9;
+		rows[i].ns = rows[i].seconds * 1e9 / (double)tasks;
+	}
+	add_results(rows, nsys);
 }
 
 /* ---- latency ---- */
@@ -386,11 +573,11 @@ static void run_latency(const struct bench_system *s, struct lat_run *lr, struct
 	bench_lat_figures(out, lr->to_result, lr->to_start, lr->n, lr->sum, lr->on_caller);
 }
 
-static void bench_latency(const struct bench_system *const *sys, int nsys, bool hot)
+static void bench_latency(const struct bench_system *const *sys, int nsys, bool hot, const char *name)
 {
 	static struct bench_lat smp[MAX_SYSTEMS][BENCH_MAX_RUNS];
 	struct result rows[MAX_SYSTEMS];
-	struct lat_run lr = { .workload = hot ? "latency-hot" : "latency", .hot = hot };
+	struct lat_run lr = { .workload = name, .hot = hot };
 
 	lr.n = bench_opt.quick ? BENCH_LAT_SAMPLES / 4 : BENCH_LAT_SAMPLES;
 	lr.to_result = bench_calloc(lr.n, sizeof(int64_t));
@@ -456,7 +643,8 @@ static void usage(FILE *out)
 		"  --json         one JSON object per result per line, no table\n"
 		"  --runs N       runs per figure, median reported (default 5, 3 with --quick)\n"
 		"  --only SYSTEM  one system (a name prefix); libexecutor-threads always runs too\n"
-		"  --workload W   empty, spin1us, spin100us, latency or latency-hot\n"
+		"  --workload W   empty, empty-batch, callback, spin1us, spin100us, fork-join,\n"
+		"                 latency, latency-hot or latency-worker\n"
 		"What is measured is explained at the top of bench/workloads.h.\n",
 		bench_prog_name);
 }
@@ -470,11 +658,14 @@ void bench_run(const char *prog, const struct bench_system *systems, int nsys)
 {
 	/* Task counts as in bench_pool's pool rows, so the figures line up. */
 	struct workload wl[] = {
-		{ "empty", bench_task_empty, NULL, 200000 },
-		{ "spin1us", bench_task_spin, &bench_iters_1us, 100000 },
-		{ "spin100us", task_spin_timed, &bench_iters_100us, 4000 },
+		{ "empty", bench_task_empty, NULL, 200000, BATCH_EACH },
+		{ "empty-batch", bench_task_empty, NULL, 200000, BATCH_MANY },
+		{ "callback", bench_task_empty, NULL, 200000, BATCH_CALLBACK },
+		{ "spin1us", bench_task_spin, &bench_iters_1us, 100000, BATCH_EACH },
+		{ "spin100us", task_spin_timed, &bench_iters_100us, 4000, BATCH_EACH },
 	};
-	const char *names[] = { "empty", "spin1us", "spin100us", "latency", "latency-hot" };
+	const char *names[] = { "empty", "empty-batch", "callback", "spin1us", "spin100us", "fork-join",
+				"latency", "latency-hot", "latency-worker" };
 	const struct bench_system *run[MAX_SYSTEMS];
 	int nrun = 0;
 
@@ -517,9 +708,16 @@ void bench_run(const char *prog, const struct bench_system *systems, int nsys)
 	for (size_t w = 0; w < sizeof(wl) / sizeof(wl[0]); w++)
 		if (bench_workload_matches(wl[w].name))
 			bench_throughput(run, nrun, &wl[w]);
+	if (bench_workload_matches("fork-join"))
+		bench_fork_join(run, nrun);
 	for (int hot = 0; hot < 2; hot++)
 		if (bench_workload_matches(hot ? "latency-hot" : "latency"))
-			bench_latency(run, nrun, hot);
+			bench_latency(run, nrun, hot, hot ? "latency-hot" : "latency");
+	if (bench_workload_matches("latency-worker")) {
+		lib_no_caller_runs = true;
+		bench_latency(run, nrun, false, "latency-worker");
+		lib_no_caller_runs = false;
+	}
 	if (!bench_opt.json)
 		summary(names, (int)(sizeof(names) / sizeof(names[0])));
 }

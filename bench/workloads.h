@@ -21,9 +21,26 @@
  * Each run creates the pool, runs an untimed warm-up batch of N/10 tasks
  * (threads started, allocator primed), the timed batch, then destroys it.
  *
+ *   empty-batch  empty tasks as a batch: libexecutor submits the whole batch
+ *              with exe_pool_submit_many() and waits once with exe_wait(),
+ *              the way the peers (which hand out no futures) always run.
+ *   callback     empty tasks, each with a done callback and no waiting:
+ *              libexecutor attaches exe_future_on_done() and drops the
+ *              future; the batch ends when the last callback ran. Peers run
+ *              their batch, which is this shape for libuv (uv_queue_work()
+ *              and its after-work callback) and GLib.
+ *   fork-join    fib(27) (fib(22) with --quick) where every call is a task
+ *              that submits its two children and waits on both; ns/task is
+ *              per task (call). Only systems with a fork_join hook run it
+ *              (libexecutor, OpenMP tasks, oneTBB task_group).
+ *
  * Latency workloads (one task at a time; p50/p99 of submit-to-result):
  *   latency      ~200 us of sleep between tasks: the workers have parked.
  *   latency-hot  back to back: the workers may still be awake.
+ *   latency-worker  as latency, but libexecutor's pool has no_caller_runs:
+ *              the task must run on a worker, as it must for callbacks,
+ *              then(), init pools and waits with a finite timeout; the
+ *              peers run as on "latency".
  *
  * JSON lines carry bench_pool's fields, {"system","workload","tasks",
  * "seconds","ns_per_task","tasks_per_s","p50_ns","p99_ns"}, plus
@@ -81,6 +98,12 @@ struct bench_system {
 	/* Optional: run body(state) inside whatever context one() needs (an
 	 * OpenMP parallel region); NULL: body is called directly. */
 	void (*enclose)(void *ctx, void (*body)(void *state), void *state);
+	/* Optional: empty-batch and callback rows (see above); NULL: batch. */
+	int (*batch_many)(void *ctx, bench_task_fn *fn, void *arg, size_t n, void *slots);
+	int (*callback)(void *ctx, bench_task_fn *fn, void *arg, size_t n, void *slots);
+	/* Optional: fib(@n) with one task per call, each waiting on its two
+	 * children; returns the value. NULL: the system skips fork-join. */
+	long (*fork_join)(void *ctx, int n);
 };
 
 /* The libexecutor thread pool: exe_pool_submit(), then exe_future_result()

@@ -11,9 +11,10 @@
  * an error frame or a closed connection, never by silence; then checks that
  * the server still runs a command.
  *
- * Run: REMOTE_CMD_TOKEN=secret remote_cmd_client [--port 8081]
- *      [--host 127.0.0.1] [--verify] [--malformed] [--quiet]
- *      [--timeout-ms N] 'uname -a' 'ls /nonexistent' ...
+ * Run: remote_cmd_client --token-file FILE (or REMOTE_CMD_TOKEN=secret in the
+ *      environment) [--port 8081] [--host 127.0.0.1] [--verify]
+ *      [--malformed] [--quiet] [--timeout-ms N] 'uname -a' 'ls /nonexistent' ...
+ * The token is never an argument: `ps` would show it to every user.
  * Exits non-zero when a command could not be run remotely, a verification
  * failed, or a malformed frame went unanswered.
  */
@@ -32,7 +33,7 @@
 #include "remote_util.h"
 
 static struct sockaddr_in server;
-static const char *token;
+static char token[RP_TOKEN_MAX + 1];
 static long timeout_ms;
 static int quiet;
 
@@ -97,7 +98,7 @@ static int remote_run(int fd, struct rp_reader *rd, uint64_t id, const char *cmd
 	snprintf(h.token, sizeof(h.token), "%s", token);
 	rc = rp_send(fd, &h, cmd, strlen(cmd));
 	while (rc == 0) {
-		rc = rp_recv(fd, rd, RP_MAX_BODY, &h, &body, &why);
+		rc = rp_recv(fd, rd, RP_MAX_BODY, -1, &h, &body, &why);
 		if (rc <= 0) {
 			fprintf(stderr, "remote_cmd_client: %s\n",
 			        rc == 0                             ? "server closed the connection"
@@ -205,7 +206,7 @@ static int try_bad_frame(const struct bad_frame *b)
 	send(fd, b->bytes, b->len, MSG_NOSIGNAL);
 	if (b->cut)
 		shutdown(fd, SHUT_WR);
-	rc = rp_recv(fd, &rd, RP_MAX_BODY, &h, &body, &why);
+	rc = rp_recv(fd, &rd, RP_MAX_BODY, -1, &h, &body, &why);
 	if (rc == 1 && h.type == RP_ERROR)
 		verdict = h.error;
 	else if (rc == 0 || rc == -ECONNRESET || rc == -EPIPE)
@@ -267,8 +268,10 @@ static int malformed(void)
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-	        "usage: %s --token T [--port N] [--host ADDR] [--verify] [--malformed] "
-	        "[--quiet] [--timeout-ms N] COMMAND...\n",
+	        "usage: %s [--token-file FILE] [--port N] [--host ADDR] [--verify] [--malformed] "
+	        "[--quiet] [--timeout-ms N] COMMAND...\n"
+	        "  The token is the first line of FILE, or REMOTE_CMD_TOKEN in the environment;\n"
+	        "  never an argument, which `ps` shows to every user.\n",
 	        argv0);
 	exit(2);
 }
@@ -278,7 +281,10 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"port", required_argument, NULL, 'p'},
 	    {"host", required_argument, NULL, 'H'},
-	    {"token", required_argument, NULL, 'T'},
+	    {"token-file", required_argument, NULL, 'T'},
+	    /* Named only to refuse it (and so that getopt does not take
+	     * "--token" for an abbreviation of "--token-file"). */
+	    {"token", required_argument, NULL, 'X'},
 	    {"timeout-ms", required_argument, NULL, 't'},
 	    {"verify", no_argument, NULL, 'v'},
 	    {"malformed", no_argument, NULL, 'm'},
@@ -291,12 +297,20 @@ int main(int argc, char **argv)
 	long port = 8081;
 	int c, fd, verify = 0, bad_frames = 0, failed = 0;
 
-	token = getenv("REMOTE_CMD_TOKEN");
+	const char *env = getenv("REMOTE_CMD_TOKEN"), *token_file = NULL;
+
 	while ((c = getopt_long(argc, argv, "p:H:T:t:vmqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': port = atol(optarg); break;
 		case 'H': host = optarg; break;
-		case 'T': token = optarg; break;
+		case 'T': token_file = optarg; break;
+		case 'X':
+			fprintf(stderr,
+			        "%s: --token is refused: `ps` shows a program's arguments to every "
+			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n",
+			        argv[0]);
+			usage(argv[0]);
+			break;
 		case 't': timeout_ms = atol(optarg); break;
 		case 'v': verify = 1; break;
 		case 'm': bad_frames = 1; break;
@@ -305,7 +319,24 @@ int main(int argc, char **argv)
 		}
 	}
 	server.sin_family = AF_INET;
-	if (!token || strlen(token) > RP_TOKEN_MAX || port < 1 || port > 65535 || timeout_ms < 0 ||
+	if (token_file) {
+		FILE *f = fopen(token_file, "re");
+		char line[RP_TOKEN_MAX + 2];
+
+		if (!f || !fgets(line, sizeof(line), f)) {
+			fprintf(stderr, "remote_cmd_client: %s: %s\n", token_file,
+			        f ? "empty" : strerror(errno));
+			return 2;
+		}
+		fclose(f);
+		line[strcspn(line, "\r\n")] = '\0';
+		if (strlen(line) > RP_TOKEN_MAX)
+			usage(argv[0]);
+		memcpy(token, line, strlen(line) + 1);
+	} else if (env && strlen(env) <= RP_TOKEN_MAX) {
+		memcpy(token, env, strlen(env) + 1);
+	}
+	if (!*token || strlen(token) > RP_TOKEN_MAX || port < 1 || port > 65535 || timeout_ms < 0 ||
 	    inet_pton(AF_INET, host, &server.sin_addr) != 1)
 		usage(argv[0]);
 	server.sin_port = htons((uint16_t)port);

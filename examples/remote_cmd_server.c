@@ -11,22 +11,37 @@
  *
  * What the original lacks, and this adds:
  *  - it binds 127.0.0.1 unless --host says otherwise;
- *  - every request must carry the shared token (--token or the
- *    REMOTE_CMD_TOKEN environment variable; there is no default);
+ *  - every request must carry the shared token, read from a file
+ *    (--token-file) or the REMOTE_CMD_TOKEN environment variable - never
+ *    from the command line, where `ps` shows it to every user; there is no
+ *    default, and the variable is removed before any command runs;
  *  - header and body sizes are bounded (4 KiB header, --max-cmd bytes of
  *    command), output is capped (--max-output), and every command is killed
  *    after --timeout-ms (a client may ask for less, not more);
  *  - a malformed frame (bad length, bad JSON, bad hash, wrong token, a frame
- *    cut short) gets an "error" frame and the connection is closed; an idle
- *    or stalled client is dropped after --idle-s: never a crash or a hang;
- *  - at most --max-clients connections are served at once; the next ones
- *    get an "error" frame ("busy").
+ *    cut short) gets an "error" frame and the connection is closed: never a
+ *    crash or a hang;
+ *  - time is bounded per frame, not per recv(): a new connection's first
+ *    frame (and the token in it) must be complete --auth-ms after connect,
+ *    each later frame --idle-s after the previous answer, so a client that
+ *    drips a byte now and then is dropped like a silent one;
+ *  - connections that have not shown the token yet have slots of their own
+ *    (--max-pending); when those are full, a new connection evicts the
+ *    oldest unauthenticated one. So slow or silent strangers can neither
+ *    take the --max-clients slots of authenticated clients nor keep a new
+ *    client from authenticating. Past --max-clients, "server busy";
+ *  - every process a command starts ends with the command, on timeout, or
+ *    when the server dies (remote_util.c: a subreaper supervisor, and a PID
+ *    namespace where allowed; --no-namespace uses the subreaper only);
+ *  - accept() failing for want of descriptors or memory backs off instead
+ *    of spinning.
  * It runs commands of whoever knows the token with this user's rights: keep
  * it on loopback, or behind something that authenticates properly.
  *
- * Run: REMOTE_CMD_TOKEN=secret remote_cmd_server [--port 8081]
- *      [--host 127.0.0.1] [--timeout-ms 5000] [--max-clients 8]
- *      [--max-output 1048576] [--max-cmd 4096] [--idle-s 10]
+ * Run: remote_cmd_server --token-file FILE (or REMOTE_CMD_TOKEN=secret in the
+ *      environment) [--port 8081] [--host 127.0.0.1] [--timeout-ms 5000]
+ *      [--max-clients 8] [--max-pending 4] [--auth-ms 3000]
+ *      [--max-output 1048576] [--max-cmd 4096] [--idle-s 10] [--no-namespace]
  * Stop with Ctrl-C or SIGTERM.
  */
 #include <executor.h>
@@ -41,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -48,42 +64,73 @@
 #include "remote_util.h"
 
 #define MAX_CLIENTS 256
+#define MAX_PENDING 64
 
 static struct config {
-	const char *token;
+	char token[RP_TOKEN_MAX + 2];
 	size_t token_len;
-	long timeout_ms, max_clients, max_output, max_cmd, idle_s;
-} cfg = {.timeout_ms = 5000, .max_clients = 8, .max_output = 1 << 20, .max_cmd = 4096, .idle_s = 10};
+	long timeout_ms, max_clients, max_pending, auth_ms, max_output, max_cmd, idle_s;
+} cfg = {.timeout_ms = 5000,
+         .max_clients = 8,
+         .max_pending = 4,
+         .auth_ms = 3000,
+         .max_output = 1 << 20,
+         .max_cmd = 4096,
+         .idle_s = 10};
 
-/* Connections being served, so a stop can shut them down at once. */
+/*
+ * Connections being served, so a stop can shut them down at once: the ones
+ * that have not shown the token yet (pending) and the authenticated ones
+ * (conns) have separate slots, so strangers can never fill the slots of
+ * clients that know the token. A slot holds the connection's fd, which
+ * stays open (so unique) until its task unregisters.
+ */
+struct slot {
+	int fd;
+	int64_t since; /* pending: when it connected */
+};
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
-static int conns[MAX_CLIENTS];
-static long served, refused, commands;
+static struct slot conns[MAX_CLIENTS], pending[MAX_PENDING];
+static long served, refused, evicted, commands;
 static bool stopping; /* under conns_lock */
 
-/* A slot, -1 when all are taken, -2 when the server is stopping. */
-static int conn_register(int fd)
+/* Take a free slot of @tab (@n long) for @fd. With @evict, when none is
+ * free take the oldest one and shut its connection down: its task then
+ * ends and finds its slot no longer holds its fd.
+ * Return: the slot, -1 all taken, -2 the server is stopping. */
+static int slot_take(struct slot *tab, long n, int fd, bool evict)
 {
-	int slot = -1;
+	int slot = -1, oldest = -1;
 
 	pthread_mutex_lock(&conns_lock);
-	if (stopping)
-		slot = -2;
-	for (int i = 0; i < cfg.max_clients && slot == -1; i++) {
-		if (conns[i] < 0) {
-			conns[i] = fd;
+	if (stopping) {
+		pthread_mutex_unlock(&conns_lock);
+		return -2;
+	}
+	for (int i = 0; i < n; i++) {
+		if (tab[i].fd < 0) {
 			slot = i;
 			break;
 		}
+		if (oldest < 0 || tab[i].since < tab[oldest].since)
+			oldest = i;
 	}
+	if (slot < 0 && evict && oldest >= 0) {
+		shutdown(tab[oldest].fd, SHUT_RDWR);
+		evicted++;
+		slot = oldest;
+	}
+	if (slot >= 0)
+		tab[slot] = (struct slot){.fd = fd, .since = exe_now_ns()};
 	pthread_mutex_unlock(&conns_lock);
 	return slot;
 }
 
-static void conn_unregister(int slot)
+static void slot_drop(struct slot *tab, int slot, int fd)
 {
 	pthread_mutex_lock(&conns_lock);
-	conns[slot] = -1;
+	if (slot >= 0 && tab[slot].fd == fd)
+		tab[slot].fd = -1;
 	pthread_mutex_unlock(&conns_lock);
 }
 
@@ -178,16 +225,17 @@ static int serve(void *arg, void **result)
 	struct rp_header h;
 	const void *body;
 	const char *why = "";
-	int slot = conn_register(fd), rc;
+	int64_t deadline = exe_now_ns() + cfg.auth_ms * EXE_NS_PER_MS;
+	int pslot = slot_take(pending, cfg.max_pending, fd, true), slot = -1, rc;
 
 	*result = NULL;
-	if (slot < 0) {
-		send_error(fd, 0, slot == -1 ? "server busy" : "server stopping", "");
+	if (pslot < 0) {
+		send_error(fd, 0, "server stopping", "");
 		close(fd);
 		return 0;
 	}
 	for (;;) {
-		rc = rp_recv(fd, &rd, (size_t)cfg.max_cmd, &h, &body, &why);
+		rc = rp_recv(fd, &rd, (size_t)cfg.max_cmd, deadline, &h, &body, &why);
 		if (rc <= 0) {
 			/* 0: a clean close. A timeout or a cut frame gets no answer
 			 * that could be read; a bad frame is told why. */
@@ -203,24 +251,54 @@ static int serve(void *arg, void **result)
 			send_error(fd, h.id, "bad token", "");
 			break;
 		}
+		if (slot < 0) {
+			/* Authenticated: from a stranger's slot to a client's. */
+			slot = slot_take(conns, cfg.max_clients, fd, false);
+			slot_drop(pending, pslot, fd);
+			pslot = -1;
+			if (slot < 0) {
+				send_error(fd, h.id, slot == -1 ? "server busy" : "server stopping", "");
+				break;
+			}
+		}
 		if (h.total_size == 0 || memchr(body, '\0', h.total_size)) {
 			send_error(fd, h.id, "the command must be non-empty text", "");
 			break;
 		}
 		run_command(fd, &h, body);
+		deadline = exe_now_ns() + cfg.idle_s * EXE_NS_PER_S;
 	}
 	rp_reader_free(&rd);
-	conn_unregister(slot);
+	slot_drop(pending, pslot, fd);
+	slot_drop(conns, slot, fd);
 	close(fd);
 	return 0;
+}
+
+/* The token from a file: its first line, without the newline. Exits on
+ * failure. */
+static void read_token_file(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, cfg.token, sizeof(cfg.token) - 1);
+
+	if (n < 0) {
+		fprintf(stderr, "remote_cmd_server: %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	close(fd);
+	cfg.token[n] = '\0';
+	cfg.token[strcspn(cfg.token, "\r\n")] = '\0';
 }
 
 static void usage(const char *argv0)
 {
 	fprintf(stderr,
-	        "usage: %s --token T [--port N] [--host ADDR] [--timeout-ms N] "
-	        "[--max-clients N] [--max-output N] [--max-cmd N] [--idle-s N]\n"
-	        "       (or REMOTE_CMD_TOKEN=T in the environment)\n",
+	        "usage: %s [--token-file FILE] [--port N] [--host ADDR] [--timeout-ms N] "
+	        "[--max-clients N] [--max-pending N] [--auth-ms N] [--max-output N] [--max-cmd N] "
+	        "[--idle-s N] [--no-namespace]\n"
+	        "  The token is the first line of FILE, or REMOTE_CMD_TOKEN in the environment;\n"
+	        "  never an argument, which `ps` shows to every user.\n",
 	        argv0);
 	exit(2);
 }
@@ -230,9 +308,15 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"port", required_argument, NULL, 'p'},
 	    {"host", required_argument, NULL, 'H'},
-	    {"token", required_argument, NULL, 'T'},
+	    {"token-file", required_argument, NULL, 'T'},
+	    /* Named only to refuse it (and so that getopt does not take
+	     * "--token" for an abbreviation of "--token-file"). */
+	    {"token", required_argument, NULL, 'X'},
 	    {"timeout-ms", required_argument, NULL, 't'},
 	    {"max-clients", required_argument, NULL, 'c'},
+	    {"max-pending", required_argument, NULL, 'P'},
+	    {"auth-ms", required_argument, NULL, 'a'},
+	    {"no-namespace", no_argument, NULL, 'N'},
 	    {"max-output", required_argument, NULL, 'o'},
 	    {"max-cmd", required_argument, NULL, 'm'},
 	    {"idle-s", required_argument, NULL, 'i'},
@@ -246,36 +330,58 @@ int main(int argc, char **argv)
 	struct exe_pool *pool;
 	struct pollfd pfd[2];
 	sigset_t mask;
+	long accept_errors = 0;
 	int c, rc, lfd, sfd, one = 1;
 
-	cfg.token = getenv("REMOTE_CMD_TOKEN");
-	while ((c = getopt_long(argc, argv, "p:H:T:t:c:o:m:i:h", longopts, NULL)) != -1) {
+	const char *env = getenv("REMOTE_CMD_TOKEN"), *token_file = NULL;
+
+	while ((c = getopt_long(argc, argv, "p:H:T:t:c:P:a:No:m:i:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': port = atol(optarg); break;
 		case 'H': host = optarg; break;
-		case 'T': cfg.token = optarg; break;
+		case 'T': token_file = optarg; break;
+		case 'X':
+			fprintf(stderr,
+			        "%s: --token is refused: `ps` shows a program's arguments to every "
+			        "user; use --token-file FILE or REMOTE_CMD_TOKEN\n",
+			        argv[0]);
+			usage(argv[0]);
+			break;
 		case 't': cfg.timeout_ms = atol(optarg); break;
 		case 'c': cfg.max_clients = atol(optarg); break;
+		case 'P': cfg.max_pending = atol(optarg); break;
+		case 'a': cfg.auth_ms = atol(optarg); break;
+		case 'N': cmd_set_no_namespace(true); break;
 		case 'o': cfg.max_output = atol(optarg); break;
 		case 'm': cfg.max_cmd = atol(optarg); break;
 		case 'i': cfg.idle_s = atol(optarg); break;
 		default: usage(argv[0]);
 		}
 	}
-	if (!cfg.token || !*cfg.token || strlen(cfg.token) > RP_TOKEN_MAX) {
+	if (optind < argc)
+		usage(argv[0]);
+	if (token_file)
+		read_token_file(token_file);
+	else if (env)
+		snprintf(cfg.token, sizeof(cfg.token), "%s", env);
+	/* The commands run by this server must not see it. */
+	unsetenv("REMOTE_CMD_TOKEN");
+	cfg.token_len = strlen(cfg.token);
+	if (cfg.token_len < 1 || cfg.token_len > RP_TOKEN_MAX) {
 		fprintf(stderr, "remote_cmd_server: a token (1..%u bytes) is required\n", RP_TOKEN_MAX);
 		usage(argv[0]);
 	}
-	cfg.token_len = strlen(cfg.token);
 	if (port < 0 || port > 65535 || cfg.timeout_ms < 1 || cfg.max_clients < 1 ||
-	    cfg.max_clients > MAX_CLIENTS || cfg.max_output < 1 || cfg.max_cmd < 1 ||
-	    cfg.max_cmd > (long)RP_MAX_BODY || cfg.idle_s < 1 ||
-	    inet_pton(AF_INET, host, &addr.sin_addr) != 1)
+	    cfg.max_clients > MAX_CLIENTS || cfg.max_pending < 1 || cfg.max_pending > MAX_PENDING ||
+	    cfg.auth_ms < 1 || cfg.max_output < 1 || cfg.max_cmd < 1 || cfg.max_cmd > (long)RP_MAX_BODY ||
+	    cfg.idle_s < 1 || inet_pton(AF_INET, host, &addr.sin_addr) != 1)
 		usage(argv[0]);
 	addr.sin_port = htons((uint16_t)port);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (int i = 0; i < MAX_CLIENTS; i++)
-		conns[i] = -1;
+		conns[i].fd = -1;
+	for (int i = 0; i < MAX_PENDING; i++)
+		pending[i].fd = -1;
 
 	/* Block the stop signals before any thread exists, so every thread
 	 * inherits the mask and they arrive only through the signalfd. */
@@ -292,12 +398,14 @@ int main(int argc, char **argv)
 	    getsockname(lfd, (struct sockaddr *)&addr, &alen))
 		return perror("remote_cmd_server: bind/listen"), 1;
 
-	/* One more worker than slots: the extra one answers "busy". A bounded
-	 * queue behind them refuses floods instead of buffering them. */
-	rc = exe_thread_pool_create(&pool, &(struct exe_pool_opts){.workers = (unsigned)cfg.max_clients + 1,
-	                                                           .queue_capacity = 16,
-	                                                           .name = "rcmd",
-	                                                           .no_caller_runs = true});
+	/* A worker per slot of either kind, and one more that answers
+	 * "busy". A bounded queue behind them refuses floods instead of
+	 * buffering them. */
+	rc = exe_thread_pool_create(
+	    &pool, &(struct exe_pool_opts){.workers = (unsigned)(cfg.max_clients + cfg.max_pending + 1),
+	                                   .queue_capacity = 16,
+	                                   .name = "rcmd",
+	                                   .no_caller_runs = true});
 	if (rc) {
 		fprintf(stderr, "remote_cmd_server: pool: %s\n", exe_strerror(rc));
 		return 1;
@@ -319,10 +427,23 @@ int main(int argc, char **argv)
 		if (!pfd[0].revents)
 			continue;
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors or memory: the listening socket
+				 * stays readable, so retrying at once would spin. Wait
+				 * a little for connections to end, watching only for a
+				 * stop. */
+				if (accept_errors++ == 0)
+					fprintf(stderr, "remote_cmd_server: accept: %s (backing off)\n",
+					        strerror(errno));
+				if (poll(&pfd[1], 1, 50) > 0)
+					break;
+			}
 			continue;
-		/* A stalled peer (half a frame, or a full receive window) fails
-		 * the blocking call after idle_s instead of holding a worker. */
+		}
+		/* The socket's timeouts bound each blocking send and recv (a
+		 * full receive window on the client's side); rp_recv()'s
+		 * deadline bounds a whole frame. */
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		rc = exe_pool_submit(pool, serve, (void *)(intptr_t)fd, NULL);
@@ -340,12 +461,16 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&conns_lock);
 	stopping = true;
 	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (conns[i] >= 0)
-			shutdown(conns[i], SHUT_RDWR);
+		if (conns[i].fd >= 0)
+			shutdown(conns[i].fd, SHUT_RDWR);
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i].fd >= 0)
+			shutdown(pending[i].fd, SHUT_RDWR);
 	pthread_mutex_unlock(&conns_lock);
 	exe_pool_destroy(pool);
 	close(sfd);
-	printf("remote_cmd_server: %ld connections served, %ld refused, %ld commands run\n", served, refused,
-	       __atomic_load_n(&commands, __ATOMIC_RELAXED));
+	printf("remote_cmd_server: %ld connections served, %ld refused, %ld unauthenticated evicted, %ld "
+	       "commands run, %ld failed accepts\n",
+	       served, refused, evicted, __atomic_load_n(&commands, __ATOMIC_RELAXED), accept_errors);
 	return 0;
 }

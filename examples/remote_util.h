@@ -24,13 +24,16 @@ int rp_send(int fd, const struct rp_header *h, const void *body, size_t len);
 
 /*
  * rp_recv - receive the next frame into @r and parse it (rp_parse()); *@body
- * points into @r's buffer and stays valid until the next call.
+ * points into @r's buffer and stays valid until the next call. The whole
+ * frame must arrive by @deadline_ns (CLOCK_MONOTONIC, exe_now_ns(); < 0:
+ * only the socket's own receive timeout bounds each recv()).
  * Return: 1 a frame; 0 the peer closed between frames; -EMSGSIZE, -EBADMSG
- * (with *@why); -EPIPE closed in the middle of a frame; -EAGAIN the socket's
- * receive timeout passed; -errno of recv; -ENOMEM.
+ * (with *@why); -EPIPE closed in the middle of a frame; -ETIMEDOUT the
+ * deadline passed; -EAGAIN the socket's receive timeout passed; -errno of
+ * recv; -ENOMEM.
  */
-int rp_recv(int fd, struct rp_reader *r, size_t max_body, struct rp_header *h, const void **body,
-            const char **why);
+int rp_recv(int fd, struct rp_reader *r, size_t max_body, int64_t deadline_ns, struct rp_header *h,
+            const void **body, const char **why);
 
 void rp_reader_free(struct rp_reader *r);
 
@@ -45,12 +48,21 @@ struct cmd_result {
 };
 
 /*
- * cmd_run - run `/bin/sh -c @cmd` in a child (exe_process_start(), then
- * exec), stdin from /dev/null, in its own process group, and pass its stdout
- * and stderr to @fn as they come. After @timeout_ns the whole group is
- * killed (SIGKILL) and ->timed_out set.
+ * cmd_run - run `/bin/sh -c @cmd` (stdin from /dev/null) under a supervisor
+ * process that contains everything it starts (remote_util.c says how), and
+ * pass its stdout and stderr to @fn as they come. The command is over when
+ * its shell exits: whatever it left running (`sleep 100 &`, a setsid
+ * daemon) is killed then. After @timeout_ns - also when the command closed
+ * its stdout and stderr early - every process it started is killed and
+ * ->timed_out set; likewise when @fn asks to stop. If the calling thread
+ * dies, so does everything the command started.
  * Return: 0 with *@res; a negative code when the child could not start.
  */
 int cmd_run(const char *cmd, int64_t timeout_ns, cmd_output_fn *fn, void *arg, struct cmd_result *res);
+
+/* cmd_set_no_namespace - true: contain commands with the subreaper only,
+ * never a PID namespace (to test that fallback, or where namespaces are
+ * unwelcome). Call before the first cmd_run(). */
+void cmd_set_no_namespace(bool off);
 
 #endif /* REMOTE_UTIL_H */

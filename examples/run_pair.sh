@@ -6,6 +6,9 @@
 # the first line it prints ("... listening on 127.0.0.1:PORT ..."), runs
 # CLIENT --port PORT, then stops the server with SIGTERM and shows what it
 # printed. Exits with the client's status, or the server's if only it failed.
+# With RUN_PAIR_SERVER_EXITS=1 the server must exit on its own (say after
+# --max-conns) within 10 s of the client's end; it fails if it had to be
+# killed.
 set -uo pipefail
 server=$1 client=$2
 shift 2
@@ -31,7 +34,22 @@ if [ -z "$port" ]; then
 fi
 "$client" --port "$port" "$@"
 crc=$?
-kill -TERM "$spid" 2>/dev/null
+if [ "${RUN_PAIR_SERVER_EXITS:-0}" = 1 ]; then
+	for _ in $(seq 100); do
+		kill -0 "$spid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$spid" 2>/dev/null; then
+		echo "run_pair: $(basename "$server") did not exit on its own" >&2
+		kill -KILL "$spid" 2>/dev/null
+		wait "$spid"
+		spid=
+		sed 's/^/    [server] /' "$log"
+		exit 1
+	fi
+else
+	kill -TERM "$spid" 2>/dev/null
+fi
 wait "$spid"
 src=$?
 spid=

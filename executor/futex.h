@@ -1,7 +1,8 @@
 /*
  * futex.h - the two futex calls the library parks on, with absolute
  * CLOCK_MONOTONIC deadlines so a wait that wakes early never stretches its
- * bound.
+ * bound. In a fiber the wait parks the fiber instead of the thread
+ * (park.h), and every wake also wakes fibers parked on the word.
  */
 #ifndef EXE_FUTEX_H
 #define EXE_FUTEX_H
@@ -15,12 +16,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "executor/park.h"
+
 /* Sleep while *@word == @expected, until woken or @deadline_ns (< 0: none).
- * Return: 0 (woken, or the word had changed, or a signal), -ETIMEDOUT. */
+ * Return: 0 (woken, or the word had changed, or a signal), -ETIMEDOUT;
+ * in a fiber also -ECANCELED. */
 static inline int exe__futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t deadline_ns)
 {
 	struct timespec ts, *tsp = NULL;
 
+	if (exe__in_fiber())
+		return exe__fiber_park_word(word, expected, deadline_ns);
 	if (deadline_ns >= 0) {
 		ts.tv_sec = deadline_ns / 1000000000;
 		ts.tv_nsec = deadline_ns % 1000000000;
@@ -35,6 +41,7 @@ static inline int exe__futex_wait(_Atomic uint32_t *word, uint32_t expected, int
 static inline void exe__futex_wake(_Atomic uint32_t *word, int n)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
+	exe__park_wake(word, n);
 }
 
 #define EXE_FUTEX_WAKE_ALL INT_MAX

@@ -111,7 +111,7 @@ int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn
 	o = exe__future_new(&derived_ops, pool, 2);
 	if (!c || !o) {
 		exe__free(c);
-		exe__free(o);
+		exe__future_discard(o);
 		return -ENOMEM;
 	}
 	c->fn = fn;
@@ -122,7 +122,7 @@ int exe_future_then(struct exe_future *f, struct exe_pool *pool, exe_then_fn *fn
 	if (rc) {
 		exe_future_unref(c->prev);
 		exe__free(c);
-		exe__free(o);
+		exe__future_discard(o);
 		return rc;
 	}
 	*out = o;
@@ -217,7 +217,7 @@ static int group_create(struct exe_future *const *fs, size_t n, bool any, struct
 	if (!g->fs || !g->members || !g->out) {
 		exe__free(g->fs);
 		exe__free(g->members);
-		exe__free(g->out);
+		exe__future_discard(g->out);
 		exe__free(g);
 		return -ENOMEM;
 	}

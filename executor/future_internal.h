@@ -14,6 +14,7 @@
 
 #include "executor.h"
 #include "executor/sibling.h"
+#include "executor/alloc.h" /* EXE__TLS */
 
 #define EXE__STATE_MASK 0x7u
 #define EXE__CANCEL_REQ (1u << 3) /* exe_future_cancel() on RUNNING work */
@@ -43,6 +44,10 @@ struct exe__future_ops {
 	 * pool and MPI bytes tasks): exe_future_bytes() accepts exactly the
 	 * futures whose ops have this hook. */
 	void (*bytes)(const struct exe_future *f, const void **data, size_t *len);
+	/* A worker of the owner is about to sleep until @f finishes (@blocked
+	 * true), or woke up (false): the owner may start a thread to keep its
+	 * queue moving. Called only on the owner's own worker threads. */
+	void (*blocking)(struct exe_future *f, bool blocked);
 };
 
 /* A done callback. Internal waiters embed these in their own memory. */
@@ -60,6 +65,7 @@ struct exe_future {
 	int code;                /* FAILED: the negative code */
 	_Atomic uint8_t cb_lock; /* guards cbs, cbs_tail, cb_running */
 	bool cb_running;         /* a thread is draining cbs */
+	bool small;              /* from exe__small_alloc() (not a larger producer object) */
 	const struct exe__future_ops *ops;
 	void *owner;     /* the pool or io context; NULL for promises */
 	exe_task_fn *fn; /* the work, for the owner */
@@ -72,7 +78,8 @@ struct exe_future {
 	struct exe_future *next; /* the owner's intrusive link (queues) */
 };
 
-/* A new PENDING future with @refs references. NULL on allocation failure. */
+/* A new PENDING future with @refs references. NULL on allocation failure.
+ * Unpublished, it is freed with exe__future_discard(), never exe__free(). */
 EXE__SIBLING struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs);
 
 /* Like exe__future_new(), for a producer's larger object whose first member
@@ -81,6 +88,10 @@ EXE__SIBLING struct exe_future *exe__future_new(const struct exe__future_ops *op
  * the whole object. */
 struct exe_future *exe__future_new_sized(size_t size, const struct exe__future_ops *ops, void *owner,
                                          uint32_t refs);
+
+/* Free a future that was never published (no other thread saw it); NULL is
+ * a no-op. Futures come from the small-block cache: never exe__free() one. */
+void exe__future_discard(struct exe_future *f);
 
 /* PENDING -> RUNNING. False when cancelled or already claimed. */
 static inline bool exe__future_claim(struct exe_future *f)
@@ -124,6 +135,10 @@ EXE__SIBLING int exe__future_cancel_pending(struct exe_future *f);
  * previous one to restore. */
 struct exe_future *exe__task_swap(struct exe_future *f);
 
+/* Whether @f is running on this thread (its task or continuation is on this
+ * thread's stack, under any nested waits): waiting on it would never end. */
+bool exe__future_runs_here(const struct exe_future *f);
+
 /* Offer to run @f on this thread (infinite waits only). */
 bool exe__future_help(struct exe_future *f);
 
@@ -133,6 +148,6 @@ void exe__future_add_node(struct exe_future *f, struct exe__cb *node);
 bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node);
 
 /* The pool a worker thread belongs to, for nested-wait help (NULL elsewhere). */
-extern _Thread_local void *exe__tls_worker_owner;
+extern EXE__TLS void *exe__tls_worker_owner;
 
 #endif

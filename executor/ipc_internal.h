@@ -11,6 +11,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -21,6 +22,12 @@
 /* Initialise @m as robust, process-shared, error-checking.
  * Return: 0 or a negative code from pthread. */
 int exe__ipc_mutex_init(pthread_mutex_t *m);
+
+/* Whether @m's type word is the one exe__ipc_mutex_init() writes (robust,
+ * process-shared, error-checking): a lock of another type, forged by
+ * whoever wrote the shared bytes, could block or succeed where the callers
+ * expect neither. Always true where the type word is not known (not glibc). */
+bool exe__ipc_mutex_sane(const pthread_mutex_t *m);
 
 /* Lock @m, waiting up to @timeout_ns (< 0: forever, 0: try once).
  * Return: 0, -EOWNERDEAD (locked), -ETIMEDOUT (0 included), -EBADMSG (corrupted bytes), -ENOTRECOVERABLE,

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -72,6 +73,34 @@ int exe__ipc_mutex_init(pthread_mutex_t *m)
 	pthread_mutexattr_destroy(&a);
 	return -err;
 }
+
+#ifdef __GLIBC__
+/* The type word of a freshly initialised mutex with our attributes; -1
+ * until first needed (racing first callers compute the same value). */
+static _Atomic int expected_kind = -1;
+
+bool exe__ipc_mutex_sane(const pthread_mutex_t *m)
+{
+	int want = atomic_load_explicit(&expected_kind, memory_order_relaxed);
+
+	if (want < 0) {
+		pthread_mutex_t probe;
+
+		if (exe__ipc_mutex_init(&probe))
+			return true; /* cannot tell: let the lock decide */
+		want = probe.__data.__kind;
+		pthread_mutex_destroy(&probe);
+		atomic_store_explicit(&expected_kind, want, memory_order_relaxed);
+	}
+	return __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) == want;
+}
+#else
+bool exe__ipc_mutex_sane(const pthread_mutex_t *m)
+{
+	(void)m;
+	return true;
+}
+#endif
 
 /* pthread's EINVAL on a mutex that passed our header check means its own
  * bytes are corrupted (a bad kind or owner word): that is -EBADMSG here,

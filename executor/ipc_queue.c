@@ -30,11 +30,25 @@
  *  - A waiter counts itself in get_waiters/put_waiters, so a put or get
  *    makes a wake system call only when someone sleeps. A process killed
  *    while counted leaves the count high: that costs spare wake calls only.
+ *  - Every call bounds its wait for the lock by the caller's timeout, not
+ *    only its wait for room or a message: a holder that is stopped
+ *    (SIGSTOP, a debugger, swapped out) or a lock word scribbled over by
+ *    someone else looks the same from here, and timeout 0 must never wait
+ *    on either. close takes no lock at all (it sets an atomic flag and
+ *    bumps both futex words); count tries the lock once and, when it is
+ *    held, reads the copy of the message count every commit publishes. So
+ *    both return at once whoever holds the lock.
  *
  * Invariants (under lock, checked by locked() on every call)
  *  - count <= max_msgs, bytes <= max_bytes, head and tail < ring size, and
  *    (tail - head) mod ring size == bytes + 4 * count.
  *  - Each length read from the ring is <= bytes before it is used.
+ *  - The mutex's type word is the one exe__ipc_mutex_init() writes
+ *    (exe__ipc_mutex_sane()): a lock of another type (PI, recursive) could
+ *    block or succeed in ways this file does not expect.
+ *  - A waiter reads its futex word BEFORE it checks closed: close (which
+ *    takes no lock) sets closed, then bumps the words, so a waiter that saw
+ *    closed clear sleeps on a value that close changes afterwards.
  * Anything else is -EBADMSG: the segment was written by someone else.
  */
 #include <errno.h>
@@ -77,7 +91,15 @@ struct queue_shm {
 	struct qstate st;
 	struct qstate redo; /* the change being applied while dirty != 0 */
 	_Atomic uint32_t dirty;
-	uint32_t closed, get_waiters, put_waiters;
+	uint32_t get_waiters, put_waiters;
+
+	/* Written without the lock (close) and read under it: seq_cst, pairs
+	 * with the waiters' seq_cst loads of the futex words. */
+	_Atomic uint32_t closed;
+	/* st.count, published after every commit for exe_ipc_queue_count()
+	 * when the lock is held. Relaxed: it is a hint, nothing is read
+	 * through it. */
+	_Atomic uint64_t count_hint;
 
 	/* Bumped under lock, slept on without it. */
 	_Atomic uint32_t not_empty_seq, not_full_seq;
@@ -146,9 +168,24 @@ static bool state_ok(const struct queue_shm *s)
 	return used == st->bytes + HDR * st->count;
 }
 
-/* Validate, lock, recover from a dead holder, check the state.
- * Return: the locked segment in *@out and 0, or a negative code (unlocked). */
-static int locked(struct exe_ipc_queue *q, struct queue_shm **out)
+/* How long the next lock attempt may wait: the caller's timeout minus what
+ * was spent already (< 0 forever, 0 once). */
+static int64_t time_left(int64_t timeout_ns, int64_t deadline)
+{
+	int64_t left;
+
+	if (timeout_ns <= 0 || deadline < 0)
+		return timeout_ns <= 0 ? timeout_ns : -1;
+	left = deadline - exe_now_ns();
+	return left > 0 ? left : 0;
+}
+
+/* Validate, lock within @wait_ns (time_left()), recover from a dead holder,
+ * check the state. @timeout_ns is the caller's, for the verdict on a miss.
+ * Return: the locked segment in *@out and 0, or a negative code (unlocked):
+ * a lock not had in time is what a full or empty queue would return then
+ * (exe__blocked_verdict). */
+static int locked(struct exe_ipc_queue *q, struct queue_shm **out, int64_t timeout_ns, int64_t wait_ns)
 {
 	struct queue_shm *s;
 	int rc;
@@ -156,9 +193,9 @@ static int locked(struct exe_ipc_queue *q, struct queue_shm **out)
 	if (!q)
 		return -EINVAL;
 	s = valid(q);
-	if (!s)
+	if (!s || !exe__ipc_mutex_sane(&s->lock))
 		return -EBADMSG;
-	rc = exe__ipc_mutex_lock_timeout(&s->lock, -1);
+	rc = exe__ipc_mutex_lock_timeout(&s->lock, wait_ns);
 	if (rc == -EOWNERDEAD) {
 		/* The holder died. If it was inside commit(), redo is complete
 		 * (written before dirty was set): finish its change. */
@@ -167,9 +204,14 @@ static int locked(struct exe_ipc_queue *q, struct queue_shm **out)
 			atomic_signal_fence(memory_order_seq_cst);
 			atomic_store_explicit(&s->dirty, 0, memory_order_relaxed);
 		}
+		atomic_store_explicit(&s->count_hint, s->st.count, memory_order_relaxed);
 		pthread_mutex_consistent(&s->lock);
 		rc = 0;
 	}
+	if (rc == -EAGAIN || rc == -ETIMEDOUT)
+		return exe__blocked_verdict(false, timeout_ns, true);
+	if (rc == -EDEADLK || rc == -EINVAL)
+		return -EBADMSG; /* never held across calls: a forged owner word */
 	if (rc)
 		return rc;
 	if (!state_ok(s)) {
@@ -195,6 +237,7 @@ static void commit(struct queue_shm *s, const struct qstate *next)
 	s->st = *next;
 	atomic_signal_fence(memory_order_seq_cst);
 	atomic_store_explicit(&s->dirty, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->count_hint, next->count, memory_order_relaxed);
 }
 
 /* ---- the ring ---- */
@@ -339,14 +382,16 @@ int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t len, int6
 		return -EMSGSIZE;
 	len32 = (uint32_t)len;
 	for (;;) {
-		rc = locked(q, &s);
+		rc = locked(q, &s, timeout_ns, time_left(timeout_ns, deadline));
 		if (rc)
 			return rc;
 		if (waiting) {
 			s->put_waiters--;
 			waiting = false;
 		}
-		if (s->closed) {
+		/* Before the closed check: see the invariants. */
+		seq = atomic_load_explicit(&s->not_full_seq, memory_order_seq_cst);
+		if (atomic_load_explicit(&s->closed, memory_order_seq_cst)) {
 			rc = -EPIPE;
 			break;
 		}
@@ -370,7 +415,6 @@ int exe_ipc_queue_put(struct exe_ipc_queue *q, const void *msg, size_t len, int6
 		rc = exe__blocked_verdict(false, timeout_ns, timed_out);
 		if (rc)
 			break;
-		seq = atomic_load_explicit(&s->not_full_seq, memory_order_relaxed);
 		s->put_waiters++;
 		waiting = true;
 		pthread_mutex_unlock(&s->lock);
@@ -391,13 +435,15 @@ int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *le
 	if (!q || !len || (!buf && cap))
 		return -EINVAL;
 	for (;;) {
-		rc = locked(q, &s);
+		rc = locked(q, &s, timeout_ns, time_left(timeout_ns, deadline));
 		if (rc)
 			return rc;
 		if (waiting) {
 			s->get_waiters--;
 			waiting = false;
 		}
+		/* Before the closed check: see the invariants. */
+		seq = atomic_load_explicit(&s->not_empty_seq, memory_order_seq_cst);
 		if (s->st.count) {
 			struct qstate next = s->st;
 
@@ -423,10 +469,10 @@ int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *le
 				exe__futex_wake_shared(&s->not_full_seq, EXE_FUTEX_WAKE_ALL_SHARED);
 			return 0;
 		}
-		rc = exe__blocked_verdict(s->closed, timeout_ns, timed_out);
+		rc = exe__blocked_verdict(atomic_load_explicit(&s->closed, memory_order_seq_cst), timeout_ns,
+		                          timed_out);
 		if (rc)
 			break;
-		seq = atomic_load_explicit(&s->not_empty_seq, memory_order_relaxed);
 		s->get_waiters++;
 		waiting = true;
 		pthread_mutex_unlock(&s->lock);
@@ -439,14 +485,18 @@ int exe_ipc_queue_get(struct exe_ipc_queue *q, void *buf, size_t cap, size_t *le
 int exe_ipc_queue_close(struct exe_ipc_queue *q)
 {
 	struct queue_shm *s;
-	int rc = locked(q, &s);
 
-	if (rc)
-		return rc;
-	s->closed = 1;
-	atomic_fetch_add_explicit(&s->not_empty_seq, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->not_full_seq, 1, memory_order_relaxed);
-	pthread_mutex_unlock(&s->lock);
+	if (!q)
+		return -EINVAL;
+	s = valid(q);
+	if (!s)
+		return -EBADMSG;
+	/* No lock (a stopped holder must not block close): the flag first,
+	 * then the words the waiters sleep on - they read the word before the
+	 * flag, so either they see the flag or their sleep sees a new word. */
+	atomic_store_explicit(&s->closed, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&s->not_empty_seq, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&s->not_full_seq, 1, memory_order_seq_cst);
 	/* Wake unconditionally: a waiter counted by a process that died does
 	 * no harm, and close is rare. */
 	exe__futex_wake_shared(&s->not_empty_seq, EXE_FUTEX_WAKE_ALL_SHARED);
@@ -457,14 +507,29 @@ int exe_ipc_queue_close(struct exe_ipc_queue *q)
 int exe_ipc_queue_count(struct exe_ipc_queue *q, size_t *count)
 {
 	struct queue_shm *s;
+	uint64_t n;
 	int rc;
 
-	if (!count)
+	if (!q || !count)
 		return -EINVAL;
-	rc = locked(q, &s);
-	if (rc)
+	/* Try the lock once: free (or left by a dead holder, which locked()
+	 * repairs first), the count is exact. */
+	rc = locked(q, &s, 0, 0);
+	if (rc == 0) {
+		*count = (size_t)s->st.count;
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (rc != -ETIMEDOUT && rc != -EAGAIN)
 		return rc;
-	*count = s->st.count;
-	pthread_mutex_unlock(&s->lock);
+	/* Held: the copy the last commit published, rather than a wait on
+	 * a holder that may be stopped. */
+	s = valid(q);
+	if (!s)
+		return -EBADMSG;
+	n = atomic_load_explicit(&s->count_hint, memory_order_relaxed);
+	if (n > s->max_msgs)
+		return -EBADMSG;
+	*count = (size_t)n;
 	return 0;
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -26,6 +27,46 @@ int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg, const s
 	if (!p || !fn || (o && (o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL))))
 		return -EINVAL;
 	return p->ops->submit(p, fn, arg, o, out);
+}
+
+int exe_pool_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
+                         struct exe_future **out)
+{
+	struct exe_future **fs;
+	size_t i;
+	int rc = 0;
+
+	if (!p || !fn || (n && !args))
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	if (n > SIZE_MAX / sizeof(*fs))
+		return -EINVAL;
+	if (p->ops->submit_many)
+		return p->ops->submit_many(p, fn, args, n, out);
+	/* One by one, keeping a reference to each so a failure midway can take
+	 * the batch back. */
+	fs = out ? out : exe__malloc(n * sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		rc = p->ops->submit(p, fn, args[i], NULL, &fs[i]);
+		if (rc)
+			break;
+	}
+	if (rc) {
+		while (i-- > 0) {
+			exe_future_cancel(fs[i]);
+			exe_future_unref(fs[i]);
+			fs[i] = NULL;
+		}
+	} else if (!out) {
+		for (i = 0; i < n; i++)
+			exe_future_unref(fs[i]);
+	}
+	if (!out)
+		exe__free(fs);
+	return rc;
 }
 
 int exe_pool_shutdown(struct exe_pool *p, unsigned flags)

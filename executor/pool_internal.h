@@ -17,6 +17,10 @@ struct exe__pool_ops {
 	int (*shutdown)(struct exe_pool *p, unsigned flags);
 	void (*destroy)(struct exe_pool *p);
 	void (*stats)(struct exe_pool *p, struct exe_pool_stats *st);
+	/* Optional: exe_pool_submit_many() (arguments checked, n > 0); all or
+	 * nothing. NULL: one submit per element (pool.c). */
+	int (*submit_many)(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
+	                   struct exe_future **out);
 	/* Optional: exe_pool_map_opts() for this kind (arguments checked, n > 0,
 	 * @deadline absolute or -1, @chunk as the caller gave it). NULL: one
 	 * submit per element (exe__pool_map_each()). */

@@ -8,12 +8,13 @@
  *    shared but the queue (taken through exe__proc_queue_take()) and the
  *    counters. It sleeps in epoll on the worker channels, the fork-server
  *    socket and the pool's eventfd, with the nearest deadline as timeout.
- *  - A worker gets up to pp->depth tasks (1 + prefetch; the next ones wait
- *    in its socket while it runs the current one), so a short task costs no
- *    wake-up of the collector between tasks. Idle workers are served first;
- *    deeper rounds only happen with a backlog. A task
- *    counts as started (its deadline runs) when it reaches the head of its
- *    worker's list: the worker runs its tasks in order.
+ *  - Work-conserving dispatch: a task goes to a worker only when that
+ *    worker is idle (ready, nothing in flight), in queue order. Nothing is
+ *    handed ahead to a busy worker, so no task waits behind a long one while
+ *    another worker is free, and every task still in the queue can be
+ *    cancelled. A task is claimed (RUNNING) as it is handed to an idle
+ *    worker, which starts it as soon as it reads the frame; its deadline
+ *    runs from then.
  *  - Death: the fork server reaps the worker and sends pid and status. The
  *    channel is drained first (results written before the death count), then
  *    the task at the head fails with the reason we had for stopping the
@@ -21,6 +22,12 @@
  *    ("killed by signal 11"); tasks behind it never started and go back to
  *    the front of the line. A replacement is asked for as soon as we decide
  *    to stop a worker, or when it dies unasked.
+ *  - Before sleeping in epoll while work is in flight, the collector polls
+ *    the channels for an adaptive few microseconds (spin_poll()), and
+ *    workers poll their channel likewise before blocking: a hand-off that
+ *    comes within the spin costs no wake-up. Submitters see the collector
+ *    awake (wake_pending) and skip the eventfd write; it rechecks the kicks
+ *    counter under the pool lock before it sleeps.
  *  - Map chunks are tasks like the others (one frame out, one back). A
  *    worker that dies in a chunk fails its first unfinished element: the
  *    values before it come from the worker's progress cell.
@@ -39,6 +46,7 @@
  *    the redo list, until exe__proc_task_finish().
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -302,8 +310,7 @@ static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, c
 	struct exe__ptask *t;
 	char *msg = NULL;
 
-	if (fd >= 0 || h->flags || h->word > len || (h->status == 0) != (h->word == len) ||
-	    (h->status == 0 && h->arg) || h->arg > h->len || h->len != h->word * sizeof(uint64_t) + h->arg) {
+	if (fd >= 0 || exe__frame_check_chunk_result(h, len)) {
 		if (fd >= 0)
 			close(fd);
 		bad_frame(pp, w, "malformed chunk result", now);
@@ -584,16 +591,31 @@ static struct exe__pworker *find_worker(struct exe__proc_pool *pp, uint64_t seq,
 	return NULL;
 }
 
+/* The fork server died (killed from outside). A new one cannot be forked
+ * safely from this process, which has threads now (the reason the server
+ * exists), so the pool is broken for good: -ENOTRECOVERABLE. */
 static void server_lost(struct exe__proc_pool *pp, int64_t now)
 {
-	exe__pool_mark_broken(&pp->base, "the fork server of %s died", pp->name);
+	exe__pool_mark_broken(&pp->base, "the fork server of %s (pid %d) died: recreate the pool", pp->name,
+	                      (int)pp->server_pid);
 	epoll_ctl(pp->epfd, EPOLL_CTL_DEL, pp->ctl, NULL);
 	close(pp->ctl);
 	pp->ctl = -1;
-	/* Its children die with it (PR_SET_PDEATHSIG); no status will come. */
+	/* Its children die with it (PR_SET_PDEATHSIG); no status will come.
+	 * Their process groups (what their tasks started) go too, as far as
+	 * they still exist. */
 	while (pp->workers) {
-		pidfd_signal(pp->workers->pidfd, SIGKILL);
-		on_exit_(pp, pp->workers, now);
+		struct exe__pworker *w = pp->workers;
+
+		if (w->pid > 0 && !w->fail_code) {
+			w->fail_code = -ECHILD;
+			w->fail_id = 0;
+			w->fail_msg = fmt("the fork server died");
+		}
+		if (w->pid > 0)
+			kill(-w->pid, SIGKILL);
+		pidfd_signal(w->pidfd, SIGKILL);
+		on_exit_(pp, w, now);
 	}
 }
 
@@ -696,23 +718,20 @@ static struct exe__ptask *next_task(struct exe__proc_pool *pp)
 
 static void dispatch(struct exe__proc_pool *pp, int64_t now)
 {
-	unsigned round, i;
+	unsigned i;
 
 	if (exe__pool_is_broken(&pp->base))
 		return;
-	/* Round 0 feeds idle workers, later rounds queue ahead. */
-	for (round = 0; round < pp->depth; round++) {
-		for (i = 0; i < pp->nworkers; i++) {
-			struct exe__pworker *w = pp->slots[i];
-			struct exe__ptask *t;
+	for (i = 0; i < pp->nworkers; i++) {
+		struct exe__pworker *w = pp->slots[i];
+		struct exe__ptask *t;
 
-			if (!w || w->state != W_READY || w->ninflight > round)
-				continue;
-			t = next_task(pp);
-			if (!t)
-				return;
-			send_task(pp, w, t, now);
-		}
+		if (!w || w->state != W_READY || w->ninflight)
+			continue;
+		t = next_task(pp);
+		if (!t)
+			return;
+		send_task(pp, w, t, now);
 	}
 }
 
@@ -828,20 +847,51 @@ static void stop_server(struct exe__proc_pool *pp)
 	pp->server_pidfd = -1;
 }
 
+/* Poll the channels (and the kicks counter) for up to @budget ns before
+ * sleeping in epoll: a worker's result or a submit that comes within the
+ * budget costs no wake-up. Return what epoll_pwait2() returned (0: nothing
+ * within the budget); *@kicked when a wake request came instead. */
+static int spin_poll(struct exe__proc_pool *pp, struct epoll_event *evs, uint32_t seen, int64_t budget,
+                     bool *kicked)
+{
+	const struct timespec zero = {0, 0};
+	int64_t until = exe_now_ns() + budget;
+	unsigned k = 0;
+
+	do {
+		int n = epoll_pwait2(pp->epfd, evs, 64, &zero, NULL);
+
+		if (n != 0)
+			return n;
+		/* relaxed: the lock taken before sleeping orders the rest. */
+		if (atomic_load_explicit(&pp->kicks, memory_order_relaxed) != seen) {
+			*kicked = true;
+			return 0;
+		}
+		/* Give a worker sharing this CPU its turn now and then. */
+		if (++k % 8 == 0)
+			sched_yield();
+	} while (exe_now_ns() < until);
+	return 0;
+}
+
 static void run(struct exe__proc_pool *pp)
 {
-	int64_t close_at = 0;
+	int64_t close_at = 0, spin_ns = EXE__SPIN_MIN_NS;
 
 	for (;;) {
 		struct epoll_event evs[64];
 		struct timespec ts, *tsp = NULL;
-		bool shut, destroying, qempty, woke = false;
-		int64_t now, next;
+		bool shut, destroying, qempty, woke = false, kicked = false;
+		int64_t now, next, t_wait;
+		uint32_t seen;
 		int n, i;
 
 		now = exe_now_ns();
 		pthread_mutex_lock(&pp->lock);
-		pp->wake_pending = 0;
+		/* Awake: submitters need not write the eventfd until we sleep. */
+		pp->wake_pending = 1;
+		seen = pp->kicks;
 		shut = pp->shutdown;
 		destroying = pp->destroying;
 		qempty = pp->qhead.next == &pp->qhead;
@@ -885,8 +935,24 @@ static void run(struct exe__proc_pool *pp)
 			ts.tv_nsec = d % EXE_NS_PER_S;
 			tsp = &ts;
 		}
-		n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
+		n = 0;
+		t_wait = now;
+		if (!closing(pp) && (!qempty || !all_idle(pp)) && spin_ns > 0)
+			n = spin_poll(pp, evs, seen, spin_ns, &kicked);
+		if (n == 0 && !kicked) {
+			pthread_mutex_lock(&pp->lock);
+			kicked = pp->kicks != seen;
+			if (!kicked)
+				pp->wake_pending = 0; /* asleep: the next wake request writes */
+			pthread_mutex_unlock(&pp->lock);
+			if (!kicked)
+				n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
+		}
 		now = exe_now_ns();
+		/* Only waits for the channels or submitters teach the spin: a
+		 * deadline's timeout does not. */
+		if (n > 0 || kicked)
+			spin_ns = exe__spin_adapt(spin_ns, now - t_wait);
 		/* Channels first: the server's messages may free workers. */
 		for (i = 0; i < n; i++) {
 			if (evs[i].data.u64 == 0)

@@ -3,10 +3,12 @@
  * channel frame, the fork-server messages, the task record, the pool.
  *
  * Files: process_pool.c (create, submit, queue, shutdown, stats),
+ * proc_bytes.c (bytes tasks: input copies, result bytes), proc_map.c (the
+ * chunked map),
  * proc_collector.c (the collector thread: worker channels, dispatch, deaths,
  * deadlines), proc_worker.c (the fork server and the worker loop, in the
  * child processes), proc_frame.c (framing and memfd payloads, both sides),
- * proc_arena.c (the shared payload arena). Chunked maps: process_pool.c
+ * proc_arena.c (the shared payload arena). Chunked maps: proc_map.c
  * queues them, proc_worker.c runs them, proc_collector.c finishes them.
  */
 #ifndef EXE_PROC_INTERNAL_H
@@ -28,6 +30,22 @@
 #define EXE__PAYLOAD_MAX (1ull << 40) /* memfd payloads: sanity bound */
 #define EXE__RX_CAP (2 * (EXE__INLINE_MAX + 64))
 #define EXE__RX_FDS 8
+
+/* Adaptive spin before sleeping, both sides of a channel: a wait that ended
+ * within the maximum spin doubles the next budget (at least the minimum),
+ * a longer one halves it. Waking a sleeping process costs ~5-50 us; polling
+ * a socket ~0.5 us. */
+#define EXE__SPIN_MIN_NS 2000
+#define EXE__SPIN_MAX_NS 50000
+
+static inline int64_t exe__spin_adapt(int64_t budget, int64_t waited)
+{
+	if (waited <= EXE__SPIN_MAX_NS) {
+		budget = budget * 2 < EXE__SPIN_MIN_NS ? EXE__SPIN_MIN_NS : budget * 2;
+		return budget > EXE__SPIN_MAX_NS ? EXE__SPIN_MAX_NS : budget;
+	}
+	return budget / 2;
+}
 
 enum exe__frame_kind {
 	EXE__F_TASK_PTR = 1,     /* parent -> worker: word = fn, arg = arg */
@@ -67,6 +85,10 @@ void exe__frame_seal(struct exe__frame *h);
 
 /* Check a received header. Return 0, or -EBADMSG with a static reason. */
 int exe__frame_check(const struct exe__frame *h, const char **why);
+
+/* Check a RESULT_CHUNK frame (already through exe__frame_check()) against
+ * the chunk it answers (@chunk_len elements). Return 0 or -EBADMSG. */
+int exe__frame_check_chunk_result(const struct exe__frame *h, uint64_t chunk_len);
 
 /* Send @h with @len payload bytes from @payload (inline) or the memfd @fd
  * (>= 0; then h->flags has EXE__FF_MEMFD). Blocking; never raises SIGPIPE.
@@ -211,7 +233,6 @@ struct exe__proc_pool {
 	int64_t term_grace_ns;
 	int64_t destroy_grace_ns;
 	bool kill_on_cancel;
-	unsigned depth; /* tasks handed to a worker ahead */
 	pid_t parent_pid;
 	struct exe__arena *arena;
 	struct exe__cell *cells; /* kid_cap progress cells, shared */
@@ -233,9 +254,13 @@ struct exe__proc_pool {
 	_Atomic unsigned live_workers;
 	_Atomic bool stopped; /* the collector has exited */
 
-	/* Waking the collector: one eventfd write per sleep. */
+	/* Waking the collector: one eventfd write per sleep. wake_pending is
+	 * set while the collector is awake or already woken (under the lock);
+	 * kicks counts every wake request (under the lock, read by the spinning
+	 * collector without it). */
 	int evfd;
 	_Atomic uint32_t wake_pending;
+	_Atomic uint32_t kicks;
 
 	/* Collector thread. */
 	pthread_t collector;
@@ -268,6 +293,26 @@ struct exe__proc_pool {
 
 /* Wake the collector (any thread). */
 void exe__proc_wake(struct exe__proc_pool *pp);
+
+/* The front end's tables (process_pool.c). */
+extern const struct exe__pool_ops exe__proc_pool_ops;
+extern const struct exe__future_ops exe__proc_ptr_ops;   /* pointer tasks, map chunks */
+extern const struct exe__future_ops exe__proc_bytes_ops; /* bytes tasks */
+/* The bytes of a DONE bytes task (the ops' bytes hook). */
+void exe__proc_bytes_of(const struct exe_future *f, const void **data, size_t *len);
+
+/* A zeroed task record with room for @inline_len input bytes. */
+struct exe__ptask *exe__proc_task_new(size_t inline_len);
+void exe__proc_task_free(struct exe__ptask *t);
+/* Queue @t (its input already copied) with a new future; takes ownership
+ * of @t. Return: 0 with *@out (may be NULL), or the submit codes. */
+int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,
+                      const struct exe_submit_opts *o, struct exe_future **out);
+/* exe__pool_ops.map and .map_open (proc_map.c). */
+int exe__proc_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
+                  int64_t deadline, size_t chunk, size_t *failed_index);
+int exe__proc_map_open(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
+                       size_t n, size_t window, size_t chunk);
 
 /* Collector side (proc_collector.c). */
 void *exe__proc_collector_main(void *arg);

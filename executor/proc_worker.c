@@ -24,12 +24,23 @@
  *  - The server reaps its children through their pidfds (waitid(P_PIDFD))
  *    as soon as they exit and reports pid and status, so no zombie stays
  *    and the parent learns the signal that killed a worker.
- *  - When the control socket closes (pool shut down, or the parent died),
+ *  - When the control socket closes (pool shut down), or the parent dies,
  *    the server kills and reaps its remaining children and exits.
- *  - Parent death: the server and each worker set PR_SET_PDEATHSIG(SIGKILL)
- *    and then check that their parent is still the one they expect (it may
- *    have died before the prctl); workers also exit when their channel
- *    reaches end of file.
+ *  - Parent death: each worker sets PR_SET_PDEATHSIG(SIGKILL); the server
+ *    sets PR_SET_PDEATHSIG(SIGTERM), which it blocks except inside ppoll(),
+ *    so it wakes, cleans up and exits (a SIGTERM from anyone else does the
+ *    same). Both check after the prctl that their parent is still the one
+ *    they expect (it may have died before).
+ *  - A task's process tree ends with its worker. A worker leads its own
+ *    process group and is a child subreaper, so whatever a task starts
+ *    stays below it even after double forks and setsid(); it reaps adopted
+ *    orphans between tasks. The server is a subreaper too: when a worker
+ *    exits, the server kills the worker's process group while the worker is
+ *    still a zombie (its pid, hence the group id, cannot be reused yet),
+ *    reaps it, then kills and reaps every child it has that is not a worker
+ *    (the dead worker's descendants, reparented to the server), until none
+ *    is left. Killing one may orphan its own children onto the server: the
+ *    sweep repeats. /proc/self/task/<tid>/children lists them.
  *
  * Map chunks: a worker runs a chunk's elements in order and records each
  * value, then the count, in its own cell of a shared array (the frame names
@@ -82,9 +93,9 @@ static void close_from(unsigned first)
 		close(fd);
 }
 
-static void die_with_parent(pid_t expected_parent)
+static void die_with_parent(pid_t expected_parent, int sig)
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	prctl(PR_SET_PDEATHSIG, sig);
 	/* The parent may have died before the prctl: then nobody signals us. */
 	if (getppid() != expected_parent)
 		_exit(0);
@@ -141,6 +152,21 @@ static void run_ptr(int chan, const struct exe__frame *t, struct exe_future *cur
 	cur->msg = NULL;
 }
 
+/* The arena block the parent offered for the running bytes task's result,
+ * for exe_proc_result_alloc(): NULL outside a bytes task or without one. */
+static unsigned char *out_block;
+static size_t out_block_cap;
+static bool out_block_taken;
+
+void *exe_proc_result_alloc(size_t len)
+{
+	if (out_block && !out_block_taken && len <= out_block_cap) {
+		out_block_taken = true;
+		return out_block;
+	}
+	return malloc(len ? len : 1);
+}
+
 static void run_bytes(int chan, const struct exe__frame *t, const unsigned char *payload, int fd,
                       struct exe_future *cur, void *scratch)
 {
@@ -174,11 +200,38 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 		memcpy(scratch, payload, t->len);
 		in = scratch;
 	}
+	out_block = NULL;
+	out_block_taken = false;
+	if (t->out_cap && pp_arena && t->out <= arena_size && t->out_cap <= arena_size - t->out) {
+		out_block = (unsigned char *)pp_arena + t->out;
+		out_block_cap = t->out_cap;
+	}
 	exe__task_swap(cur);
 	rc = fix_code(fn(in, t->len, &out, &out_len));
 	exe__task_swap(NULL);
 	if (map)
 		munmap(map, t->len);
+	if (out_block && out == out_block) {
+		/* Written in place by the task (exe_proc_result_alloc()): no copy,
+		 * nothing to free. */
+		out_block = NULL;
+		if (rc == 0 && out_len > out_block_cap) {
+			rc = -EINVAL;
+			exe__free(cur->msg);
+			cur->msg = strdup("task returned more bytes than exe_proc_result_alloc() gave");
+		}
+		if (rc) {
+			reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, cur->msg);
+		} else {
+			h.flags = out_len ? EXE__FF_ARENA : 0;
+			h.len = out_len;
+			reply(chan, &h, NULL, -1);
+		}
+		exe__free(cur->msg);
+		cur->msg = NULL;
+		return;
+	}
+	out_block = NULL;
 	if (rc == 0 && !out && out_len) {
 		rc = -EINVAL;
 		exe__free(cur->msg);
@@ -284,11 +337,15 @@ static void reset_signals(void)
 {
 	static const int crash[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS, SIGTERM};
 	struct sigaction sa = {.sa_handler = SIG_DFL};
+	sigset_t none;
 	size_t i;
 
 	sigemptyset(&sa.sa_mask);
 	for (i = 0; i < sizeof(crash) / sizeof(crash[0]); i++)
 		sigaction(crash[i], &sa, NULL);
+	/* The server blocks SIGTERM outside its ppoll(). */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
 __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int slot, int chan, pid_t server)
@@ -297,14 +354,18 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 	struct exe__frame h = {.kind = EXE__F_READY};
 	struct exe_future *cur;
 	struct exe__rx rx;
+	int64_t spin_ns = EXE__SPIN_MIN_NS;
 	char name[32];
 	int rc = 0;
 
 	snprintf(name, sizeof(name), "%s-%d", pp->name, slot);
 	name[15] = '\0';
 	prctl(PR_SET_NAME, name);
-	die_with_parent(server);
+	die_with_parent(server, SIGKILL);
 	reset_signals();
+	/* What a task starts stays in this tree (see the top of the file). */
+	setpgid(0, 0);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 
 	if (pp->init)
 		rc = fix_code(pp->init(pp->init_arg));
@@ -328,7 +389,17 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 
 		rc = exe__rx_next(&rx, &h, &payload, &fd, &why);
 		if (rc == 0) {
-			ssize_t n = exe__rx_fill(&rx, chan, false);
+			int64_t t0 = exe_now_ns(), until = t0 + spin_ns;
+			ssize_t n;
+
+			/* Poll for the next task a little before sleeping: a
+			 * busy pool hands one over within microseconds. */
+			do
+				n = exe__rx_fill(&rx, chan, true);
+			while (n == -EAGAIN && exe_now_ns() < until);
+			if (n == -EAGAIN)
+				n = exe__rx_fill(&rx, chan, false);
+			spin_ns = exe__spin_adapt(spin_ns, exe_now_ns() - t0);
 
 			if (n == 0)
 				_exit(0);
@@ -338,6 +409,9 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 		}
 		if (rc < 0)
 			_exit(WORKER_EXIT_BADFRAME);
+		/* Orphans of earlier tasks this subreaper adopted. */
+		while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
+			;
 		if (h.kind == EXE__F_TASK_PTR && fd < 0 && !(h.flags & EXE__FF_ARENA))
 			run_ptr(chan, &h, cur);
 		else if (h.kind == EXE__F_TASK_BYTES)
@@ -376,6 +450,7 @@ static void spawn(struct exe__proc_pool *pp, int ctl, struct kid *kids, unsigned
 		m.pid = -errno;
 		goto out;
 	}
+	setpgid(pid, pid); /* the child does it too: whichever runs first */
 	pidfd = pidfd_open_(pid);
 	if (pidfd < 0) {
 		/* Without a pidfd we cannot reap it race-free: do not keep it. */
@@ -394,11 +469,57 @@ out:
 	exe__ctl_send(ctl, &m, pidfd);
 }
 
+/* Kill and reap every child of the server that is not one of @kids: the
+ * descendants of dead workers, reparented here. No allocation: the list is
+ * read into a stack buffer. */
+static void sweep_orphans(const struct kid *kids, unsigned nkids)
+{
+	char path[64], buf[4096];
+	int round;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	for (round = 0; round < 1000; round++) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC), found = 0;
+		ssize_t n;
+		char *s;
+
+		if (fd < 0)
+			return;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			return;
+		buf[n] = '\0';
+		for (s = buf; *s;) {
+			long pid = strtol(s, &s, 10);
+			unsigned i;
+
+			if (pid <= 0)
+				break;
+			for (i = 0; i < nkids && kids[i].pid != pid; i++)
+				;
+			if (i < nkids)
+				continue;
+			/* Our child until we reap it: the pid is stable. Its group
+			 * (if it leads one) goes with it. */
+			kill((pid_t)-pid, SIGKILL);
+			kill((pid_t)pid, SIGKILL);
+			while (waitpid((pid_t)pid, NULL, __WALL) < 0 && errno == EINTR)
+				;
+			found++;
+		}
+		if (!found)
+			return;
+	}
+}
+
 static void reap(int ctl, struct kid *k)
 {
 	struct exe__ctl_msg m = {.magic = EXE__CTL_MAGIC, .type = EXE__CTL_EXITED, .pid = k->pid};
 	siginfo_t si;
 
+	/* Still a zombie: its process group id cannot be reused yet. */
+	kill(-k->pid, SIGKILL);
 	memset(&si, 0, sizeof(si));
 	while (waitid(P_PIDFD, (id_t)k->pidfd, &si, WEXITED) < 0 && errno == EINTR)
 		;
@@ -409,19 +530,35 @@ static void reap(int ctl, struct kid *k)
 		exe__ctl_send(ctl, &m, -1);
 }
 
+static volatile sig_atomic_t server_stop;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	server_stop = 1;
+}
+
 __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, int ctl)
 {
 	struct kid *kids = pp->server_mem;
 	struct pollfd *pfds = (struct pollfd *)(kids + pp->kid_cap);
 	struct sigaction sa = {.sa_handler = SIG_IGN};
 	unsigned nkids = 0, i;
-	sigset_t none;
+	sigset_t none, term;
 	char name[32];
 
 	snprintf(name, sizeof(name), "%s-fs", pp->name);
 	name[15] = '\0';
 	prctl(PR_SET_NAME, name);
-	die_with_parent(pp->parent_pid);
+	/* SIGTERM (the parent's death, or anyone's request) stops the server
+	 * with its cleanup; it is delivered only inside ppoll(). Forked from a
+	 * thread that blocks every signal, so nothing arrives before this. */
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	die_with_parent(pp->parent_pid, SIGTERM);
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	/* Own process group: a terminal's SIGINT/SIGQUIT/SIGTSTP go to the
 	 * parent's group only. SIGINT is ignored too, for kill(0, SIGINT). */
 	setpgid(0, 0);
@@ -431,7 +568,9 @@ __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, 
 	sigaction(SIGCHLD, &sa, NULL); /* SIG_IGN would auto-reap and lose statuses */
 	sigaction(SIGPIPE, &sa, NULL);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL); /* forked from a thread that blocks all */
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_SETMASK, &term, NULL); /* forked from a thread that blocks all */
 	if (ctl != 3) {
 		if (dup3(ctl, 3, O_CLOEXEC) < 0)
 			_exit(1);
@@ -446,7 +585,9 @@ __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, 
 		pfds[0] = (struct pollfd){.fd = ctl, .events = POLLIN};
 		for (i = 0; i < nkids; i++)
 			pfds[i + 1] = (struct pollfd){.fd = kids[i].pidfd, .events = POLLIN};
-		if (poll(pfds, nkids + 1, -1) < 0)
+		if (server_stop)
+			break;
+		if (ppoll(pfds, nkids + 1, NULL, &none) < 0)
 			continue;
 		/* Reap first: a worker's status goes out before any answer
 		 * that might depend on it. */
@@ -455,6 +596,7 @@ __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, 
 				continue;
 			reap(ctl, &kids[i]);
 			kids[i] = kids[--nkids];
+			sweep_orphans(kids, nkids);
 		}
 		if (!pfds[0].revents)
 			continue;
@@ -473,5 +615,6 @@ __attribute__((noreturn)) void exe__proc_server_main(struct exe__proc_pool *pp, 
 		syscall(SYS_pidfd_send_signal, kids[i].pidfd, SIGKILL, NULL, 0);
 	for (i = 0; i < nkids; i++)
 		reap(-1, &kids[i]);
+	sweep_orphans(kids, 0);
 	_exit(0);
 }

@@ -1,7 +1,8 @@
 /*
  * process_pool.c - the process-pool executor: creation, submission, the
  * queue, cancellation, shutdown, stats. The collector thread that talks to
- * the workers is in proc_collector.c, the child processes in proc_worker.c.
+ * the workers is in proc_collector.c, the child processes in proc_worker.c,
+ * bytes tasks in proc_bytes.c, the chunked map in proc_map.c.
  *
  * Design
  *  - A submission is a future plus a task record (struct exe__ptask) that
@@ -13,15 +14,10 @@
  *    instead leaves the record linked, and the future's cancelled() hook
  *    unlinks and frees it. So a queued record is unlinked exactly once, by
  *    whoever moved its future out of PENDING.
- *  - Submitters wake the collector through an eventfd, written only when no
- *    wake-up is pending since the collector last looked (wake_pending, under
- *    the lock): one write per collector cycle, not per task.
- *  - exe_pool_map_opts() with a chunk queues one task record (and one
- *    internal future) per chunk, whose input is the chunk's arguments. The
- *    collector copies a finished chunk's values into a buffer shared by the
- *    map and its chunks (struct exe__pmap, reference counted: a map that
- *    stopped early leaves chunks running), then completes the chunk's
- *    future; the map copies them out after the future finished.
+ *  - Submitters wake the collector through an eventfd, written only when
+ *    the collector sleeps (wake_pending clear, under the lock): while it is
+ *    awake or spinning it sees the kicks counter move instead, so a busy
+ *    pool takes submits without a system call.
  *  - exe_future_cancel() on a running task reaches the collector through a
  *    registry of live pools: the future's owner is compared with the
  *    registered pools under the registry lock, never dereferenced blindly,
@@ -53,11 +49,6 @@
 
 #define DEFAULT_TERM_GRACE_NS (200 * EXE_NS_PER_MS)
 #define DEFAULT_DESTROY_GRACE_NS (5 * EXE_NS_PER_S)
-#define DEFAULT_PREFETCH 1
-
-static const struct exe__pool_ops process_pool_ops;
-static const struct exe__future_ops ptr_task_ops;
-static const struct exe__future_ops bytes_task_ops;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct exe__proc_pool *registry;
@@ -73,6 +64,8 @@ static void wake_locked(struct exe__proc_pool *pp)
 {
 	uint64_t one = 1;
 
+	/* The collector, awake or spinning, sees this before it sleeps. */
+	atomic_fetch_add_explicit(&pp->kicks, 1, memory_order_relaxed);
 	if (pp->wake_pending)
 		return;
 	pp->wake_pending = 1;
@@ -99,13 +92,7 @@ void exe__proc_task_release(struct exe__proc_pool *pp, struct exe__ptask *t)
 	t->in_cls = t->out_cls = -1;
 }
 
-void exe__pmap_unref(struct exe__pmap *m)
-{
-	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
-		exe__free(m);
-}
-
-static void task_free(struct exe__ptask *t)
+void exe__proc_task_free(struct exe__ptask *t)
 {
 	if (t->memfd >= 0)
 		close(t->memfd);
@@ -148,23 +135,13 @@ void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int 
 	struct exe_future *f = t->f;
 
 	exe__proc_task_release(pp, t);
-	task_free(t);
+	exe__proc_task_free(t);
 	if (code == 0)
 		f->value_free = value_free;
 	/* Counted first: whoever sees the future finished sees it counted. */
 	atomic_fetch_add(code == 0 ? &pp->completed : &pp->failed, 1);
 	exe__future_complete_owned(f, code, value, msg);
 	exe_future_unref(f);
-}
-
-void exe__proc_chunk_finish(struct exe__proc_pool *pp, struct exe__ptask *t, size_t done, const void *vals,
-                            int code, char *msg)
-{
-	if (done)
-		memcpy(t->map->vals + t->first, vals, done * sizeof(uint64_t));
-	/* Published by the completion (release), read by the map after it. */
-	t->map->done[t->chunk] = (uint32_t)done;
-	exe__proc_task_finish(pp, t, code, NULL, NULL, msg);
 }
 
 /* ---- future hooks ---- */
@@ -182,7 +159,7 @@ static void task_cancelled(struct exe_future *f)
 		wake_locked(pp); /* the collector may be waiting for the queue to empty */
 	pthread_mutex_unlock(&pp->lock);
 	/* The pool may be gone from here on. */
-	task_free(t);
+	exe__proc_task_free(t);
 	exe_future_unref(f); /* the producer's reference */
 }
 
@@ -203,101 +180,16 @@ static void task_cancel_running(struct exe_future *f)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-static const struct exe__future_ops ptr_task_ops = {
+const struct exe__future_ops exe__proc_ptr_ops = {
     .cancelled = task_cancelled,
     .cancel_running = task_cancel_running,
 };
 
-static void bytes_of(const struct exe_future *f, const void **data, size_t *len);
-
-static const struct exe__future_ops bytes_task_ops = {
+const struct exe__future_ops exe__proc_bytes_ops = {
     .cancelled = task_cancelled,
     .cancel_running = task_cancel_running,
-    .bytes = bytes_of,
+    .bytes = exe__proc_bytes_of,
 };
-
-/* ---- result bytes ---- */
-
-struct bytes {
-	void *data;
-	size_t len;
-	void *map;
-	struct exe__arena *arena;
-	int cls;
-	uint64_t off;
-	unsigned char inl[];
-};
-
-void *exe__proc_bytes_arena(struct exe__arena *arena, int cls, uint64_t off, size_t len)
-{
-	struct bytes *b = exe__malloc(sizeof(*b));
-
-	if (!b)
-		return NULL;
-	exe__arena_ref(arena); /* the result may outlive the pool */
-	b->arena = arena;
-	b->cls = cls;
-	b->off = off;
-	b->map = NULL;
-	b->len = len;
-	b->data = (unsigned char *)exe__arena_base(arena) + off;
-	return b;
-}
-
-void *exe__proc_bytes_new(const void *copy, size_t len, void *map)
-{
-	struct bytes *b = exe__malloc(sizeof(*b) + (map ? 0 : len));
-
-	if (!b)
-		return NULL;
-	b->len = len;
-	b->map = map;
-	b->arena = NULL;
-	if (map) {
-		b->data = map;
-	} else {
-		b->data = b->inl;
-		if (len)
-			memcpy(b->inl, copy, len);
-	}
-	return b;
-}
-
-void exe__proc_bytes_free(void *p)
-{
-	struct bytes *b = p;
-
-	if (b->map)
-		munmap(b->map, b->len);
-	if (b->arena) {
-		exe__arena_free(b->arena, b->cls, b->off);
-		exe__arena_unref(b->arena);
-	}
-	exe__free(b);
-}
-
-static void bytes_of(const struct exe_future *f, const void **data, size_t *len)
-{
-	const struct bytes *b = f->value;
-
-	*data = b->len ? b->data : NULL;
-	*len = b->len;
-}
-
-/* Any future kind that carries bytes (this pool's, the MPI pool's) says how
- * to read them through its ops. */
-int exe_future_bytes(struct exe_future *f, const void **data, size_t *len)
-{
-	int rc;
-
-	if (!f || !data || !len || !f->ops || !f->ops->bytes)
-		return -EINVAL;
-	rc = exe_future_code(f); /* acquire: the value is published with the state */
-	if (rc)
-		return rc;
-	f->ops->bytes(f, data, len);
-	return 0;
-}
 
 /* ---- submit ---- */
 
@@ -326,22 +218,21 @@ static int wait_for_room(struct exe__proc_pool *pp, const struct exe_submit_opts
 	return pp->shutdown ? -ESHUTDOWN : 0;
 }
 
-/* Queue @t (its input already copied). Takes ownership of @t. */
-static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,
-                   const struct exe_submit_opts *o, struct exe_future **out)
+int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,
+                      const struct exe_submit_opts *o, struct exe_future **out)
 {
 	struct exe_future *f;
 	int rc = 0;
 
 	if (exe__pool_is_broken(&pp->base)) {
 		exe__proc_task_release(pp, t);
-		task_free(t);
+		exe__proc_task_free(t);
 		return -ENOTRECOVERABLE;
 	}
 	f = exe__future_new(ops, pp, out ? 2 : 1);
 	if (!f) {
 		exe__proc_task_release(pp, t);
-		task_free(t);
+		exe__proc_task_free(t);
 		return -ENOMEM;
 	}
 	f->arg = t;
@@ -356,8 +247,8 @@ static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct
 	if (rc) {
 		exe__proc_task_release(pp, t);
 		pthread_mutex_unlock(&pp->lock);
-		exe__free(f); /* never published */
-		task_free(t);
+		exe__future_discard(f); /* never published */
+		exe__proc_task_free(t);
 		return rc;
 	}
 	t->id = ++pp->next_id;
@@ -375,7 +266,7 @@ static int enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct
 	return 0;
 }
 
-static struct exe__ptask *task_new(size_t inline_len)
+struct exe__ptask *exe__proc_task_new(size_t inline_len)
 {
 	struct exe__ptask *t = exe__malloc(sizeof(*t) + inline_len);
 
@@ -395,185 +286,13 @@ static int pp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 	/* The value lives in the worker: nothing here could free it. */
 	if (o && (o->result_free || o->task_timeout_ns < 0))
 		return -EINVAL;
-	t = task_new(0);
+	t = exe__proc_task_new(0);
 	if (!t)
 		return -ENOMEM;
 	t->kind = EXE__F_TASK_PTR;
 	t->fn = (uint64_t)(uintptr_t)fn;
 	t->arg = (uint64_t)(uintptr_t)arg;
-	return enqueue(pool_of(p), t, &ptr_task_ops, o, out);
-}
-
-int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *in, size_t in_len,
-                          const struct exe_submit_opts *o, struct exe_future **out)
-{
-	struct exe__proc_pool *pp = pool_of(p);
-	struct exe__ptask *t;
-	bool big = in_len > EXE__INLINE_MAX;
-
-	if (!p || !fn || (!in && in_len))
-		return -EINVAL;
-	if (p->ops != &process_pool_ops)
-		return -EOPNOTSUPP; /* bytes tasks need a process pool */
-	if (o && ((o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL)) || o->result_free ||
-	          o->task_timeout_ns < 0))
-		return -EINVAL;
-	t = task_new(big ? 0 : in_len);
-	if (!t)
-		return -ENOMEM;
-	t->kind = EXE__F_TASK_BYTES;
-	t->fn = (uint64_t)(uintptr_t)fn;
-	t->in_len = in_len;
-	if (big && (t->in_cls = exe__arena_alloc(pp->arena, in_len, &t->in_off)) >= 0) {
-		memcpy((unsigned char *)exe__arena_base(pp->arena) + t->in_off, in, in_len);
-	} else if (big) {
-		t->memfd = exe__memfd_from(in, in_len, "exe-input");
-		if (t->memfd < 0) {
-			int rc = t->memfd;
-
-			t->memfd = -1;
-			task_free(t);
-			return rc;
-		}
-	} else if (in_len) {
-		memcpy(t->in, in, in_len);
-	}
-	return enqueue(pp, t, &bytes_task_ops, o, out);
-}
-
-/* ---- map in chunks ---- */
-
-/* About four chunks per worker: few messages per element, yet enough chunks
- * to even out uneven elements across workers at the end of the map. */
-static size_t auto_chunk(const struct exe__proc_pool *pp, size_t n)
-{
-	size_t per = 4 * (size_t)pp->nworkers;
-	size_t c = n / per + (n % per != 0);
-
-	if (c < 1)
-		return 1;
-	return c > EXE__CHUNK_AUTO_MAX ? EXE__CHUNK_AUTO_MAX : c;
-}
-
-/* The per-task limit scaled to a chunk; bounded so that a start time plus
- * the limit cannot overflow. */
-static int64_t chunk_timeout(int64_t per_task, size_t len)
-{
-	const int64_t cap = INT64_MAX / 4;
-
-	if (!per_task)
-		return 0;
-	return per_task > cap / (int64_t)len ? cap : per_task * (int64_t)len;
-}
-
-static struct exe__ptask *chunk_new(struct exe__pmap *m, exe_task_fn *fn, void *const *args, size_t first,
-                                    size_t len, size_t c)
-{
-	struct exe__ptask *t = task_new(len * sizeof(uint64_t));
-	size_t i;
-
-	if (!t)
-		return NULL;
-	t->kind = EXE__F_TASK_CHUNK;
-	t->fn = (uint64_t)(uintptr_t)fn;
-	t->in_len = len * sizeof(uint64_t);
-	for (i = 0; i < len; i++) {
-		uint64_t a = (uint64_t)(uintptr_t)args[first + i];
-
-		memcpy(t->in + i * sizeof(a), &a, sizeof(a));
-	}
-	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
-	t->map = m;
-	t->first = first;
-	t->chunk = c;
-	return t;
-}
-
-/* exe_pool_map_opts(): one task record per chunk, queued like any task (so
- * bounded queues, shutdown, a broken pool, deaths and time limits work as
- * for single tasks), and one future per chunk. */
-static int pp_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n, void **results,
-                  int64_t deadline, size_t chunk, size_t *failed_index)
-{
-	struct exe__proc_pool *pp = pool_of(p);
-	struct exe_submit_opts o = {.flags = EXE_SUBMIT_BLOCK};
-	struct exe_future **fs;
-	struct exe__pmap *m;
-	size_t nchunks, c, i, submitted = 0, fail_at = 0;
-	int rc = 0, crc = 0;
-
-	if (!chunk)
-		chunk = auto_chunk(pp, n);
-	if (chunk > EXE__CHUNK_MAX)
-		chunk = EXE__CHUNK_MAX;
-	if (chunk == 1)
-		return exe__pool_map_each(p, fn, args, n, results, deadline, failed_index);
-	nchunks = n / chunk + (n % chunk != 0);
-	if (n > (SIZE_MAX - sizeof(*m)) / (sizeof(uint64_t) + sizeof(uint32_t)))
-		return -ENOMEM;
-	m = exe__malloc(sizeof(*m) + n * sizeof(uint64_t) + nchunks * sizeof(uint32_t));
-	fs = exe__calloc(nchunks, sizeof(*fs));
-	if (!m || !fs) {
-		exe__free(m);
-		exe__free(fs);
-		return -ENOMEM;
-	}
-	atomic_init(&m->refs, 1);
-	m->vals = (uint64_t *)(m + 1);
-	m->done = (uint32_t *)(m->vals + n);
-	for (c = 0; c < nchunks; c++) {
-		size_t first = c * chunk, len = n - first < chunk ? n - first : chunk;
-		struct exe__ptask *t;
-
-		o.block_timeout_ns = exe__pool_remaining(deadline);
-		if (deadline >= 0 && o.block_timeout_ns == 0) {
-			rc = -ETIMEDOUT;
-			break;
-		}
-		o.task_timeout_ns = chunk_timeout(pp->task_timeout_ns, len);
-		m->done[c] = 0;
-		t = chunk_new(m, fn, args, first, len, c);
-		if (!t) {
-			rc = -ENOMEM;
-			break;
-		}
-		rc = enqueue(pp, t, &ptr_task_ops, &o, &fs[c]);
-		if (rc)
-			break;
-		submitted++;
-	}
-	/* Collect in order, even after a failed submit: an earlier element's
-	 * failure comes first. */
-	for (c = 0; c < submitted && !crc; c++) {
-		size_t first = c * chunk, len = n - first < chunk ? n - first : chunk, k = len;
-		int code = exe_future_wait(fs[c], exe__pool_remaining(deadline));
-
-		if (code) /* the deadline: nothing of this chunk is in hand */
-			k = 0;
-		else if ((code = exe_future_code(fs[c]))) /* acquire: done[] and vals[] */
-			k = m->done[c] < len ? m->done[c] : len;
-		for (i = 0; i < k; i++)
-			results[first + i] = (void *)(uintptr_t)m->vals[first + i];
-		if (code) {
-			crc = code;
-			fail_at = first + k;
-		}
-	}
-	if (crc) {
-		rc = crc;
-	} else if (rc) {
-		fail_at = submitted * chunk;
-	}
-	if (rc && failed_index)
-		*failed_index = fail_at;
-	for (c = 0; c < submitted; c++) {
-		if (rc)
-			exe__future_cancel_pending(fs[c]);
-		exe_future_unref(fs[c]);
-	}
-	exe__free(fs);
-	exe__pmap_unref(m);
-	return rc;
+	return exe__proc_enqueue(pool_of(p), t, &exe__proc_ptr_ops, o, out);
 }
 
 /* ---- shutdown, destroy, stats ---- */
@@ -685,12 +404,13 @@ static void pp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 	pthread_mutex_unlock(&pp->lock);
 }
 
-static const struct exe__pool_ops process_pool_ops = {
+const struct exe__pool_ops exe__proc_pool_ops = {
     .submit = pp_submit,
     .shutdown = pp_shutdown,
     .destroy = pp_destroy,
     .stats = pp_stats,
-    .map = pp_map,
+    .map = exe__proc_map,
+    .map_open = exe__proc_map_open,
 };
 
 /* ---- create ---- */
@@ -774,13 +494,13 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 		opts = &defaults;
 	if (!popts)
 		popts = &pdefaults;
-	if (opts->queue_capacity > (1u << 30) || opts->task_timeout_ns < 0 || popts->term_grace_ns < 0 ||
-	    opts->workers > 4096 || popts->prefetch > 64)
+	if (opts->queue_capacity > (1u << 30) || popts->task_timeout_ns < 0 || popts->term_grace_ns < 0 ||
+	    opts->workers > 4096)
 		return -EINVAL;
 	pp = exe__calloc(1, sizeof(*pp));
 	if (!pp)
 		return -ENOMEM;
-	pp->base.ops = &process_pool_ops;
+	pp->base.ops = &exe__proc_pool_ops;
 	pp->evfd = pp->epfd = pp->ctl = pp->ctl_child = pp->server_pidfd = -1;
 	pp->nworkers = opts->workers;
 	if (!pp->nworkers) {
@@ -791,12 +511,11 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 	pp->capacity = opts->queue_capacity;
 	pp->init = opts->init;
 	pp->init_arg = opts->init_arg;
-	pp->max_tasks = opts->max_tasks_per_worker;
-	pp->task_timeout_ns = opts->task_timeout_ns;
+	pp->max_tasks = popts->max_tasks_per_worker;
+	pp->task_timeout_ns = popts->task_timeout_ns;
 	pp->term_grace_ns = popts->term_grace_ns ? popts->term_grace_ns : DEFAULT_TERM_GRACE_NS;
 	pp->destroy_grace_ns = popts->destroy_grace_ns ? popts->destroy_grace_ns : DEFAULT_DESTROY_GRACE_NS;
 	pp->kill_on_cancel = popts->kill_on_cancel;
-	pp->depth = 1 + (popts->prefetch ? popts->prefetch : DEFAULT_PREFETCH);
 	pp->parent_pid = getpid();
 	snprintf(pp->name, sizeof(pp->name), "%s", opts->name && *opts->name ? opts->name : "exe");
 	/* Room for every slot's worker, a retiring one per slot, and spares. */

@@ -35,12 +35,14 @@
  *    exe__malloc/exe__free.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
 #include "executor/alloc.h"
+#include "executor/park.h"
 #include "executor/errors.h"
 #include "executor/queue.h"
 
@@ -203,6 +205,10 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ns)
 {
 	struct timespec ts;
 
+	/* A fiber parks instead of blocking its thread (park.h); it may also
+	 * return -ECANCELED. */
+	if (exe__in_fiber())
+		return exe__fiber_cond_wait(c, m, deadline_ns);
 	if (deadline_ns < 0) {
 		pthread_cond_wait(c, m);
 		return 0;
@@ -210,6 +216,19 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline_ns)
 	ts.tv_sec = deadline_ns / EXE_NS_PER_S;
 	ts.tv_nsec = deadline_ns % EXE_NS_PER_S;
 	return pthread_cond_timedwait(c, m, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+/* Signal threads and fibers waiting on @c; called with the lock held. */
+static void cond_signal(pthread_cond_t *c)
+{
+	pthread_cond_signal(c);
+	exe__park_wake(c, 1);
+}
+
+static void cond_broadcast(pthread_cond_t *c)
+{
+	pthread_cond_broadcast(c);
+	exe__park_wake(c, INT_MAX);
 }
 
 /* ---- public ---- */
@@ -301,7 +320,7 @@ int exe_queue_put_prio(struct exe_queue *q, void *item, int64_t prio, int64_t ti
 			if (rc == 0) {
 				push(q, item, prio);
 				q->unfinished++;
-				pthread_cond_signal(&q->not_empty);
+				cond_signal(&q->not_empty);
 			}
 			break;
 		}
@@ -309,7 +328,10 @@ int exe_queue_put_prio(struct exe_queue *q, void *item, int64_t prio, int64_t ti
 		if (rc)
 			break;
 		/* A timeout still re-checks once: see the invariants. */
-		timed_out = cond_wait(&q->not_full, &q->lock, deadline) == -ETIMEDOUT;
+		rc = cond_wait(&q->not_full, &q->lock, deadline);
+		if (rc == -ECANCELED)
+			break;
+		timed_out = rc == -ETIMEDOUT;
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;
@@ -335,14 +357,17 @@ int exe_queue_get_prio(struct exe_queue *q, void **item, int64_t *prio, int64_t 
 			s = pop(q);
 			maybe_shrink(q);
 			if (q->capacity)
-				pthread_cond_signal(&q->not_full);
+				cond_signal(&q->not_full);
 			rc = 0;
 			break;
 		}
 		rc = exe__blocked_verdict(q->closed, timeout_ns, timed_out);
 		if (rc)
 			break;
-		timed_out = cond_wait(&q->not_empty, &q->lock, deadline) == -ETIMEDOUT;
+		rc = cond_wait(&q->not_empty, &q->lock, deadline);
+		if (rc == -ECANCELED)
+			break;
+		timed_out = rc == -ETIMEDOUT;
 	}
 	pthread_mutex_unlock(&q->lock);
 	if (rc == 0) {
@@ -364,8 +389,8 @@ int exe_queue_close(struct exe_queue *q)
 		return -EINVAL;
 	pthread_mutex_lock(&q->lock);
 	q->closed = true;
-	pthread_cond_broadcast(&q->not_empty);
-	pthread_cond_broadcast(&q->not_full);
+	cond_broadcast(&q->not_empty);
+	cond_broadcast(&q->not_full);
 	pthread_mutex_unlock(&q->lock);
 	return 0;
 }
@@ -389,10 +414,10 @@ int exe_queue_close_now(struct exe_queue *q, exe_free_fn *discard, size_t *disca
 	q->slots = NULL;
 	q->alloc = q->head = q->count = 0;
 	q->unfinished = q->unfinished > old.count ? q->unfinished - old.count : 0;
-	pthread_cond_broadcast(&q->not_empty);
-	pthread_cond_broadcast(&q->not_full);
+	cond_broadcast(&q->not_empty);
+	cond_broadcast(&q->not_full);
 	if (q->unfinished == 0)
-		pthread_cond_broadcast(&q->all_done);
+		cond_broadcast(&q->all_done);
 	pthread_mutex_unlock(&q->lock);
 
 	if (discard)
@@ -455,7 +480,7 @@ int exe_queue_task_done(struct exe_queue *q)
 	if (q->unfinished == 0)
 		rc = -EINVAL;
 	else if (--q->unfinished == 0)
-		pthread_cond_broadcast(&q->all_done);
+		cond_broadcast(&q->all_done);
 	pthread_mutex_unlock(&q->lock);
 	return rc;
 }
@@ -474,6 +499,8 @@ int exe_queue_join(struct exe_queue *q, int64_t timeout_ns)
 			break;
 		}
 		rc = cond_wait(&q->all_done, &q->lock, deadline);
+		if (rc == -ECANCELED)
+			break;
 	}
 	if (q->unfinished == 0)
 		rc = 0;

@@ -13,5 +13,6 @@
 #include "executor/ipc.h"
 #include "executor/process.h"
 #include "executor/process_pool.h"
+#include "executor/fiber.h"
 
 #endif /* EXECUTOR_H */

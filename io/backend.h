@@ -16,6 +16,7 @@
 
 #include "executor/future_internal.h"
 #include "executor/io.h"
+#include "fiber/fiber_internal.h"
 
 enum exe__io_opcode {
 	EXE__OP_NOP,
@@ -38,6 +39,8 @@ enum exe__io_req {
 	EXE__REQ_START,  /* a new operation: claim it and start it */
 	EXE__REQ_CANCEL, /* cancel() hit it while RUNNING */
 	EXE__REQ_DONE,   /* fallback: a pool thread finished it (res is set) */
+	EXE__REQ_FIBER,        /* a fiber spawned or woken from another thread */
+	EXE__REQ_FIBER_CANCEL, /* cancel() hit a running fiber */
 };
 
 /* A request-stack entry. Each object that can be queued embeds one per
@@ -156,6 +159,9 @@ struct exe_io {
 	uint64_t live; /* in the list, plus periodic timers awaiting cancel entries */
 	int init_rc;
 	_Atomic uint32_t init_done;
+
+	/* Fibers (fiber/): the hub's run queue and stacks, the watchdog. */
+	_Alignas(64) struct exe__fiber_sched fibers;
 };
 
 /* ---- io.c, for the backends ---- */

@@ -15,6 +15,15 @@
  *    hands the result back with a REQ_DONE push, so completions and their
  *    callbacks still run on the io thread. A file operation that started
  *    cannot be cancelled; it completes normally.
+ *  - A stream read or write (no offset) on an fd that epoll can watch - a
+ *    pipe, a tty, a signalfd, an eventfd, a socket - first waits on the io
+ *    thread until the fd is ready, like a socket operation, and only then
+ *    goes to a file thread, where it no longer blocks. So it can be
+ *    cancelled while it waits (a signalfd read pending forever no longer
+ *    keeps exe_io_destroy() waiting on a file thread), and it holds no
+ *    file thread while it waits. (O_NONBLOCK on the caller's fd would let
+ *    the io thread do the call itself, but the flag belongs to the open
+ *    file, which the caller may share.)
  *  - The wait is epoll_pwait2() with a nanosecond timeout (timers), or
  *    epoll_wait() rounded up to milliseconds where it is missing.
  *
@@ -32,6 +41,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -39,6 +49,9 @@
 #include "io/backend.h"
 
 #define EFD_TAG UINT64_MAX
+/* attempt()'s result for a stream read or write whose fd is ready: it is
+ * handed to a file thread (fd_ready()). */
+#define HAND_TO_POOL INT64_MIN
 #define MAX_EVENTS 128
 
 struct fdw {
@@ -151,6 +164,26 @@ static int file_task(void *arg, void **result)
 	return 0;
 }
 
+static void to_pool(struct exe_io *io, struct exe__io_op *op)
+{
+	int rc;
+
+	op->in_pool = true;
+	rc = exe_pool_submit(fb(io)->pool, file_task, op, NULL);
+	if (rc)
+		exe__io_op_done(io, op, rc);
+}
+
+/* Whether a stream operation on @fd should wait for readiness first: true
+ * for whatever is not a regular file or block device (epoll refuses those,
+ * and they are always "ready"). */
+static bool pollable(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 /* ---- sockets, on the io thread ---- */
 
 static int set_nonblock(int fd)
@@ -201,6 +234,14 @@ static bool attempt(struct exe__io_op *op, uint32_t revents, int64_t *res)
 			return false;
 		*res = revents & (op->len | POLLERR | POLLHUP | POLLNVAL);
 		return true;
+	case EXE__OP_READ:
+	case EXE__OP_READV:
+	case EXE__OP_WRITE:
+	case EXE__OP_WRITEV:
+		if (!revents)
+			return false;
+		*res = HAND_TO_POOL;
+		return true;
 	default: *res = -EINVAL; return true;
 	}
 	if (r < 0 && again(errno))
@@ -213,6 +254,8 @@ static uint32_t wanted(const struct exe__io_op *op)
 {
 	switch (op->opcode) {
 	case EXE__OP_SEND:
+	case EXE__OP_WRITE:
+	case EXE__OP_WRITEV:
 	case EXE__OP_CONNECT: return EPOLLOUT;
 	case EXE__OP_POLL: return op->len;
 	default: return EPOLLIN;
@@ -297,7 +340,14 @@ static void wait_on_fd(struct exe_io *io, struct exe__io_op *op)
 	rc = arm(b, op->fd, w);
 	if (rc) {
 		unlink_waiter(w, op);
-		exe__io_op_done(io, op, rc);
+		/* epoll cannot watch it (/dev/null, some devices): a file
+		 * thread does the read or write as it comes. */
+		if (rc == -EPERM && op->opcode != EXE__OP_RECV && op->opcode != EXE__OP_SEND &&
+		    op->opcode != EXE__OP_ACCEPT && op->opcode != EXE__OP_CONNECT &&
+		    op->opcode != EXE__OP_POLL)
+			to_pool(io, op);
+		else
+			exe__io_op_done(io, op, rc);
 	}
 }
 
@@ -369,6 +419,10 @@ static int fd_ready(struct exe_io *io, int fd, uint32_t revents)
 	for (op = done; op; op = next) {
 		next = op->wnext;
 		op->wnext = NULL;
+		if (op->res == HAND_TO_POOL) {
+			to_pool(io, op);
+			continue;
+		}
 		exe__io_op_done(io, op, op->res);
 		n++;
 	}
@@ -376,7 +430,6 @@ static int fd_ready(struct exe_io *io, int fd, uint32_t revents)
 }
 
 /* ---- the backend ---- */
-
 
 static void fb_start(struct exe_io *io, struct exe__io_op *op)
 {
@@ -390,19 +443,24 @@ static void fb_start(struct exe_io *io, struct exe__io_op *op)
 	case EXE__OP_POLL: sock_start(io, op); return;
 	case EXE__OP_READ:
 	case EXE__OP_READV:
+		if (op->off < 0 && pollable(op->fd)) {
+			wait_on_fd(io, op);
+			return;
+		}
 		if (exe__io_read_cached(io, op))
 			return;
 		/* Not (all) in the page cache: a file thread reads it. */
-		__attribute__((fallthrough));
-	default: {
-		int rc;
-
-		op->in_pool = true;
-		rc = exe_pool_submit(fb(io)->pool, file_task, op, NULL);
-		if (rc)
-			exe__io_op_done(io, op, rc);
+		to_pool(io, op);
 		return;
-	}
+	case EXE__OP_WRITE:
+	case EXE__OP_WRITEV:
+		if (op->off < 0 && pollable(op->fd)) {
+			wait_on_fd(io, op);
+			return;
+		}
+		to_pool(io, op);
+		return;
+	default: to_pool(io, op); return;
 	}
 }
 

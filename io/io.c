@@ -33,8 +33,11 @@
  *    node has been popped: an operation is retired only when no cancel node
  *    is still to come. Hence a canceller always finds io alive.
  *  - io->live counts operations started and not retired, plus periodic
- *    timers awaiting a cancel node; teardown ends when it is 0, the stack is
+ *    timers awaiting a cancel node, plus fibers the hub has taken and not
+ *    reaped (fiber/fiber.c); teardown ends when it is 0, the stack is
  *    empty, the heap is empty and io->active is 0.
+ *  - Fibers run on this thread between passes (exe__fiber_run); teardown
+ *    cancels them all once and keeps looping until each has returned.
  *  - Only the io thread (or the thread in exe_io_run_once()) touches the
  *    backend and the in-flight list.
  */
@@ -260,6 +263,8 @@ static int process_requests(struct exe_io *io)
 			exe__io_op_done(io, op, op->res);
 			break;
 		}
+		case EXE__REQ_FIBER:
+		case EXE__REQ_FIBER_CANCEL: exe__fiber_request(io, n->kind, f); break;
 		}
 		count++;
 		n = next;
@@ -325,12 +330,16 @@ static int run_pass(struct exe_io *io, int64_t deadline)
 	int64_t next_timer, until;
 	int n, rounds;
 
-	n = process_requests(io);
+	/* Fibers woken by the last pass's completions run first, so the
+	 * operations they submit start in this pass, not the next. */
+	n = exe__fiber_run(io);
+	n += process_requests(io);
 	/* Requests still arriving: take them into this batch, one system call
 	 * for all (bounded, so completions are reaped too). */
 	for (rounds = 0; n && rounds < 4 && !stack_empty(io); rounds++)
 		n += process_requests(io);
 	if (is_shutdown(io)) {
+		exe__fiber_cancel_all(io);
 		cancel_inflight(io);
 		n += exe__timers_drain(io);
 	}
@@ -394,6 +403,7 @@ static void *io_thread_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_setname_np(pthread_self(), "exe-io");
+	exe__tls_hub = io;
 	/* The default 50 us timer slack would be most of a timer's lateness:
 	 * every deadline of this thread is a user's timer. */
 	prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
@@ -483,6 +493,7 @@ int exe_io_create(struct exe_io **out, const struct exe_io_opts *opts)
 	io->manual = o.manual;
 	io->entries = o.entries ? o.entries : DEFAULT_ENTRIES;
 	io->file_workers = o.file_workers ? o.file_workers : 4;
+	exe__fiber_sched_init(io);
 	atomic_init(&io->stack, NULL);
 	atomic_init(&io->wait_deadline, INT64_MIN);
 	/* Blocking on purpose: io_uring reads it as an ordinary pending read,
@@ -511,6 +522,7 @@ int exe_io_create(struct exe_io **out, const struct exe_io_opts *opts)
 
 fail_timers:
 	exe__timers_fini(&io->timers);
+	exe__fiber_sched_fini(io);
 fail_efd:
 	close(io->efd);
 	exe__free(io);
@@ -530,9 +542,14 @@ void exe_io_destroy(struct exe_io *io)
 		exe__io_wake(io);
 		pthread_join(io->thread, NULL);
 	} else {
+		struct exe_io *saved = exe__tls_hub;
+
+		exe__tls_hub = io;
 		teardown_loop(io);
+		exe__tls_hub = saved;
 		io->be->fini(io);
 	}
+	exe__fiber_sched_fini(io);
 	exe__timers_fini(&io->timers);
 	close(io->efd);
 	exe__free(io);
@@ -549,19 +566,32 @@ const char *exe_io_backend(const struct exe_io *io)
 
 int exe_io_run_once(struct exe_io *io, int64_t timeout_ns)
 {
+	struct exe_io *saved;
+	int n;
+
 	if (!io || !io->manual)
 		return -EINVAL;
 	if (is_shutdown(io))
 		return -ESHUTDOWN;
-	return run_pass(io, timeout_ns < 0 ? -1 : exe_now_ns() + timeout_ns);
+	/* This thread is the hub while it drives the context. */
+	saved = exe__tls_hub;
+	exe__tls_hub = io;
+	n = run_pass(io, timeout_ns < 0 ? -1 : exe_now_ns() + timeout_ns);
+	exe__tls_hub = saved;
+	return n;
 }
 
 int exe_io_run(struct exe_io *io)
 {
+	struct exe_io *saved;
+
 	if (!io || !io->manual)
 		return -EINVAL;
+	saved = exe__tls_hub;
+	exe__tls_hub = io;
 	while (!atomic_exchange_explicit(&io->stop, 0, memory_order_acquire) && !is_shutdown(io))
 		run_pass(io, -1);
+	exe__tls_hub = saved;
 	return 0;
 }
 

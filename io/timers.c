@@ -276,7 +276,7 @@ static int add_timer(struct exe_io *io, int64_t delay_ns, exe_timer_fn *fn, void
 	if (rc) {
 		if (out)
 			*out = NULL;
-		exe__free(f); /* never published */
+		exe__future_discard(f); /* never published */
 	}
 	return rc;
 }

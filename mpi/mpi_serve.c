@@ -268,7 +268,7 @@ static int report(struct srv *s, struct work *w)
 		data = w->out;
 		len = w->out_len;
 		count = (uint32_t)w->done;
-	} else if (exe_future_bytes(w->lf, &data, &len) == 0 && w->chunk) {
+	} else if (exe_future_bytes(w->lf, &data, &len, 0) == 0 && w->chunk) {
 		const uint64_t *o = data;
 		int64_t c;
 

@@ -231,7 +231,7 @@ select_rows() { # $1: results file
 	' "$1" >"$tmp/rows.json"
 }
 
-task_wl='["empty","spin1us","spin100us","latency","latency-hot"]'
+task_wl='["empty","empty-batch","callback","spin1us","spin100us","fork-join","latency","latency-hot","latency-worker"]'
 
 # vs lib: the row's ratio (above 1.00x the row beats libexecutor); marked *
 # when it compares two runs (see select_rows). Rows are ranked by it.
@@ -321,7 +321,7 @@ chart() { # $1: results file, $2: png
 		return 0
 	fi
 	panel_table "$task_wl" '["libexecutor-threads", "tbb-task-group", "openmp-tasks",
-		"glib-thread-pool", "libuv-queue-work", "cthreadpool", "naive-pool", "raw-threads",
+		"glib-thread-pool", "libuv-queue-work", "cthreadpool", "raw-futex-pingpong", "naive-pool", "raw-threads",
 		"python-thread-pool", "libexecutor-processes", "python-process-pool", "raw-processes"]' \
 		"$tmp/tasks.tsv"
 	io_wl=$(jq -c '[.[] | .workload | select(test("^randread4k-qd"))] | unique

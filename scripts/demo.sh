@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 steps=(hello_pool pool_sync_async cpu_vs_io tickets producer_consumer timers echo
-	remote_cmd file_copy io_models bench)
+	remote_cmd file_copy io_models fiber_spawn_join fiber_echo bench)
 declare -A about=(
 	[hello_pool]="the smallest program: squares on a thread pool"
 	[pool_sync_async]="sync vs result() vs done callbacks, thread and process pools"
@@ -23,6 +23,8 @@ declare -A about=(
 	[remote_cmd]="remote command execution over a length-prefixed JSON protocol"
 	[file_copy]="file copy with overlapping io futures, checksum verified"
 	[io_models]="blocking, busy polling, select, epoll, io context: same echo load"
+	[fiber_spawn_join]="gevent spawn/join: two sleeping fibers take the longer sleep, not the sum"
+	[fiber_echo]="the gevent echo server: a fiber per connection, 1000 at once, 1 then 2 threads"
 	[bench]="benchmark: pools vs raw threads (quick mode)"
 )
 
@@ -73,12 +75,22 @@ run_step() {
 			--conns 1000 --rounds 50
 		;;
 	remote_cmd)
-		"$root/examples/run_pair.sh" "$ex/remote_cmd_server" "$ex/remote_cmd_client" \
-			--token "$token" --timeout-ms 1000 -- --token "$token" --verify --malformed \
+		# The token travels in the environment, never on a command line.
+		REMOTE_CMD_TOKEN=$token "$root/examples/run_pair.sh" "$ex/remote_cmd_server" "$ex/remote_cmd_client" \
+			--timeout-ms 1000 -- --verify --malformed \
 			'uname -sr' 'echo to stderr >&2; exit 3' 'seq 1 100000 | tail -n 1' 'sleep 5'
 		;;
 	file_copy) "$ex/file_copy" --size-mb 64 ;;
 	io_models) "$ex/io_models" --conns 50 --rounds 400 ;;
+	fiber_spawn_join) "$ex/fiber_spawn_join" --unit-ms 500 ;;
+	fiber_echo)
+		"$root/examples/run_pair.sh" "$ex/fiber_echo_server" "$ex/echo_client" --expect-peak 1000 -- \
+			--conns 1000 --rounds 50
+		echo
+		echo "--- two io contexts, two threads, one port (SO_REUSEPORT):"
+		"$root/examples/run_pair.sh" "$ex/fiber_echo_server" "$ex/echo_client" --threads 2 \
+			--expect-peak 1000 -- --conns 1000 --rounds 50
+		;;
 	bench)
 		echo "(full run: $out/bench/bench_pool)"
 		"$out/bench/bench_pool" --quick "$@"

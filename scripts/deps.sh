@@ -4,7 +4,8 @@
 # exact command to run and fails.
 set -euo pipefail
 
-packages=(cmake gcc make pkg-config liburing-dev libck-dev libcriterion-dev libjansson-dev clang libclang-rt-dev)
+packages=(cmake gcc make pkg-config liburing-dev libck-dev libcriterion-dev libjansson-dev clang libclang-rt-dev
+	libboost-context-dev)
 missing=()
 for p in "${packages[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -8,7 +8,9 @@
 #   4. ThreadSanitizer: the stress tests and the contract suites (future,
 #      wait, compose, thread pool, queue, lazy map) built as plain programs
 #      against a stand-in for Criterion, which cannot start under TSan;
-#   5. a bounded libFuzzer run of the remote_cmd frame parser (needs clang).
+#   5. bounded libFuzzer runs of the remote_cmd frame parser, the process
+#      pool's channel frames and the ipc queue's shared segment on attach
+#      (need clang).
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -152,6 +154,49 @@ if command -v clang >/dev/null && pkg-config --exists jansson; then
 	fi
 else
 	echo "skipped: clang (with libFuzzer) or jansson not found"
+fi
+
+step "fuzz: the process pool's channel frames (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+if command -v clang >/dev/null; then
+	frame_dir="$out/fuzz-proc-frame"
+	mkdir -p "$frame_dir/corpus"
+	# Seed: the top bit of the first byte asks for sealed headers.
+	printf '\200' >"$frame_dir/corpus/seed-sealed"
+	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" \
+		-I"$root" -o "$frame_dir/fuzz_proc_frame" "$root/tests/fuzz_proc_frame.c" \
+		"$root/executor/proc_frame.c" "$root/executor/alloc.c" &&
+		"$frame_dir/fuzz_proc_frame" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=70000 \
+			-print_final_stats=0 "$frame_dir/corpus" >"$frame_dir/log" 2>&1; then
+		tail -n 1 "$frame_dir/log"
+		passed=$((passed + 1))
+	else
+		tail -n 40 "$frame_dir/log" 2>/dev/null || true
+		failed=$((failed + 1))
+	fi
+else
+	echo "skipped: clang (with libFuzzer) not found"
+fi
+
+step "fuzz: the ipc queue's shared segment on attach (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+# Any bytes a foreign or dying process left in the segment: attach, then
+# put/get/count/close must return a documented code. -timeout makes a call
+# that hangs (on a forged lock word, say) a failure, not a stall.
+if command -v clang >/dev/null; then
+	fuzz_dir="$out/fuzz-ipc"
+	mkdir -p "$fuzz_dir/corpus"
+	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" -I"$root" \
+		-o "$fuzz_dir/fuzz_ipc_queue" "$root/tests/fuzz_ipc_queue.c" "$root/executor/ipc_queue.c" \
+		"$root/executor/ipc_mutex.c" "$root/executor/errors.c" "$root/executor/alloc.c" -lpthread &&
+		(cd "$fuzz_dir" && ./fuzz_ipc_queue -max_total_time="${EXE_FUZZ_SECONDS:-20}" -timeout=5 \
+			-max_len=4096 -print_final_stats=0 corpus >log 2>&1); then
+		tail -n 1 "$fuzz_dir/log"
+		passed=$((passed + 1))
+	else
+		tail -n 40 "$fuzz_dir/log" 2>/dev/null || true
+		failed=$((failed + 1))
+	fi
+else
+	echo "skipped: clang (with libFuzzer) not found"
 fi
 
 echo

@@ -1,11 +1,14 @@
 /*
  * stress_process_pool - several submitter threads against one process pool:
- * bytes tasks with checked results, pointer tasks, cancels (some killing a
- * running worker), and tasks that crash their worker, all at once. Checks
- * that every future finishes with the outcome its task implies and that the
- * counts add up. A plain program (not Criterion) so it also runs under
- * ThreadSanitizer, which watches the submitters, the collector thread and
- * the futures' hand-offs. EXE_STRESS_TASKS overrides the task count.
+ * 10 000 tasks mixing bytes tasks with checked results, pointer tasks,
+ * cancels (some killing a running worker), tasks that crash their worker
+ * and tasks that run past their time limit, all at once. Checks that every
+ * future finishes exactly once (one done callback each) with the outcome its
+ * task implies, that the counts add up, and that nothing leaks: no
+ * descriptor, no child process, no shared mapping. A plain program (not
+ * Criterion) so it also runs under ThreadSanitizer, which watches the
+ * submitters, the collector thread and the futures' hand-offs.
+ * EXE_STRESS_TASKS overrides the task count.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <dirent.h>
 
 #include <executor.h>
 
@@ -23,7 +29,7 @@
 
 static struct exe_pool *pool;
 static long tasks_per_thread;
-static _Atomic long ok, cancelled, crashed, failures;
+static _Atomic long ok, cancelled, crashed, timed_out, failures;
 
 static void fail(const char *what, long i, int rc)
 {
@@ -39,6 +45,9 @@ static int reverse(const void *in, size_t len, void **out, size_t *out_len)
 
 	if (len == 5 && memcmp(in, "crash", 5) == 0)
 		raise(SIGSEGV);
+	if (len == 4 && memcmp(in, "spin", 4) == 0)
+		for (;;)
+			__asm__ volatile("" ::: "memory");
 	r = malloc(len ? len : 1);
 	if (!r)
 		return -ENOMEM;
@@ -55,7 +64,15 @@ static int twice(void *arg, void **result)
 	return 0;
 }
 
-enum kind { BYTES, POINTER, CRASH, CANCEL };
+enum kind { BYTES, POINTER, CRASH, CANCEL, TIMEOUT };
+
+/* Done callbacks: one per future, counted per task. */
+static int count_done(struct exe_future *f, void *arg)
+{
+	(void)f;
+	atomic_fetch_add((_Atomic int *)arg, 1);
+	return 0;
+}
 
 struct slot {
 	struct exe_future *f;
@@ -74,7 +91,7 @@ static void check(struct slot *s, long i)
 
 	switch (s->kind) {
 	case BYTES:
-		if (rc != 0 || exe_future_bytes(s->f, &data, &len) != 0 || len != s->len)
+		if (rc != 0 || exe_future_bytes(s->f, &data, &len, EXE_FOREVER) != 0 || len != s->len)
 			fail("bytes task", i, rc);
 		else
 			for (size_t k = 0; k < len; k++)
@@ -100,15 +117,24 @@ static void check(struct slot *s, long i)
 			fail("cancelled task", i, rc);
 		atomic_fetch_add(rc ? &cancelled : &ok, 1);
 		break;
+	case TIMEOUT:
+		if (rc != -ETIME)
+			fail("task past its limit not failed with -ETIME", i, rc);
+		atomic_fetch_add(&timed_out, 1);
+		break;
 	}
 	exe_future_unref(s->f);
 }
 
+static _Atomic int *done_counts[SUBMITTERS];
+
 static void *submitter(void *arg)
 {
-	unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u;
+	unsigned id = (unsigned)(uintptr_t)arg, seed = id * 2654435761u;
 	struct slot w[WINDOW];
 	struct exe_submit_opts kill = {.flags = EXE_SUBMIT_KILL_ON_CANCEL};
+	struct exe_submit_opts limit = {.task_timeout_ns = 20 * EXE_NS_PER_MS};
+	_Atomic int *counts = done_counts[id - 1];
 	int n = 0;
 
 	for (long i = 0; i < tasks_per_thread; i++) {
@@ -116,16 +142,24 @@ static void *submitter(void *arg)
 		unsigned r = rand_r(&seed);
 		int rc;
 
-		s->kind = r % 50 == 0 ? CRASH : r % 7 == 0 ? CANCEL : r % 2 ? POINTER : BYTES;
-		if (s->kind == POINTER) {
+		s->kind = r % 50 == 0    ? CRASH
+		          : r % 199 == 0 ? TIMEOUT
+		          : r % 7 == 0   ? CANCEL
+		          : r % 2        ? POINTER
+		                         : BYTES;
+		if (s->kind == TIMEOUT) {
+			rc = exe_pool_submit_bytes(pool, reverse, "spin", 4, &limit, &s->f);
+		} else if (s->kind == POINTER) {
 			s->x = r;
 			rc = exe_pool_submit(pool, twice, (void *)s->x, &s->f);
 		} else {
-			s->len = s->kind == CRASH ? 5 : (size_t)snprintf(s->in, sizeof(s->in), "task %u/%ld", r, i);
+			s->len = s->kind == CRASH
+			             ? 5
+			             : (size_t)snprintf(s->in, sizeof(s->in), "task %u/%ld", r, i);
 			if (s->kind == CRASH)
 				memcpy(s->in, "crash", 5);
-			rc = exe_pool_submit_bytes(pool, reverse, s->in, s->len, s->kind == CANCEL ? &kill : NULL,
-			                           &s->f);
+			rc = exe_pool_submit_bytes(pool, reverse, s->in, s->len,
+			                           s->kind == CANCEL ? &kill : NULL, &s->f);
 			if (rc == 0 && s->kind == CANCEL)
 				exe_future_cancel(s->f);
 		}
@@ -133,6 +167,8 @@ static void *submitter(void *arg)
 			fail("submit", i, rc);
 			break;
 		}
+		if (exe_future_on_done(s->f, count_done, &counts[i]))
+			fail("on_done", i, 0);
 		if (++n < WINDOW && i + 1 < tasks_per_thread)
 			continue;
 		for (int k = 0; k < n; k++)
@@ -142,19 +178,55 @@ static void *submitter(void *arg)
 	return NULL;
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Shared mappings of this process (the pool's arena and cells are shared
+ * anonymous memory, listed as "/dev/zero (deleted)" or "memfd:"). */
+static int count_shared_maps(void)
+{
+	FILE *fp = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp)) {
+		char perms[8] = "";
+
+		if (sscanf(line, "%*s %7s", perms) == 1 && perms[3] == 's')
+			n++;
+	}
+	fclose(fp);
+	return n;
+}
+
 int main(void)
 {
 	struct exe_pool_stats st;
 	pthread_t t[SUBMITTERS];
-	long total = 20000;
+	long total = 10000;
 	const char *env = getenv("EXE_STRESS_TASKS");
+	int fds_before, maps_before;
 
-#if defined(EXE_TSAN) || defined(__SANITIZE_ADDRESS__)
-	total = 4000;
-#endif
 	if (env)
 		total = atol(env);
 	tasks_per_thread = total / SUBMITTERS;
+	for (int i = 0; i < SUBMITTERS; i++)
+		done_counts[i] = calloc((size_t)tasks_per_thread, sizeof(_Atomic int));
+	fds_before = count_fds();
+	maps_before = count_shared_maps();
 	/* Before any other thread: the fork server copies this process. */
 	if (exe_process_pool_create(&pool, &(struct exe_pool_opts){.workers = 2, .name = "pstress"}))
 		return 1;
@@ -165,12 +237,30 @@ int main(void)
 	exe_pool_shutdown(pool, EXE_SHUTDOWN_WAIT);
 	exe_pool_stats(pool, &st);
 	exe_pool_destroy(pool);
-	if (atomic_load(&ok) + atomic_load(&cancelled) + atomic_load(&crashed) != tasks_per_thread * SUBMITTERS)
+	if (atomic_load(&ok) + atomic_load(&cancelled) + atomic_load(&crashed) + atomic_load(&timed_out) !=
+	    tasks_per_thread * SUBMITTERS)
 		fail("outcomes do not add up", 0, 0);
+	for (int i = 0; i < SUBMITTERS; i++) {
+		for (long k = 0; k < tasks_per_thread; k++)
+			if (atomic_load(&done_counts[i][k]) != 1)
+				fail("a future did not finish exactly once", k,
+				     atomic_load(&done_counts[i][k]));
+		free((void *)done_counts[i]);
+	}
+	if (count_fds() != fds_before)
+		fail("descriptors leaked", count_fds() - fds_before, 0);
+	if (count_shared_maps() != maps_before)
+		fail("shared mappings leaked", count_shared_maps() - maps_before, 0);
+	errno = 0;
+	if (waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD)
+		fail("a child process is left", 0, 0);
 	if (st.worker_restarts < (uint64_t)atomic_load(&crashed))
 		fail("fewer worker restarts than crashes", (long)st.worker_restarts, 0);
-	printf("stress_process_pool: %ld tasks, %ld ok, %ld cancelled, %ld crashed, %lu restarts, %ld failures\n",
-	       tasks_per_thread * SUBMITTERS, atomic_load(&ok), atomic_load(&cancelled), atomic_load(&crashed),
-	       (unsigned long)st.worker_restarts, atomic_load(&failures));
+	printf("stress_process_pool: %ld tasks, %ld ok, %ld cancelled, %ld crashed, %ld timed out, %lu "
+	       "restarts, "
+	       "%ld failures\n",
+	       tasks_per_thread * SUBMITTERS, atomic_load(&ok), atomic_load(&cancelled),
+	       atomic_load(&crashed), atomic_load(&timed_out), (unsigned long)st.worker_restarts,
+	       atomic_load(&failures));
 	return atomic_load(&failures) ? 1 : 0;
 }

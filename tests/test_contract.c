@@ -140,6 +140,9 @@ Test(contract, queries_of_null_objects_are_neutral)
 	cr_assert_eq(exe_pool_stats(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_process_pid(NULL), -1);
 	cr_assert_not(exe_process_is_alive(NULL));
+	cr_assert_null(exe_fiber_self()); /* outside a fiber */
+	cr_assert_null(exe_fiber_io());
+	cr_assert_null(exe_fiber_name());
 	exe_pool_destroy(NULL);
 	exe_queue_destroy(NULL);
 	exe_io_destroy(NULL);
@@ -176,7 +179,7 @@ Test(contract, every_call_refuses_a_null_object_with_einval)
 	cr_assert_eq(exe_wait(NULL, 1, EXE_WAIT_ALL, 0), -EINVAL);
 	cr_assert_eq(exe_as_completed_create(NULL, NULL, 0), -EINVAL);
 	cr_assert_eq(exe_as_completed_next(NULL, &f, 0), -EINVAL);
-	cr_assert_eq(exe_future_bytes(NULL, (const void **)&v, &len), -EINVAL);
+	cr_assert_eq(exe_future_bytes(NULL, (const void **)&v, &len, 0), -EINVAL);
 	/* pools */
 	cr_assert_eq(exe_thread_pool_create(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_process_pool_create(NULL, NULL), -EINVAL);
@@ -210,6 +213,15 @@ Test(contract, every_call_refuses_a_null_object_with_einval)
 	cr_assert_eq(exe_io_sleep(NULL, 0, &f), -EINVAL);
 	cr_assert_eq(exe_call_later(NULL, 0, NULL, NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_call_every(NULL, 1, NULL, NULL, NULL), -EINVAL);
+	/* fibers (the wrappers' object is the running fiber: NULL buffers) */
+	cr_assert_eq(exe_fiber_spawn(NULL, NULL, NULL, NULL, &f), -EINVAL);
+	cr_assert_eq(exe_fiber_watchdog(NULL, 0), -EINVAL);
+	cr_assert_eq(exe_fiber_read(0, NULL, 1, 0), -EINVAL);
+	cr_assert_eq(exe_fiber_write(0, NULL, 1, 0), -EINVAL);
+	cr_assert_eq(exe_fiber_recv(0, NULL, 1, 0), -EINVAL);
+	cr_assert_eq(exe_fiber_send(0, NULL, 1, 0), -EINVAL);
+	cr_assert_eq(exe_fiber_accept(0, NULL, (unsigned[]){4}, 0), -EINVAL);
+	cr_assert_eq(exe_fiber_connect(0, NULL, 0), -EINVAL);
 	/* queues */
 	cr_assert_eq(exe_queue_create(NULL, NULL), -EINVAL);
 	cr_assert_eq(exe_queue_put(NULL, NULL, 0), -EINVAL);

@@ -1281,8 +1281,13 @@ Test(future, task_cancelled_is_false_in_a_callback_of_a_cancelled_promise)
 	exe_future_unref(f);
 }
 
+#define DUEL_ROUNDS 20000
+
+/* One setter thread for every round (a thread per round made the test a
+ * benchmark of pthread_create, 25 s under ASan on a loaded machine): the
+ * barrier "go" starts a round's race, "done" ends it. */
 struct duel {
-	pthread_barrier_t go;
+	pthread_barrier_t go, done;
 	struct exe_future *f;
 	int set_rc, cancel_rc;
 };
@@ -1291,8 +1296,11 @@ static void *duel_setter(void *arg)
 {
 	struct duel *d = arg;
 
-	pthread_barrier_wait(&d->go);
-	d->set_rc = exe_future_set_result(d->f, (void *)1, NULL);
+	for (int round = 0; round < DUEL_ROUNDS; round++) {
+		pthread_barrier_wait(&d->go);
+		d->set_rc = exe_future_set_result(d->f, (void *)1, NULL);
+		pthread_barrier_wait(&d->done);
+	}
 	return NULL;
 }
 
@@ -1303,12 +1311,13 @@ Test(future, cancel_racing_set_result_on_a_pending_promise_has_exactly_one_winne
 	int round, cancelled = 0, done = 0;
 
 	cr_assert_eq(pthread_barrier_init(&d.go, NULL, 2), 0);
-	for (round = 0; round < 20000; round++) {
+	cr_assert_eq(pthread_barrier_init(&d.done, NULL, 2), 0);
+	cr_assert_eq(pthread_create(&th, NULL, duel_setter, &d), 0);
+	for (round = 0; round < DUEL_ROUNDS; round++) {
 		d.f = promise();
-		cr_assert_eq(pthread_create(&th, NULL, duel_setter, &d), 0);
 		pthread_barrier_wait(&d.go);
 		d.cancel_rc = exe_future_cancel(d.f);
-		cr_assert_eq(pthread_join(th, NULL), 0);
+		pthread_barrier_wait(&d.done);
 		if (d.cancel_rc == 0) {
 			cr_assert_eq(d.set_rc, -EALREADY, "round %d", round);
 			cr_assert_eq(exe_future_state(d.f), EXE_FUTURE_CANCELLED, "round %d", round);
@@ -1325,6 +1334,8 @@ Test(future, cancel_racing_set_result_on_a_pending_promise_has_exactly_one_winne
 		}
 		exe_future_unref(d.f);
 	}
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	pthread_barrier_destroy(&d.done);
 	pthread_barrier_destroy(&d.go);
 	cr_assert_eq(cancelled + done, 20000);
 }

@@ -175,7 +175,7 @@ static void check_bytes(struct exe_pool *p)
 		memset(in, 0, sizes[i]); /* the input was copied at submit */
 		rc = exe_future_wait(f, 30 * EXE_NS_PER_S);
 		CHECK(rc == 0, "echo %zu wait %d", sizes[i], rc);
-		rc = exe_future_bytes(f, &data, &len);
+		rc = exe_future_bytes(f, &data, &len, 0);
 		CHECK(rc == 0 && len == sizes[i], "echo %zu: rc %d len %zu", sizes[i], rc, len);
 		for (k = 0; rc == 0 && k < len; k++) {
 			if (((const unsigned char *)data)[k] != (unsigned char)(k * 7 + i)) {
@@ -186,6 +186,21 @@ static void check_bytes(struct exe_pool *p)
 		exe_future_unref(f);
 		free(in);
 	}
+}
+
+/* exe_future_bytes() waits like exe_future_result(): 0 polls. */
+static void check_bytes_wait(struct exe_pool *p)
+{
+	struct exe_future *f = submit_nap(p, 300, NULL);
+	const void *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = exe_future_bytes(f, &data, &len, 0);
+	CHECK(rc == -ETIMEDOUT, "bytes of a running task, polled: %d", rc);
+	rc = exe_future_bytes(f, &data, &len, 30 * EXE_NS_PER_S);
+	CHECK(rc == 0 && len == sizeof(int) && data, "bytes after a wait: %d %zu", rc, len);
+	exe_future_unref(f);
 }
 
 static void check_errors(struct exe_pool *p)
@@ -541,6 +556,7 @@ static int run_phase(int phase, bool kill_rank)
 		int64_t t0;
 
 		check_bytes(p);
+		check_bytes_wait(p);
 		check_errors(p);
 		check_crash_and_timeout(p, ranks);
 		check_cancel(p, st.workers);

@@ -31,6 +31,7 @@ struct shared {
 	_Atomic int pid;
 	_Atomic int server_pid;
 	_Atomic int inits;
+	_Atomic int child, grandchild; /* processes a task started */
 };
 static struct shared *shm;
 
@@ -116,6 +117,13 @@ static int sleep_arg_ms(void *arg, void **result)
 	return 0;
 }
 
+static int publish_pid_after_ms(void *arg, void **result)
+{
+	sleep_ms((int)(intptr_t)arg);
+	*result = (void *)(intptr_t)getpid();
+	return 0;
+}
+
 static int *volatile bad_address = (int *)16;
 static volatile int forever = 1;
 
@@ -145,6 +153,38 @@ static int publish_pid_and_hang(void *arg, void **result)
 {
 	(void)arg;
 	(void)result;
+	shm->server_pid = getppid();
+	shm->pid = getpid();
+	while (forever)
+		sleep_ms(10);
+	return 0;
+}
+
+/* A task that starts two processes and hangs: a plain child (same process
+ * group) and a daemon (double fork and setsid(): a new session, its parent
+ * gone). Both publish their pids. */
+static int start_processes_and_hang(void *arg, void **result)
+{
+	pid_t c;
+
+	(void)arg, (void)result;
+	if ((c = fork()) == 0) {
+		setsid();
+		if (fork() == 0) {
+			shm->grandchild = getpid();
+			for (;;)
+				pause();
+		}
+		_exit(0);
+	}
+	waitpid(c, NULL, 0);
+	if (fork() == 0) {
+		shm->child = getpid();
+		for (;;)
+			pause();
+	}
+	while (!shm->grandchild || !shm->child)
+		sleep_ms(1);
 	shm->server_pid = getppid();
 	shm->pid = getpid();
 	while (forever)
@@ -289,7 +329,7 @@ Test(process_pool, bytes_task_returns_result_bytes_owned_by_future)
 	cr_assert_eq(exe_pool_submit_bytes(p, upper, in, 5, NULL, &f), 0);
 	in[0] = 'j'; /* copied at submit */
 	cr_assert_eq(exe_future_wait(f, EXE_FOREVER), 0);
-	cr_assert_eq(exe_future_bytes(f, &data, &len), 0);
+	cr_assert_eq(exe_future_bytes(f, &data, &len, EXE_FOREVER), 0);
 	cr_assert_eq(len, 5);
 	cr_assert_eq(memcmp(data, "HELLO", 5), 0);
 	exe_future_unref(f);
@@ -327,7 +367,7 @@ Test(process_pool, workers_are_processes_named_name_dash_index)
 
 	cr_assert_eq(exe_pool_submit_bytes(p, thread_name, NULL, 0, NULL, &f), 0);
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0);
-	cr_assert_eq(exe_future_bytes(f, &data, &len), 0);
+	cr_assert_eq(exe_future_bytes(f, &data, &len, EXE_FOREVER), 0);
 	cr_assert(len == 4 && (!memcmp(data, "pp-0", 4) || !memcmp(data, "pp-1", 4)), "%.*s", (int)len,
 	          (const char *)data);
 	exe_future_unref(f);
@@ -352,7 +392,7 @@ Test(process_pool, init_runs_once_in_each_worker)
 	unmap_shared();
 }
 
-Test(process_pool, failing_init_breaks_pool_with_epipe)
+Test(process_pool, failing_init_breaks_pool_with_enotrecoverable)
 {
 	struct exe_pool_opts o = {.workers = 1, .init = failing_init, .name = "brk"};
 	struct exe_pool *p = NULL;
@@ -396,9 +436,46 @@ Test(process_pool, bad_arguments_return_einval)
 	exe_pool_destroy(tp);
 	cr_assert_eq(exe_pool_submit(p, square, NULL, &f), 0);
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0);
-	cr_assert_eq(exe_future_bytes(f, &(const void *){NULL}, &(size_t){0}), -EINVAL,
+	cr_assert_eq(exe_future_bytes(f, &(const void *){NULL}, &(size_t){0}, 0), -EINVAL,
 	             "a pointer task has no bytes");
 	exe_future_unref(f);
+	exe_pool_destroy(p);
+}
+
+Test(process_pool, process_settings_live_in_process_pool_opts_only)
+{
+	struct exe_pool_opts o = {.workers = 1};
+	struct exe_process_pool_opts bad = {.task_timeout_ns = -1};
+	struct exe_pool *p = NULL;
+
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &bad), -EINVAL);
+	bad = (struct exe_process_pool_opts){.term_grace_ns = -5};
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &bad), -EINVAL);
+	cr_assert_null(p);
+}
+
+Test(process_pool, future_bytes_waits_for_the_result)
+{
+	struct exe_pool *p = make_pool(1);
+	struct exe_future *f, *slow;
+	const void *data = NULL;
+	size_t len = 0;
+
+	cr_assert_eq(exe_pool_submit(p, sleep_arg_ms, (void *)200, &slow), 0);
+	cr_assert_eq(exe_pool_submit_bytes(p, upper, "abc", 3, NULL, &f), 0);
+	/* Queued behind the slow task: a poll and a short wait find nothing. */
+	cr_assert_eq(exe_future_bytes(f, &data, &len, 0), -ETIMEDOUT);
+	cr_assert_eq(exe_future_bytes(f, &data, &len, 20 * EXE_NS_PER_MS), -ETIMEDOUT);
+	cr_assert_null(data);
+	cr_assert_eq(exe_future_state(f), EXE_FUTURE_PENDING);
+	/* One call waits and gives the bytes. */
+	cr_assert_eq(exe_future_bytes(f, &data, &len, EXE_FOREVER), 0);
+	cr_assert_eq(len, 3);
+	cr_assert_eq(memcmp(data, "ABC", 3), 0);
+	cr_assert_eq(exe_future_bytes(NULL, &data, &len, 0), -EINVAL);
+	cr_assert_eq(exe_future_bytes(f, NULL, &len, 0), -EINVAL);
+	exe_future_unref(f);
+	exe_future_unref(slow);
 	exe_pool_destroy(p);
 }
 
@@ -541,7 +618,7 @@ Test(process_pool, next_result_after_a_crash_arrives_quickly)
 
 /* ---- timeouts and cancel ---- */
 
-Test(process_pool, task_past_its_timeout_fails_with_etimedout_and_worker_is_replaced)
+Test(process_pool, task_past_its_timeout_fails_with_etime_and_worker_is_replaced)
 {
 	struct exe_pool *p = make_pool(1);
 	struct exe_submit_opts o = {.task_timeout_ns = 200 * EXE_NS_PER_MS};
@@ -559,11 +636,12 @@ Test(process_pool, task_past_its_timeout_fails_with_etimedout_and_worker_is_repl
 
 Test(process_pool, pool_task_timeout_applies_to_every_task)
 {
-	struct exe_pool_opts o = {.workers = 1, .task_timeout_ns = 150 * EXE_NS_PER_MS};
+	struct exe_pool_opts o = {.workers = 1};
+	struct exe_process_pool_opts po = {.task_timeout_ns = 150 * EXE_NS_PER_MS};
 	struct exe_pool *p = NULL;
 	struct exe_future *f;
 
-	cr_assert_eq(exe_process_pool_create(&p, &o), 0);
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &po), 0);
 	cr_assert_eq(exe_pool_submit(p, spin_forever_ptr, NULL, &f), 0);
 	expect_failure(f, -ETIME, "timed out");
 	exe_future_unref(f);
@@ -632,6 +710,153 @@ Test(process_pool, cancel_of_queued_task_runs_its_callbacks)
 	exe_pool_destroy(p);
 }
 
+/* ---- work conservation: no task waits behind a busy worker ---- */
+
+/* Both workers of @p are ready: two tasks ran at once on two of them. */
+static void wait_two_ready(struct exe_pool *p)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		struct exe_future *f[2];
+		void *pid[2];
+
+		for (int i = 0; i < 2; i++)
+			cr_assert_eq(exe_pool_submit(p, publish_pid_after_ms, (void *)30, &f[i]), 0);
+		for (int i = 0; i < 2; i++) {
+			cr_assert_eq(exe_future_result(f[i], &pid[i], 20 * EXE_NS_PER_S), 0);
+			exe_future_unref(f[i]);
+		}
+		if (pid[0] != pid[1])
+			return;
+	}
+	cr_assert_fail("two workers never became ready");
+}
+
+static struct exe_pool *make_pool_fast_destroy(unsigned workers)
+{
+	struct exe_pool_opts o = {.workers = workers, .name = "wc"};
+	struct exe_process_pool_opts po = {.destroy_grace_ns = 50 * EXE_NS_PER_MS,
+	                                   .term_grace_ns = 50 * EXE_NS_PER_MS};
+	struct exe_pool *p = NULL;
+
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &po), 0);
+	return p;
+}
+
+Test(process_pool, an_idle_worker_takes_a_new_task_while_the_other_runs_a_long_one)
+{
+	struct exe_pool *p = make_pool_fast_destroy(2);
+	struct exe_future *lng, *mid, *quick;
+
+	wait_two_ready(p);
+	cr_assert_eq(exe_pool_submit(p, sleep_arg_ms, (void *)3000, &lng), 0);
+	cr_assert_eq(exe_pool_submit(p, sleep_arg_ms, (void *)50, &mid), 0);
+	wait_running(p, 2);
+	cr_assert_eq(exe_pool_submit(p, square, (void *)5, &quick), 0);
+	/* The worker running the 50 ms task is free well before the long
+	 * task ends: the quick task must not wait for the long one. */
+	cr_assert_eq(exe_future_result(quick, NULL, 2 * EXE_NS_PER_S), 0, "the quick task waited");
+	cr_assert_eq(exe_future_state(lng), EXE_FUTURE_RUNNING);
+	exe_future_unref(quick);
+	exe_future_unref(mid);
+	exe_pool_destroy(p); /* kills the long task after its grace */
+	cr_assert_eq(exe_future_code(lng), -ECANCELED);
+	exe_future_unref(lng);
+}
+
+Test(process_pool, two_long_tasks_right_after_create_run_on_two_workers)
+{
+	for (int round = 0; round < 3; round++) {
+		struct exe_pool *p = make_pool_fast_destroy(2);
+		struct exe_future *f[2];
+		void *pid[2];
+
+		for (int i = 0; i < 2; i++)
+			cr_assert_eq(exe_pool_submit(p, publish_pid_after_ms, (void *)300, &f[i]), 0);
+		for (int i = 0; i < 2; i++)
+			cr_assert_eq(exe_future_result(f[i], &pid[i], 20 * EXE_NS_PER_S), 0);
+		cr_assert_neq((intptr_t)pid[0], (intptr_t)pid[1], "round %d: both ran on worker %ld", round,
+		              (long)(intptr_t)pid[0]);
+		for (int i = 0; i < 2; i++)
+			exe_future_unref(f[i]);
+		exe_pool_destroy(p);
+	}
+}
+
+Test(process_pool, every_queued_task_is_pending_and_cancel_returns_0)
+{
+	struct exe_pool *p = make_pool_fast_destroy(2);
+	struct exe_future *busy[2], *q[8];
+	struct exe_pool_stats st;
+
+	wait_two_ready(p);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(exe_pool_submit(p, sleep_arg_ms, (void *)400, &busy[i]), 0);
+	wait_running(p, 2);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(exe_pool_submit(p, square, (void *)(intptr_t)i, &q[i]), 0);
+	sleep_ms(30); /* time for the collector to hand tasks out, if it did */
+	for (int i = 0; i < 8; i++) {
+		cr_assert_eq(exe_future_state(q[i]), EXE_FUTURE_PENDING, "task %d left the queue", i);
+		cr_assert_eq(exe_future_cancel(q[i]), 0, "task %d", i);
+		cr_assert_eq(exe_future_state(q[i]), EXE_FUTURE_CANCELLED, "task %d", i);
+	}
+	exe_pool_stats(p, &st);
+	cr_assert_eq(st.cancelled, 8);
+	cr_assert_eq(st.queued, 0);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(exe_future_result(busy[i], NULL, 20 * EXE_NS_PER_S), 0);
+		exe_future_unref(busy[i]);
+	}
+	for (int i = 0; i < 8; i++)
+		exe_future_unref(q[i]);
+	exe_pool_destroy(p);
+}
+
+Test(process_pool, a_crashing_task_does_not_wait_behind_a_long_one)
+{
+	struct exe_pool *p = make_pool_fast_destroy(2);
+	struct exe_future *lng, *mid, *crash, *after;
+
+	wait_two_ready(p);
+	cr_assert_eq(exe_pool_submit(p, sleep_arg_ms, (void *)3000, &lng), 0);
+	cr_assert_eq(exe_pool_submit(p, sleep_arg_ms, (void *)50, &mid), 0);
+	wait_running(p, 2);
+	cr_assert_eq(exe_pool_submit(p, segfault, NULL, &crash), 0);
+	cr_assert_eq(exe_pool_submit(p, square, (void *)4, &after), 0);
+	expect_failure(crash, -ECHILD, "signal 11");
+	cr_assert_eq(exe_future_state(lng), EXE_FUTURE_RUNNING, "the crash waited for the long task");
+	cr_assert_eq(exe_future_result(after, NULL, 2 * EXE_NS_PER_S), 0, "%s", exe_future_error(after));
+	cr_assert_eq(exe_future_state(lng), EXE_FUTURE_RUNNING);
+	exe_future_unref(crash);
+	exe_future_unref(after);
+	exe_future_unref(mid);
+	exe_pool_destroy(p);
+	exe_future_unref(lng);
+}
+
+Test(process_pool, a_crash_never_fails_a_task_that_had_not_started)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_future *f[40];
+
+	for (int i = 0; i < 40; i++)
+		cr_assert_eq(exe_pool_submit(p, i % 4 == 1 ? segfault : square, (void *)(intptr_t)i, &f[i]),
+		             0);
+	for (int i = 0; i < 40; i++) {
+		void *v = NULL;
+		int rc = exe_future_result(f[i], &v, 20 * EXE_NS_PER_S);
+
+		if (i % 4 == 1) {
+			cr_assert_eq(rc, -ECHILD, "crasher %d: %d", i, rc);
+		} else {
+			cr_assert_eq(rc, 0, "task %d failed: %s", i, exe_future_error(f[i]));
+			cr_assert_eq((intptr_t)v, (intptr_t)i * i);
+		}
+		exe_future_unref(f[i]);
+	}
+	exe_pool_destroy(p);
+}
+
 /* ---- payloads ---- */
 
 Test(process_pool, result_of_64_mib_arrives_intact)
@@ -644,7 +869,7 @@ Test(process_pool, result_of_64_mib_arrives_intact)
 
 	cr_assert_eq(exe_pool_submit_bytes(p, big_result, NULL, 0, NULL, &f), 0);
 	cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0, "%s", exe_future_error(f));
-	cr_assert_eq(exe_future_bytes(f, &data, &len), 0);
+	cr_assert_eq(exe_future_bytes(f, &data, &len, EXE_FOREVER), 0);
 	cr_assert_eq(len, BIG);
 	v = data;
 	for (size_t i = 0; i < BIG / 4; i++)
@@ -672,7 +897,7 @@ Test(process_pool, large_input_is_copied_at_submit)
 	cr_assert_eq(exe_pool_submit_bytes(p, sum_bytes, in, 1000, NULL, &f[1]), 0);
 	memset(in, 0, n);
 	cr_assert_eq(exe_future_result(f[0], NULL, EXE_FOREVER), 0, "%s", exe_future_error(f[0]));
-	cr_assert_eq(exe_future_bytes(f[0], &data, &len), 0);
+	cr_assert_eq(exe_future_bytes(f[0], &data, &len, EXE_FOREVER), 0);
 	cr_assert_eq(len, 8);
 	cr_assert_eq(*(const uint64_t *)data, want);
 	cr_assert_eq(exe_future_result(f[1], NULL, EXE_FOREVER), 0);
@@ -709,12 +934,67 @@ Test(process_pool, mib_payloads_round_trip_intact_in_any_size_order)
 
 		cr_assert_eq(exe_pool_submit_bytes(p, echo, in + k, sizes[k], NULL, &f), 0);
 		cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0, "%s", exe_future_error(f));
-		cr_assert_eq(exe_future_bytes(f, &data, &len), 0);
+		cr_assert_eq(exe_future_bytes(f, &data, &len, EXE_FOREVER), 0);
 		cr_assert_eq(len, sizes[k]);
 		cr_assert_eq(memcmp(data, in + k, len), 0, "payload %zu differs", k);
 		exe_future_unref(f);
 	}
 	free(in);
+	exe_pool_destroy(p);
+}
+
+/* The result built in place: its first 8 bytes are the length asked for
+ * (from the input), then a pattern; "fail" after the allocation fails. */
+static int build_in_place(const void *in, size_t len, void **out, size_t *out_len)
+{
+	uint64_t want;
+	unsigned char *b;
+
+	if (len == 4 && !memcmp(in, "fail", 4)) {
+		*out = exe_proc_result_alloc(1 << 20);
+		return exe_task_set_error(-EIO, "failed after allocating");
+	}
+	memcpy(&want, in, sizeof(want));
+	b = exe_proc_result_alloc(want);
+	if (!b)
+		return -ENOMEM;
+	for (uint64_t i = 0; i < want; i++)
+		b[i] = (unsigned char)(i * 7 + want);
+	*out = b;
+	*out_len = want;
+	return 0;
+}
+
+Test(process_pool, results_built_in_place_arrive_intact_whatever_their_size)
+{
+	static const uint64_t sizes[] = {1 << 20, 1 << 20,       3,        0,      100000,
+	                                 1 << 20, (1 << 20) + 1, 5u << 20, 1 << 20};
+	struct exe_pool *p = make_pool(1);
+	void *outside = exe_proc_result_alloc(10);
+
+	cr_assert_not_null(outside, "outside a task it is malloc()");
+	free(outside);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct exe_future *f;
+		const void *data;
+		size_t len;
+
+		cr_assert_eq(exe_pool_submit_bytes(p, build_in_place, &sizes[k], sizeof(sizes[k]), NULL, &f),
+		             0);
+		cr_assert_eq(exe_future_bytes(f, &data, &len, 20 * EXE_NS_PER_S), 0, "size %lu: %s",
+		             (unsigned long)sizes[k], exe_future_error(f));
+		cr_assert_eq(len, sizes[k]);
+		for (uint64_t i = 0; i < len; i++)
+			if (((const unsigned char *)data)[i] != (unsigned char)(i * 7 + sizes[k]))
+				cr_assert_fail("size %lu: byte %lu differs", (unsigned long)sizes[k],
+				               (unsigned long)i);
+		exe_future_unref(f);
+		if (k == 1) { /* a failure after the allocation takes the block back */
+			cr_assert_eq(exe_pool_submit_bytes(p, build_in_place, "fail", 4, NULL, &f), 0);
+			expect_failure(f, -EIO, "failed after allocating");
+			exe_future_unref(f);
+		}
+	}
 	exe_pool_destroy(p);
 }
 
@@ -733,7 +1013,7 @@ Test(process_pool, result_bytes_outlive_the_pool)
 	}
 	exe_pool_destroy(p);
 	for (int i = 0; i < 2; i++) {
-		cr_assert_eq(exe_future_bytes(f[i], &data, &len), 0);
+		cr_assert_eq(exe_future_bytes(f[i], &data, &len, EXE_FOREVER), 0);
 		cr_assert_eq(len, 1u << 20);
 		cr_assert_eq(((const unsigned char *)data)[12345], 7);
 		exe_future_unref(f[i]);
@@ -938,7 +1218,8 @@ Test(process_pool, chunked_map_times_out_with_etimedout)
 
 Test(process_pool, chunk_time_limit_fails_the_element_that_ran_past_it)
 {
-	struct exe_pool_opts po = {.workers = 1, .task_timeout_ns = 100 * EXE_NS_PER_MS};
+	struct exe_pool_opts o1 = {.workers = 1};
+	struct exe_process_pool_opts po = {.task_timeout_ns = 100 * EXE_NS_PER_MS};
 	struct exe_map_opts o = {.chunk = 8};
 	struct exe_pool *p = NULL;
 	void *args[8], *res[8];
@@ -946,13 +1227,132 @@ Test(process_pool, chunk_time_limit_fails_the_element_that_ran_past_it)
 
 	for (int i = 0; i < 8; i++)
 		args[i] = (void *)(intptr_t)(i == 5 ? 5000 : 1);
-	cr_assert_eq(exe_process_pool_create(&p, &po), 0);
-	/* The chunk may take 8 x 100 ms; element 5 alone takes 5 s. */
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o1, &po), 0);
+	/* The chunk may take 8 x 100 ms; element 5 alone takes 5 s: the
+	 * element's own limit (-ETIME), not the caller's wait (-ETIMEDOUT). */
 	cr_assert_eq(exe_pool_map_opts(p, sleep_arg_ms, args, 8, res, &o, &bad), -ETIME);
 	cr_assert_eq(bad, 5);
 	for (int i = 0; i < 5; i++)
 		cr_assert_eq((intptr_t)res[i], 1);
 	expect_square(p, 8);
+	exe_pool_destroy(p);
+}
+
+/* ---- the lazy map in chunks ---- */
+
+static int pid_and_index(void *arg, void **result)
+{
+	*result = (void *)(((intptr_t)getpid() << 32) | (intptr_t)arg);
+	return 0;
+}
+
+Test(process_pool, lazy_map_sends_chunks_and_hands_results_out_in_order)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_map_opts o = {.chunk = 64, .window = 512};
+	size_t n = 10000, k = 0;
+	void **args = malloc(n * sizeof(*args));
+	intptr_t *pid = malloc(n * sizeof(*pid));
+	struct exe_map_iter *it = NULL;
+	void *v;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)i;
+	cr_assert_eq(exe_pool_map_open(&it, p, pid_and_index, args, n, &o), 0);
+	while ((rc = exe_map_next(it, &v, 20 * EXE_NS_PER_S)) == 0) {
+		cr_assert_eq(exe_map_index(it), k);
+		cr_assert_eq((intptr_t)v & 0xffffffff, (intptr_t)k, "element %zu out of order", k);
+		pid[k++] = (intptr_t)v >> 32;
+	}
+	cr_assert_eq(rc, -EPIPE);
+	cr_assert_eq(k, n);
+	/* One chunk, one message, one worker: 64 elements in a row ran in the
+	 * same process. */
+	for (size_t c = 0; c < n / 64; c++)
+		for (size_t i = 1; i < 64; i++)
+			cr_assert_eq(pid[c * 64 + i], pid[c * 64], "chunk %zu split between workers", c);
+	exe_map_close(it);
+	free(args);
+	free(pid);
+	exe_pool_destroy(p);
+}
+
+/* Elements 64..71 form chunk 8 (chunk 8 elements): element 70 fails or
+ * crashes, 71 never runs, the rest of the map goes on. */
+static void lazy_chunk_failure_case(exe_task_fn *fn, int code, bool crash)
+{
+	struct exe_pool *p = make_pool(2);
+	struct exe_map_opts o = {.chunk = 8, .window = 64};
+	size_t n = 200, k = 0;
+	void **args = malloc(n * sizeof(*args));
+	struct exe_map_iter *it = NULL;
+	void *v;
+	int rc;
+
+	map_shared();
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)i;
+	cr_assert_eq(exe_pool_map_open(&it, p, fn, args, n, &o), 0);
+	while ((rc = exe_map_next(it, &v, 20 * EXE_NS_PER_S)) != -EPIPE) {
+		cr_assert_eq(exe_map_index(it), k);
+		if (k == 70) {
+			cr_assert_eq(rc, code, "element 70: %d", rc);
+		} else if (k == 71) {
+			cr_assert_eq(rc, -ECANCELED, "element 71, after the failure in its chunk: %d", rc);
+		} else {
+			cr_assert_eq(rc, 0, "element %zu: %d", k, rc);
+			cr_assert_eq((intptr_t)v, crash ? (intptr_t)k + 1000 : (intptr_t)k * 3);
+		}
+		k++;
+	}
+	cr_assert_eq(k, n);
+	exe_map_close(it);
+	free(args);
+	unmap_shared();
+	exe_pool_destroy(p);
+}
+
+static int fail_at_70(void *arg, void **result)
+{
+	intptr_t x = (intptr_t)arg;
+
+	if (x == 70)
+		return exe_task_set_error(-EIO, "element %d failed", (int)x);
+	*result = (void *)(x * 3);
+	return 0;
+}
+
+Test(process_pool, lazy_map_chunk_failure_fails_its_element_and_the_map_goes_on)
+{
+	lazy_chunk_failure_case(fail_at_70, -EIO, false);
+}
+
+Test(process_pool, lazy_map_chunk_crash_fails_its_element_and_the_map_goes_on)
+{
+	lazy_chunk_failure_case(crash_at_70, -ECHILD, true);
+}
+
+Test(process_pool, lazy_map_close_cancels_chunks_not_started)
+{
+	struct exe_pool *p = make_pool(1);
+	struct exe_map_opts o = {.chunk = 4, .window = 64};
+	size_t n = 400;
+	void **args = malloc(n * sizeof(*args));
+	struct exe_map_iter *it = NULL;
+	struct exe_pool_stats st;
+	void *v;
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)20; /* 20 ms each: 80 ms a chunk */
+	cr_assert_eq(exe_pool_map_open(&it, p, sleep_arg_ms, args, n, &o), 0);
+	cr_assert_eq(exe_map_next(it, &v, 20 * EXE_NS_PER_S), 0);
+	cr_assert_eq((intptr_t)v, 20);
+	exe_map_close(it); /* one chunk runs, the other 15 in the window never start */
+	exe_pool_stats(p, &st);
+	cr_assert_geq(st.cancelled, 14, "cancelled %lu", (unsigned long)st.cancelled);
+	cr_assert_leq(st.submitted, 17, "the map went past its window: %lu", (unsigned long)st.submitted);
+	free(args);
 	exe_pool_destroy(p);
 }
 
@@ -1007,11 +1407,11 @@ Test(process_pool, shutdown_cancel_pending_cancels_queued_and_finishes_running)
 	cr_assert_eq(exe_future_result(run, &v, 0), 0);
 	cr_assert_eq((intptr_t)v, 200);
 	exe_pool_stats(p, &st);
-	/* One task may already have been handed to the worker behind the
-	 * running one: it is started, not queued, and runs. */
-	for (int i = 1; i < 6; i++)
+	/* Nothing is handed to a busy worker ahead of time: every task that
+	 * had not started is cancelled. */
+	for (int i = 0; i < 6; i++)
 		cr_assert_eq(exe_future_state(q[i]), EXE_FUTURE_CANCELLED, "task %d", i);
-	cr_assert_geq(st.cancelled, 5);
+	cr_assert_eq(st.cancelled, 6);
 	cr_assert_eq(st.workers, 0);
 	for (int i = 0; i < 6; i++)
 		exe_future_unref(q[i]);
@@ -1040,7 +1440,8 @@ Test(process_pool, destroy_kills_stragglers_after_grace_period)
 
 Test(process_pool, recycling_with_a_backlog_runs_every_task_on_fresh_workers)
 {
-	struct exe_pool_opts o = {.workers = 2, .max_tasks_per_worker = 3};
+	struct exe_pool_opts o = {.workers = 2};
+	struct exe_process_pool_opts po = {.max_tasks_per_worker = 3};
 	struct exe_pool *p = NULL;
 	struct exe_future *f[60];
 	struct exe_pool_stats st;
@@ -1048,7 +1449,7 @@ Test(process_pool, recycling_with_a_backlog_runs_every_task_on_fresh_workers)
 	int distinct = 0;
 	int64_t t0 = exe_now_ns();
 
-	cr_assert_eq(exe_process_pool_create(&p, &o), 0);
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &po), 0);
 	for (int i = 0; i < 60; i++)
 		cr_assert_eq(exe_pool_submit(p, my_pid, NULL, &f[i]), 0);
 	for (int i = 0; i < 60; i++) {
@@ -1138,6 +1539,108 @@ static bool process_gone(pid_t pid)
 	fclose(fp);
 	s = s ? strrchr(buf, ')') : NULL;
 	return !s || s[2] == 'Z' || s[2] == 'X';
+}
+
+static void wait_gone(pid_t pid, const char *what)
+{
+	for (int i = 0; i < 3000 && !process_gone(pid); i++)
+		sleep_ms(1);
+	cr_assert(process_gone(pid), "%s %d is still alive", what, (int)pid);
+}
+
+Test(process_pool, a_tasks_process_tree_ends_with_its_worker)
+{
+	struct exe_pool_opts o = {.workers = 1};
+	struct exe_process_pool_opts po = {.kill_on_cancel = true, .term_grace_ns = 50 * EXE_NS_PER_MS};
+	struct exe_pool *p = NULL;
+	struct exe_future *f;
+
+	map_shared();
+	cr_assert_eq(exe_process_pool_create_opts(&p, &o, &po), 0);
+	cr_assert_eq(exe_pool_submit(p, start_processes_and_hang, NULL, &f), 0);
+	while (!shm->pid)
+		sleep_ms(1);
+	cr_assert(!process_gone(shm->child) && !process_gone(shm->grandchild));
+	cr_assert_eq(exe_future_cancel(f), -EBUSY);
+	expect_failure(f, -ECANCELED, "cancelled while running");
+	wait_gone(shm->pid, "worker");
+	wait_gone(shm->child, "the task's child");
+	wait_gone(shm->grandchild, "the task's daemonized grandchild");
+	exe_future_unref(f);
+	expect_square(p, 3); /* the pool goes on */
+	exe_pool_destroy(p);
+	unmap_shared();
+}
+
+Test(process_pool, a_tasks_process_tree_ends_when_the_parent_is_killed)
+{
+	pid_t app;
+
+	map_shared();
+	app = fork();
+	if (app == 0) {
+		struct exe_pool *p = NULL;
+		struct exe_future *f;
+
+		if (exe_process_pool_create(&p, &(struct exe_pool_opts){.workers = 1}))
+			_exit(1);
+		exe_pool_submit(p, start_processes_and_hang, NULL, &f);
+		for (;;)
+			pause(); /* killed by the test */
+	}
+	while (!shm->pid)
+		sleep_ms(1);
+	kill(app, SIGKILL);
+	cr_assert_eq(waitpid(app, NULL, 0), app);
+	wait_gone(shm->server_pid, "fork server");
+	wait_gone(shm->pid, "worker");
+	wait_gone(shm->child, "the task's child");
+	wait_gone(shm->grandchild, "the task's daemonized grandchild");
+	unmap_shared();
+}
+
+/* The fork server killed from outside (SIGKILL, or SIGTERM which it takes
+ * as a request to clean up): running tasks fail with -ECHILD, the pool is
+ * broken for good (-ENOTRECOVERABLE, with a message), destroy still leaves
+ * nothing behind. */
+static void server_death_case(int sig)
+{
+	int fds_before = count_fds();
+	struct exe_pool *p;
+	struct exe_future *f, *g;
+	int rc = 0;
+
+	map_shared();
+	p = make_pool(2);
+	cr_assert_eq(exe_pool_submit(p, publish_pid_and_hang, NULL, &f), 0);
+	while (!shm->pid)
+		sleep_ms(1);
+	kill(shm->server_pid, sig);
+	expect_failure(f, -ECHILD, "fork server died");
+	for (int i = 0; i < 3000 && !exe_pool_error(p); i++)
+		sleep_ms(1);
+	cr_assert_not_null(exe_pool_error(p));
+	cr_assert_not_null(strstr(exe_pool_error(p), "fork server"), "%s", exe_pool_error(p));
+	rc = exe_pool_submit(p, square, (void *)2, &g);
+	cr_assert_eq(rc, -ENOTRECOVERABLE);
+	wait_gone(shm->pid, "worker");
+	exe_future_unref(f);
+	exe_pool_destroy(p);
+	cr_assert_eq(count_fds(), fds_before);
+	errno = 0;
+	cr_assert_eq(waitpid(-1, NULL, WNOHANG), -1);
+	cr_assert_eq(errno, ECHILD, "a child process is left");
+	unmap_shared();
+}
+
+Test(process_pool, fork_server_killed_breaks_the_pool_for_good)
+{
+	server_death_case(SIGKILL);
+}
+
+Test(process_pool, fork_server_terminated_breaks_the_pool_for_good)
+{
+	server_death_case(SIGTERM);
 }
 
 Test(process_pool, workers_die_with_the_parent)

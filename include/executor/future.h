@@ -85,8 +85,11 @@ EXE_API bool exe_future_is_finished(const struct exe_future *f);
  * An infinite wait on a pending thread-pool task may run the task on the
  * calling thread (see exe_pool_opts.no_caller_runs): a wait can never
  * deadlock on a pool whose workers are all waiting.
+ * A pool task (or continuation) waiting on its own future, or on a task
+ * whose run is below it on the same thread's stack, would wait forever.
  * Return: 0 when finished, -ETIMEDOUT (not finished in time, 0 included),
- * -EINVAL (NULL @f).
+ * -EINVAL (NULL @f), -EDEADLK (@f is running on the calling thread; a poll
+ * with timeout 0 still says -ETIMEDOUT).
  */
 EXE_API int exe_future_wait(struct exe_future *f, int64_t timeout_ns);
 
@@ -244,7 +247,8 @@ enum exe_wait_mode {
  * (as in Python, where a cancelled future is not an exception), so it does
  * not end the wait early.
  * Return: the number of distinct finished futures (>= 0) when the condition
- * holds, -ETIMEDOUT when @timeout_ns passed first, -EINVAL, -ENOMEM.
+ * holds, -ETIMEDOUT when @timeout_ns passed first, -EINVAL, -ENOMEM,
+ * -EDEADLK (a future the condition needs is running on the calling thread).
  */
 EXE_API int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, int64_t timeout_ns);
 

@@ -30,7 +30,12 @@
  *
  * Timeouts are nanoseconds on CLOCK_MONOTONIC: negative waits forever, 0
  * polls (never waits), positive waits at most that long; a wait whose bound
- * passed, 0 included, is -ETIMEDOUT.
+ * passed, 0 included, is -ETIMEDOUT. The bound covers the queue's internal
+ * lock too: a process stopped while it holds the lock (SIGSTOP, a debugger)
+ * delays nobody past their timeout, and exe_ipc_queue_close() and
+ * exe_ipc_queue_count() never wait for it (count then reports the count as
+ * of the last completed put or get). A forever wait behind a stopped holder
+ * waits for it, as it would on any lock.
  */
 #ifndef EXECUTOR_IPC_H
 #define EXECUTOR_IPC_H

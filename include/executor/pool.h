@@ -13,8 +13,14 @@
  * Waiting inside a task. A task that waits (forever) on another pending task
  * of the same pool runs that task itself, and while the task it waits for
  * runs on another thread it runs other queued tasks of the pool rather than
- * sleep (fork-join "help while you wait", at most 16 deep); so nested waits
- * cannot deadlock, even with one worker. An infinite wait from outside the
+ * sleep (fork-join "help while you wait"). Such runs nest on the waiting
+ * thread's stack at most 256 deep, and never within 256 KiB of its end; past
+ * that the waiter sleeps, and when every worker of the pool sleeps in such a
+ * wait the pool starts a temporary thread (it runs the init function too)
+ * that takes queued tasks and leaves once a worker is back, as Java's
+ * ForkJoinPool compensates blocked workers. So nested waits cannot deadlock,
+ * even with one worker and a chain of waits deeper than any stack. A task
+ * waiting on its own future (or on a task it runs on top of) gets -EDEADLK. An infinite wait from outside the
  * pool does the same ("caller runs"), which saves a cross-core wake-up and
  * keeps the waiting thread busy; the wait may then return up to one task's
  * run time after its own task finished. Set exe_pool_opts.no_caller_runs (or
@@ -68,11 +74,8 @@ struct exe_pool_opts {
 	void *init_arg;
 	/* Never run a task on a thread that waits for it (see above). */
 	bool no_caller_runs;
-	/* Process pools: replace a worker after this many tasks (0: never). */
-	unsigned max_tasks_per_worker;
-	/* Process pools: a task running longer gets SIGTERM, then SIGKILL after
-	 * a grace period; its future fails with -ETIME (0: no limit). */
-	int64_t task_timeout_ns;
+	/* Process-pool-only settings (recycling, task time limits) are in
+	 * struct exe_process_pool_opts (process_pool.h). */
 };
 
 enum exe_submit_flags {
@@ -88,7 +91,7 @@ struct exe_submit_opts {
 	int64_t block_timeout_ns;
 	exe_free_fn *result_free; /* the task's value is freed with its future */
 	/* Process pools: this task's time limit (-ETIME past it); 0: the pool's
-	 * exe_pool_opts.task_timeout_ns. */
+	 * exe_process_pool_opts.task_timeout_ns. */
 	int64_t task_timeout_ns;
 };
 
@@ -113,9 +116,9 @@ struct exe_pool_stats {
 /*
  * exe_thread_pool_create - start a pool of worker threads.
  * @opts may be NULL (all defaults). Returns at once; inits run on the workers.
- * max_tasks_per_worker and task_timeout_ns are for process pools: a thread
- * cannot be killed safely, so a thread pool refuses them (-EINVAL); a running
- * thread task is stopped cooperatively (exe_future_cancel()).
+ * A thread cannot be killed safely, so a running thread task is stopped
+ * cooperatively (exe_future_cancel()); per-task time limits and recycling
+ * are process-pool settings (exe_process_pool_opts).
  * Return: 0 with *@out, -EINVAL, -ENOMEM, -EAGAIN (no threads).
  */
 EXE_API int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *opts);
@@ -135,6 +138,24 @@ EXE_API int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, stru
  */
 EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
                                  const struct exe_submit_opts *o, struct exe_future **out);
+
+/*
+ * exe_pool_submit_many - queue fn(args[i]) for every i < @n as one batch.
+ * The batch is accepted whole or not at all. A thread pool allocates every
+ * future first, then queues the batch under one lock hold and wakes as many
+ * sleeping workers as the batch can use with one system call: far cheaper
+ * than @n submits for many small tasks. @out (may be NULL: fire and forget)
+ * has room for @n pointers and receives a reference to each task's future,
+ * in order. A bounded queue takes the batch only if all of it fits (never
+ * blocks). Other pool kinds submit one by one; a failure midway cancels the
+ * tasks of the batch already queued (one that already started may run).
+ * @n == 0 does nothing and returns 0. Any thread, tasks included.
+ * Return: 0, -EINVAL (@p, @fn or @args NULL with @n > 0), -ESHUTDOWN,
+ * -ENOTRECOVERABLE (broken), -EAGAIN (a bounded queue has not room for @n),
+ * -ENOMEM.
+ */
+EXE_API int exe_pool_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
+                                 struct exe_future **out);
 
 /*
  * exe_pool_map - run fn(args[i]) for i < n, results in order in @results
@@ -180,13 +201,13 @@ struct exe_map_opts {
  * arguments (their bit patterns) to a worker, which runs fn on each element
  * in order and sends the chunk's values back in one message. So:
  *  - a failing element stops its chunk: the elements after it in the chunk
- *    never run; chunks already handed to a worker (prefetch) still run;
+ *    never run; chunks already running on other workers run to their end;
  *  - a worker crash fails the first element of the chunk that had not
  *    finished with -ECHILD, as a single task whose worker died (a time
  *    limit: -ETIME, a protocol error: -EBADMSG); the elements before it
  *    keep their values, the ones after it in the chunk never run; a
  *    replacement worker starts and the pool goes on;
- *  - exe_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its
+ *  - exe_process_pool_opts.task_timeout_ns bounds a chunk as a whole, scaled by its
  *    element count; max_tasks_per_worker counts a chunk as one task;
  *  - a message set with exe_task_set_error() belongs to its element only
  *    (a map returns codes, not messages).
@@ -212,8 +233,8 @@ struct exe_map_iter;
  * are submitted as the window frees up, by exe_map_next() on the calling
  * thread; nothing runs before the first exe_map_next(). @o may be NULL (all
  * defaults); @o->timeout_ns must be 0 (each exe_map_next() takes its own
- * timeout); @o->chunk is accepted for pools that map in chunks (none does
- * yet: one task per element).
+ * timeout); @o->chunk: process pools send that many elements per message
+ * (see process_pool.h), thread pools run one task per element.
  *
  *	struct exe_map_iter *it;
  *	void *v;
