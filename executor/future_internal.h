@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "executor.h"
+#include "executor/sibling.h"
 #include "executor/alloc.h" /* EXE__TLS */
 
 #define EXE__STATE_MASK 0x7u
@@ -39,6 +40,10 @@ struct exe__future_ops {
 	 * same owner meanwhile (work while waiting, not sleep). Return true
 	 * when it made progress (ran or dropped a queue entry). */
 	bool (*help_other)(struct exe_future *f);
+	/* The result bytes of a DONE future whose value holds bytes (process
+	 * pool and MPI bytes tasks): exe_future_bytes() accepts exactly the
+	 * futures whose ops have this hook. */
+	void (*bytes)(const struct exe_future *f, const void **data, size_t *len);
 	/* A worker of the owner is about to sleep until @f finishes (@blocked
 	 * true), or woke up (false): the owner may start a thread to keep its
 	 * queue moving. Called only on the owner's own worker threads. */
@@ -75,7 +80,7 @@ struct exe_future {
 
 /* A new PENDING future with @refs references. NULL on allocation failure.
  * Unpublished, it is freed with exe__future_discard(), never exe__free(). */
-struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs);
+EXE__SIBLING struct exe_future *exe__future_new(const struct exe__future_ops *ops, void *owner, uint32_t refs);
 
 /* Like exe__future_new(), for a producer's larger object whose first member
  * is the future (@size >= sizeof(struct exe_future)): one allocation per
@@ -121,10 +126,10 @@ void exe__future_complete_owned(struct exe_future *f, int code, void *value, cha
 
 /* Complete @f from any thread, racing other completers: 0, or -EALREADY
  * (then @msg is freed and @value not taken). @code 0 -> DONE. */
-int exe__future_complete(struct exe_future *f, int code, void *value, exe_free_fn *free_fn, char *msg);
+EXE__SIBLING int exe__future_complete(struct exe_future *f, int code, void *value, exe_free_fn *free_fn, char *msg);
 
 /* Cancel @f only if it has not started: 0, -EBUSY, -EALREADY. */
-int exe__future_cancel_pending(struct exe_future *f);
+EXE__SIBLING int exe__future_cancel_pending(struct exe_future *f);
 
 /* Make @f the current task of this thread (continuations); returns the
  * previous one to restore. */

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "executor.h"
+#include "executor/sibling.h"
 
 struct exe__pool_ops {
 	int (*submit)(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
@@ -69,7 +70,7 @@ struct exe_pool {
 };
 
 /* Break @p with a message; only the first call counts. Any thread. */
-void exe__pool_mark_broken(struct exe_pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+EXE__SIBLING void exe__pool_mark_broken(struct exe_pool *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Whether @p is broken (or being marked so): stop accepting, fail tasks. */
 static inline bool exe__pool_is_broken(struct exe_pool *p)
@@ -80,7 +81,7 @@ static inline bool exe__pool_is_broken(struct exe_pool *p)
 
 /* A copy of the broken message for a failing future (NULL if not yet
  * complete or out of memory: the future then fails with the bare code). */
-char *exe__pool_broken_msg(struct exe_pool *p);
+EXE__SIBLING char *exe__pool_broken_msg(struct exe_pool *p);
 
 /* The generic map: one task per element through ops->submit, collected in
  * order. Same arguments as exe__pool_ops.map (the chunk is not needed). */

@@ -78,12 +78,21 @@ void exe__proc_bytes_free(void *p)
 	exe__free(b);
 }
 
+void exe__proc_bytes_of(const struct exe_future *f, const void **data, size_t *len)
+{
+	const struct bytes *b = f->value;
+
+	*data = b->len ? b->data : NULL;
+	*len = b->len;
+}
+
+/* Any future kind that carries bytes (this pool's, the MPI pool's) says how
+ * to read them through its ops. */
 int exe_future_bytes(struct exe_future *f, const void **data, size_t *len, int64_t timeout_ns)
 {
-	const struct bytes *b;
 	int rc;
 
-	if (!f || !data || !len || f->ops != &exe__proc_bytes_ops)
+	if (!f || !data || !len || !f->ops || !f->ops->bytes)
 		return -EINVAL;
 	rc = exe_future_wait(f, timeout_ns);
 	if (rc)
@@ -91,9 +100,7 @@ int exe_future_bytes(struct exe_future *f, const void **data, size_t *len, int64
 	rc = exe_future_code(f); /* acquire: the value is published with the state */
 	if (rc)
 		return rc;
-	b = f->value;
-	*data = b->len ? b->data : NULL;
-	*len = b->len;
+	f->ops->bytes(f, data, len);
 	return 0;
 }
 

@@ -298,6 +298,8 @@ void exe__proc_wake(struct exe__proc_pool *pp);
 extern const struct exe__pool_ops exe__proc_pool_ops;
 extern const struct exe__future_ops exe__proc_ptr_ops;   /* pointer tasks, map chunks */
 extern const struct exe__future_ops exe__proc_bytes_ops; /* bytes tasks */
+/* The bytes of a DONE bytes task (the ops' bytes hook). */
+void exe__proc_bytes_of(const struct exe_future *f, const void **data, size_t *len);
 
 /* A zeroed task record with room for @inline_len input bytes. */
 struct exe__ptask *exe__proc_task_new(size_t inline_len);

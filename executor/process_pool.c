@@ -188,6 +188,7 @@ const struct exe__future_ops exe__proc_ptr_ops = {
 const struct exe__future_ops exe__proc_bytes_ops = {
     .cancelled = task_cancelled,
     .cancel_running = task_cancel_running,
+    .bytes = exe__proc_bytes_of,
 };
 
 /* ---- submit ---- */

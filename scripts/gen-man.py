@@ -260,6 +260,8 @@ def main():
             if len(f) < 3 or f[1] == 'A':  # version nodes of the symbol map
                 continue
             sym = f[2].split('@')[0]
+            if sym.startswith('exe__'):  # internal, exported for libexecutor-mpi only
+                continue
             if not os.path.exists(os.path.join(man3, sym + '.3')):
                 print('%s exports %s, which has no man page: document it in its header '
                       '("/*\\n * %s - summary.\\n ...")' % (lib, sym, sym))

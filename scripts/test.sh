@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh - build and run the whole test suite:
 #   1. a warnings-as-errors build: unit tests, stress tests, examples;
+#      then the MPI pool's tests under mpirun (skipped where MPI is missing);
 #   2. the installed package: headers, pkg-config file and CMake package
 #      used by a program built outside the tree;
 #   3. AddressSanitizer + UBSan (LeakSanitizer included): unit and stress tests;
@@ -42,7 +43,14 @@ configure_build() {
 
 step "build (RelWithDebInfo, -Werror) and run unit, stress and example tests"
 configure_build "$out/test" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-run_ctest "$out/test"
+run_ctest "$out/test" -LE mpi
+
+step "the MPI pool under mpirun (3 and 2 ranks, spawn, a killed rank, the example)"
+if [ -x "$out/test/tests/test_mpi" ]; then
+	run_ctest "$out/test" -L mpi
+else
+	echo "skipped: MPI not found (install libopenmpi-dev openmpi-bin); libexecutor-mpi was not built"
+fi
 
 step "install into a temporary prefix and build against it"
 prefix=$(mktemp -d)
@@ -83,6 +91,29 @@ if $man_ok && "$prefix/hello_pkgconfig" && LD_LIBRARY_PATH="$pc_libdir" "$prefix
 	passed=$((passed + 1))
 else
 	failed=$((failed + 1))
+fi
+
+if pkg-config --exists executor-mpi; then
+	# The MPI pool's package entries: pkg-config and the CMake component.
+	# shellcheck disable=SC2046
+	cc -std=c17 -Wall -Werror -o "$prefix/primes_pkgconfig" "$root/examples/mpi_primes.c" \
+		$(pkg-config --cflags --libs executor-mpi) -Wl,-rpath,"$pc_libdir"
+	mkdir -p "$prefix/consumer_mpi"
+	cat >"$prefix/consumer_mpi/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.18)
+project(consumer_mpi C)
+find_package(executor REQUIRED COMPONENTS mpi)
+add_executable(primes_cmake "$root/examples/mpi_primes.c")
+target_link_libraries(primes_cmake PRIVATE executor::mpi)
+CMAKE
+	cmake -S "$prefix/consumer_mpi" -B "$prefix/consumer_mpi/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+	cmake --build "$prefix/consumer_mpi/build" >/dev/null
+	if "$prefix/primes_pkgconfig" --pool thread --blocks 20 &&
+		LD_LIBRARY_PATH="$pc_libdir" "$prefix/consumer_mpi/build/primes_cmake" --pool thread --blocks 20; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
 fi
 
 step "AddressSanitizer + UBSan: unit and stress tests"
