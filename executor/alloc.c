@@ -25,7 +25,7 @@
  *    reuse by another. fork() happens with depot_lock held (pthread_atfork,
  *    armed before the first depot use).
  */
-#include "executor/alloc.h"
+#include "alloc.h"
 
 #include <pthread.h>
 #include <stdarg.h>

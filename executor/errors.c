@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "executor/errors.h"
-#include "executor.h"
+#include "errors.h"
+#include <executor.h>
 
 struct hook {
 	exe_error_hook_fn *fn;

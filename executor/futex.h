@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executor/park.h"
+#include "park.h"
 
 /* Sleep while *@word == @expected, until woken or @deadline_ns (< 0: none).
  * Return: 0 (woken, or the word had changed, or a signal), -ETIMEDOUT;

@@ -31,10 +31,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/future_internal.h"
-#include "executor/futex.h"
+#include "alloc.h"
+#include "errors.h"
+#include "future_internal.h"
+#include "futex.h"
 
 /* Memory per pending pool task: the future is the task. */
 _Static_assert(sizeof(struct exe_future) <= EXE__SMALL_SIZE, "a future must fit a small block");

@@ -9,8 +9,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "executor/alloc.h"
-#include "executor/future_internal.h"
+#include "alloc.h"
+#include "future_internal.h"
 
 static const struct exe__future_ops derived_ops = {0};
 

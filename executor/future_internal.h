@@ -12,9 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "executor.h"
-#include "executor/sibling.h"
-#include "executor/alloc.h" /* EXE__TLS */
+#include <executor.h>
+#include "sibling.h"
+#include "alloc.h" /* EXE__TLS */
 
 #define EXE__STATE_MASK 0x7u
 #define EXE__CANCEL_REQ (1u << 3) /* exe_future_cancel() on RUNNING work */

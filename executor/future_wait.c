@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/futex.h"
-#include "executor/future_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include "futex.h"
+#include "future_internal.h"
 
 /* ---- the shared waiter ---- */
 

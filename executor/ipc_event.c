@@ -24,10 +24,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/ipc.h"
-#include "executor/ipc_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include <executor/ipc.h>
+#include "ipc_internal.h"
 
 #define EVENT_MAGIC 0x65786545U /* "exeE" */
 

@@ -30,10 +30,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/ipc_internal.h"
-#include "executor/ipc.h"
+#include "alloc.h"
+#include "errors.h"
+#include "ipc_internal.h"
+#include <executor/ipc.h>
 
 #define MUTEX_MAGIC 0x6578654dU /* "exeM" */
 

@@ -61,10 +61,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/ipc_internal.h"
-#include "executor/ipc.h"
+#include "alloc.h"
+#include "errors.h"
+#include "ipc_internal.h"
+#include <executor/ipc.h>
 
 #define QUEUE_MAGIC 0x65786551U /* "exeQ" */
 #define DEFAULT_MSGS 64

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/future_internal.h"
-#include "executor/pool_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include "future_internal.h"
+#include "pool_internal.h"
 
 int exe_pool_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe_future **out)
 {

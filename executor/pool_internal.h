@@ -8,8 +8,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#include "executor.h"
-#include "executor/sibling.h"
+#include <executor.h>
+#include "sibling.h"
 
 struct exe__pool_ops {
 	int (*submit)(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,

@@ -21,10 +21,10 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/future_internal.h"
-#include "executor/pool_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include "future_internal.h"
+#include "pool_internal.h"
 
 struct each_iter {
 	struct exe_map_iter base; /* first: the public handle */

@@ -32,8 +32,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "executor/alloc.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "proc_internal.h"
 
 #define MIN_SHIFT 16
 

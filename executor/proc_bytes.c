@@ -14,9 +14,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/future_internal.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "future_internal.h"
+#include "proc_internal.h"
 
 /* ---- result bytes ---- */
 

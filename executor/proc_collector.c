@@ -58,10 +58,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/future_internal.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include "future_internal.h"
+#include "proc_internal.h"
 
 enum wstate { W_SPAWNING, W_STARTING, W_READY, W_RETIRING };
 

@@ -37,8 +37,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "proc_internal.h"
 
 static uint32_t header_hash(const struct exe__frame *h)
 {

@@ -20,8 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "executor.h"
-#include "executor/pool_internal.h"
+#include <executor.h>
+#include "pool_internal.h"
 
 /* ---- the channel frame ---- */
 

@@ -17,10 +17,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/future_internal.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include "future_internal.h"
+#include "proc_internal.h"
 
 void exe__pmap_unref(struct exe__pmap *m)
 {

@@ -63,9 +63,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/future_internal.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "future_internal.h"
+#include "proc_internal.h"
 
 #define WORKER_EXIT_CHANNEL 120
 #define WORKER_EXIT_BADFRAME 121

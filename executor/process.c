@@ -31,9 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/process.h"
+#include "alloc.h"
+#include "errors.h"
+#include <executor/process.h>
 
 #ifndef P_PIDFD
 #define P_PIDFD 3

@@ -41,11 +41,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/future_internal.h"
-#include "executor/pool_internal.h"
-#include "executor/proc_internal.h"
+#include "alloc.h"
+#include "errors.h"
+#include "future_internal.h"
+#include "pool_internal.h"
+#include "proc_internal.h"
 
 #define DEFAULT_TERM_GRACE_NS (200 * EXE_NS_PER_MS)
 #define DEFAULT_DESTROY_GRACE_NS (5 * EXE_NS_PER_S)

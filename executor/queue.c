@@ -41,10 +41,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "executor/alloc.h"
-#include "executor/park.h"
-#include "executor/errors.h"
-#include "executor/queue.h"
+#include "alloc.h"
+#include "park.h"
+#include "errors.h"
+#include <executor/queue.h>
 
 #define MIN_SLOTS 16
 #define SHRINK_ABOVE 1024 /* never shrink arrays this small */

@@ -68,11 +68,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/futex.h"
-#include "executor/thread_pool_internal.h"
-#include "executor/tsan.h"
+#include "alloc.h"
+#include "errors.h"
+#include "futex.h"
+#include "thread_pool_internal.h"
+#include "tsan.h"
 
 /* ---- submit ---- */
 

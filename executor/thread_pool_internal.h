@@ -15,9 +15,9 @@
 
 #include <ck_ring.h>
 
-#include "executor/deque.h"
-#include "executor/future_internal.h"
-#include "executor/pool_internal.h"
+#include "deque.h"
+#include "future_internal.h"
+#include "pool_internal.h"
 
 #define RING_SLOTS_UNBOUNDED 16384u /* 128 KiB: bursts this size never touch the overflow lock */
 #define SPIN_NS (30 * 1000)         /* idle spin before parking: ~ one cross-core wake */

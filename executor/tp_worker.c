@@ -15,11 +15,11 @@
 
 #include <ck_pr.h> /* ck_pr_stall(): the spin hint on every CPU (pause on x86) */
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/futex.h"
-#include "executor/thread_pool_internal.h"
-#include "executor/tsan.h"
+#include "alloc.h"
+#include "errors.h"
+#include "futex.h"
+#include "thread_pool_internal.h"
+#include "tsan.h"
 
 EXE__TLS struct worker *exe__tp_tls_self;
 

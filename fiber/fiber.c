@@ -48,9 +48,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "fiber/fiber_obj.h"
+#include "alloc.h"
+#include "errors.h"
+#include "fiber_obj.h"
 
 #if defined(EXE_TSAN)
 #include <sanitizer/tsan_interface.h>

@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "executor/future_internal.h"
-#include "executor/park.h"
+#include "future_internal.h"
+#include "park.h"
 
 struct exe_io;
 

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "fiber/fiber_obj.h"
+#include "fiber_obj.h"
 
 static int64_t await_op(struct exe__fiber *fb, int rc, struct exe_future **fp)
 {

@@ -5,8 +5,8 @@
 #ifndef EXE_FIBER_OBJ_H
 #define EXE_FIBER_OBJ_H
 
-#include "fiber/fiber_internal.h"
-#include "io/backend.h"
+#include "fiber_internal.h"
+#include "backend.h"
 
 /* Park states (exe__fiber.park). A fiber sets PREPARING itself, registers
  * its wakers, then moves PREPARING -> PARKED and switches away; a waker

@@ -37,8 +37,8 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "executor/errors.h"
-#include "fiber/fiber_obj.h"
+#include "errors.h"
+#include "fiber_obj.h"
 
 #define LOT_BUCKETS 64
 

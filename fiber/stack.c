@@ -23,7 +23,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "fiber/fiber_obj.h"
+#include "fiber_obj.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define EXE_ASAN 1

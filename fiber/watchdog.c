@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "executor/errors.h"
-#include "executor/futex.h"
-#include "fiber/fiber_obj.h"
+#include "errors.h"
+#include "futex.h"
+#include "fiber_obj.h"
 
 /* Seqlock writer: odd while the fields change. */
 static void write_begin(struct exe__fiber_sched *s)

@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "executor/future_internal.h"
-#include "executor/io.h"
-#include "fiber/fiber_internal.h"
+#include "future_internal.h"
+#include <executor/io.h>
+#include "fiber_internal.h"
 
 enum exe__io_opcode {
 	EXE__OP_NOP,

@@ -45,8 +45,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "io/backend.h"
+#include "alloc.h"
+#include "backend.h"
 
 #define EFD_TAG UINT64_MAX
 /* attempt()'s result for a stream read or write whose fd is ready: it is

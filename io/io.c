@@ -54,10 +54,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "executor/futex.h"
-#include "io/backend.h"
+#include "alloc.h"
+#include "errors.h"
+#include "futex.h"
+#include "backend.h"
 
 #define DEFAULT_ENTRIES 256u
 #define MAX_ENTRIES 32768u

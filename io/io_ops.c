@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "io/backend.h"
+#include "backend.h"
 
 static struct exe__io_op *op_new(struct exe_io *io, int opcode, size_t extra)
 {

@@ -39,9 +39,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "executor/alloc.h"
-#include "executor/errors.h"
-#include "io/backend.h"
+#include "alloc.h"
+#include "errors.h"
+#include "backend.h"
 
 #define ARITY 4
 #define FIRE_BATCH 64

@@ -27,8 +27,8 @@
 #include <liburing.h>
 #include <string.h>
 
-#include "executor/alloc.h"
-#include "io/backend.h"
+#include "alloc.h"
+#include "backend.h"
 
 #define TAG_EFD 1u
 #define TAG_CANCEL 2u

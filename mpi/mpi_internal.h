@@ -29,9 +29,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "executor/mpi.h"
-#include "executor/future_internal.h"
-#include "executor/pool_internal.h"
+#include <executor/mpi.h>
+#include "future_internal.h"
+#include "pool_internal.h"
 
 #define EXE__MPI_TAG_HDR 7301
 #define EXE__MPI_TAG_PAYLOAD 7302

@@ -31,7 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mpi/mpi_internal.h"
+#include "mpi_internal.h"
 
 static const struct exe__pool_ops mpi_pool_ops;
 

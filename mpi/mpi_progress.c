@@ -36,7 +36,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
-#include "mpi/mpi_internal.h"
+#include "mpi_internal.h"
 
 #define SLOT_BITS 20
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "mpi/mpi_internal.h"
+#include "mpi_internal.h"
 
 struct entry {
 	char name[EXE_MPI_NAME_MAX + 1];

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mpi/mpi_internal.h"
+#include "mpi_internal.h"
 
 struct srv;
 

@@ -164,7 +164,7 @@ if command -v clang >/dev/null; then
 	printf '\200' >"$frame_dir/corpus/seed-sealed"
 	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-Wno-gnu-variable-sized-type-not-at-end -I"$root/include" \
-		-I"$root" -o "$frame_dir/fuzz_proc_frame" "$root/tests/fuzz_proc_frame.c" \
+		-I"$root/executor" -o "$frame_dir/fuzz_proc_frame" "$root/tests/fuzz_proc_frame.c" \
 		"$root/executor/proc_frame.c" "$root/executor/alloc.c" &&
 		"$frame_dir/fuzz_proc_frame" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=70000 \
 			-print_final_stats=0 "$frame_dir/corpus" >"$frame_dir/log" 2>&1; then
@@ -185,7 +185,7 @@ step "fuzz: the ipc queue's shared segment on attach (libFuzzer, ${EXE_FUZZ_SECO
 if command -v clang >/dev/null; then
 	fuzz_dir="$out/fuzz-ipc"
 	mkdir -p "$fuzz_dir/corpus"
-	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" -I"$root" \
+	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" -I"$root/executor" \
 		-o "$fuzz_dir/fuzz_ipc_queue" "$root/tests/fuzz_ipc_queue.c" "$root/executor/ipc_queue.c" \
 		"$root/executor/ipc_mutex.c" "$root/executor/errors.c" "$root/executor/alloc.c" -lpthread &&
 		(cd "$fuzz_dir" && ./fuzz_ipc_queue -max_total_time="${EXE_FUZZ_SECONDS:-20}" -timeout=5 \

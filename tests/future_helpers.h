@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "executor.h"
+#include <executor.h>
 
 static inline void sleep_ms(long ms)
 {

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "executor.h"
+#include <executor.h>
 
 #define HEADER_BYTES 40 /* magic, version, three geometry words, checksum */
 #define MAX_SEGMENT (64 * 1024)

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "executor/deque.h"
+#include "deque.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define ITEMS 200000

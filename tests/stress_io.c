@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "executor.h"
+#include <executor.h>
 
 #define THREADS 4
 #define SLOTS 64

@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "executor.h"
+#include <executor.h>
 
 #define PRODUCERS 8
 #define CONSUMERS 8

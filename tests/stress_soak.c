@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executor.h"
+#include <executor.h>
 
 #define MS EXE_NS_PER_MS
 #define MAX_TRACKED 2048

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "executor.h"
-#include "executor/alloc.h"
-#include "tests/future_helpers.h"
+#include <executor.h>
+#include "alloc.h"
+#include "future_helpers.h"
 
 TestSuite(then, .timeout = 60);
 TestSuite(all, .timeout = 30);

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "executor.h"
+#include <executor.h>
 
 TestSuite(contract, .timeout = 30);
 

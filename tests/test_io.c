@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tests/io_backends.h"
+#include "io_backends.h"
 
 #define WAIT (10 * EXE_NS_PER_S)
 

@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "executor.h"
+#include <executor.h>
 
 #define MS EXE_NS_PER_MS
 

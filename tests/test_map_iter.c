@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "executor.h"
+#include <executor.h>
 
 TestSuite(map_iter, .timeout = 120);
 

@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "executor.h"
-#include "executor/alloc.h"
+#include <executor.h>
+#include "alloc.h"
 
 #define MS EXE_NS_PER_MS
 #define P(i) ((void *)(uintptr_t)(i))

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "examples/remote_proto.h"
+#include "remote_proto.h"
 
 TestSuite(remote_proto, .timeout = 10);
 

@@ -12,7 +12,7 @@
 
 #include <executor.h>
 
-#include "executor/alloc.h"
+#include "alloc.h"
 
 TestSuite(submit_many, .timeout = 60);
 

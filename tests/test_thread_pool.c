@@ -13,7 +13,7 @@
 
 #include <executor.h>
 
-#include "executor/alloc.h"
+#include "alloc.h"
 
 TestSuite(thread_pool, .timeout = 60);
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "tests/io_backends.h"
+#include "io_backends.h"
 
 #define WAIT (10 * EXE_NS_PER_S)
 

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "executor.h"
-#include "executor/alloc.h"
-#include "tests/future_helpers.h"
+#include <executor.h>
+#include "alloc.h"
+#include "future_helpers.h"
 
 TestSuite(wait, .timeout = 60);
 TestSuite(as_completed, .timeout = 60);
