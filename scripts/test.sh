@@ -126,78 +126,62 @@ configure_build "$out/tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEXE_SANITIZE=thr
 	-DEXE_CRITERION_TESTS=OFF -DEXE_BUILD_BENCH=OFF -DEXE_BUILD_EXAMPLES=OFF
 run_ctest "$out/tsan" -L "stress|tsan"
 
-step "fuzz: the remote_cmd frame parser (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
-if command -v clang >/dev/null && pkg-config --exists jansson; then
-	fuzz_dir="$out/fuzz"
-	mkdir -p "$fuzz_dir/corpus"
-	# Seeds: one well-formed header of each type, so mutations start from
-	# inputs that get past the first checks.
-	h='"id":1,"total_size":0,"hash":"cbf29ce484222325"'
-	printf '{"type":"exec",%s,"token":"t","timeout_ms":5}' "$h" >"$fuzz_dir/corpus/seed-exec"
-	printf '{"type":"out",%s,"stream":"stderr"}' "$h" >"$fuzz_dir/corpus/seed-out"
-	printf '{"type":"exit",%s,"exit_status":-9,"timed_out":true,"stdout_size":1,"stderr_size":2}' \
-		"$h" >"$fuzz_dir/corpus/seed-exit"
-	printf '{"type":"error",%s,"error":"no"}' "$h" >"$fuzz_dir/corpus/seed-error"
-	printf '\000\000\000\120{"type":"out","id":1,"total_size":2,"hash":"08ba5f07b55ec3da","stream":"stdout"}hi' \
-		>"$fuzz_dir/corpus/seed-frame"
-	# shellcheck disable=SC2046
-	if clang -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/examples" \
-		-o "$fuzz_dir/fuzz_remote_proto" "$root/tests/fuzz_remote_proto.c" \
-		"$root/examples/remote_proto.c" $(pkg-config --cflags --libs jansson) &&
-		"$fuzz_dir/fuzz_remote_proto" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=8192 \
-			-print_final_stats=0 "$fuzz_dir/corpus" >"$fuzz_dir/log" 2>&1; then
-		tail -n 1 "$fuzz_dir/log"
-		passed=$((passed + 1))
-	else
-		tail -n 40 "$fuzz_dir/log" 2>/dev/null || true
-		failed=$((failed + 1))
-	fi
-else
-	echo "skipped: clang (with libFuzzer) or jansson not found"
-fi
-
-step "fuzz: the process pool's channel frames (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
-if command -v clang >/dev/null; then
-	frame_dir="$out/fuzz-proc-frame"
-	mkdir -p "$frame_dir/corpus"
-	# Seed: the top bit of the first byte asks for sealed headers.
-	printf '\200' >"$frame_dir/corpus/seed-sealed"
+# fuzz NAME MAX_LEN ARGS...: build tests/NAME.c with ARGS (sources, flags)
+# under libFuzzer + ASan + UBSan and run it for EXE_FUZZ_SECONDS on
+# $out/NAME/corpus (the caller seeds it); -timeout makes an input that hangs
+# a finding, not a stall.
+fuzz() {
+	local name=$1 max_len=$2 dir="$out/$1"
+	shift 2
 	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-		-Wno-gnu-variable-sized-type-not-at-end -I"$root/include" \
-		-I"$root/executor" -o "$frame_dir/fuzz_proc_frame" "$root/tests/fuzz_proc_frame.c" \
-		"$root/executor/proc_frame.c" "$root/executor/alloc.c" &&
-		"$frame_dir/fuzz_proc_frame" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -max_len=70000 \
-			-print_final_stats=0 "$frame_dir/corpus" >"$frame_dir/log" 2>&1; then
-		tail -n 1 "$frame_dir/log"
+		-o "$dir/$name" "$root/tests/$name.c" "$@" &&
+		(cd "$dir" && "./$name" -max_total_time="${EXE_FUZZ_SECONDS:-20}" -timeout=5 \
+			-max_len="$max_len" -print_final_stats=0 corpus >log 2>&1); then
+		tail -n 1 "$dir/log"
 		passed=$((passed + 1))
 	else
-		tail -n 40 "$frame_dir/log" 2>/dev/null || true
+		tail -n 40 "$dir/log" 2>/dev/null || true
 		failed=$((failed + 1))
 	fi
-else
-	echo "skipped: clang (with libFuzzer) not found"
-fi
+}
 
-step "fuzz: the ipc queue's shared segment on attach (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
-# Any bytes a foreign or dying process left in the segment: attach, then
-# put/get/count/close must return a documented code. -timeout makes a call
-# that hangs (on a forged lock word, say) a failure, not a stall.
-if command -v clang >/dev/null; then
-	fuzz_dir="$out/fuzz-ipc"
-	mkdir -p "$fuzz_dir/corpus"
-	if clang -std=c17 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I"$root/include" -I"$root/executor" \
-		-o "$fuzz_dir/fuzz_ipc_queue" "$root/tests/fuzz_ipc_queue.c" "$root/executor/ipc_queue.c" \
-		"$root/executor/ipc_mutex.c" "$root/executor/errors.c" "$root/executor/alloc.c" -lpthread &&
-		(cd "$fuzz_dir" && ./fuzz_ipc_queue -max_total_time="${EXE_FUZZ_SECONDS:-20}" -timeout=5 \
-			-max_len=4096 -print_final_stats=0 corpus >log 2>&1); then
-		tail -n 1 "$fuzz_dir/log"
-		passed=$((passed + 1))
-	else
-		tail -n 40 "$fuzz_dir/log" 2>/dev/null || true
-		failed=$((failed + 1))
-	fi
+if ! command -v clang >/dev/null; then
+	step "fuzz: skipped, clang (with libFuzzer) not found"
 else
-	echo "skipped: clang (with libFuzzer) not found"
+	step "fuzz: the remote_cmd frame parser (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+	if pkg-config --exists jansson; then
+		seeds="$out/fuzz_remote_proto/corpus"
+		mkdir -p "$seeds"
+		# Seeds: one well-formed header of each type, so mutations start
+		# from inputs that get past the first checks.
+		h='"id":1,"total_size":0,"hash":"cbf29ce484222325"'
+		printf '{"type":"exec",%s,"token":"t","timeout_ms":5}' "$h" >"$seeds/seed-exec"
+		printf '{"type":"out",%s,"stream":"stderr"}' "$h" >"$seeds/seed-out"
+		printf '{"type":"exit",%s,"exit_status":-9,"timed_out":true,"stdout_size":1,"stderr_size":2}' \
+			"$h" >"$seeds/seed-exit"
+		printf '{"type":"error",%s,"error":"no"}' "$h" >"$seeds/seed-error"
+		printf '\000\000\000\120{"type":"out","id":1,"total_size":2,"hash":"08ba5f07b55ec3da","stream":"stdout"}hi' \
+			>"$seeds/seed-frame"
+		# shellcheck disable=SC2046
+		fuzz fuzz_remote_proto 8192 -I"$root/examples" "$root/examples/remote_proto.c" \
+			$(pkg-config --cflags --libs jansson)
+	else
+		echo "skipped: jansson not found"
+	fi
+
+	step "fuzz: the process pool's channel frames (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+	mkdir -p "$out/fuzz_proc_frame/corpus"
+	# Seed: the top bit of the first byte asks for sealed headers.
+	printf '\200' >"$out/fuzz_proc_frame/corpus/seed-sealed"
+	fuzz fuzz_proc_frame 70000 -Wno-gnu-variable-sized-type-not-at-end -I"$root/include" -I"$root/executor" \
+		"$root/executor/proc_frame.c" "$root/executor/alloc.c"
+
+	# Any bytes a foreign or dying process left in the segment: attach, then
+	# put/get/count/close must return a documented code.
+	step "fuzz: the ipc queue's shared segment on attach (libFuzzer, ${EXE_FUZZ_SECONDS:-20} s)"
+	mkdir -p "$out/fuzz_ipc_queue/corpus"
+	fuzz fuzz_ipc_queue 4096 -I"$root/include" -I"$root/executor" "$root/executor/ipc_queue.c" \
+		"$root/executor/ipc_mutex.c" "$root/executor/errors.c" "$root/executor/alloc.c" -lpthread
 fi
 
 echo

@@ -20,9 +20,10 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include <executor.h>
+
+#include "resource_counts.h"
 
 #define SUBMITTERS 3
 #define WINDOW 32
@@ -178,40 +179,6 @@ static void *submitter(void *arg)
 	return NULL;
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* Shared mappings of this process (the pool's arena and cells are shared
- * anonymous memory, listed as "/dev/zero (deleted)" or "memfd:"). */
-static int count_shared_maps(void)
-{
-	FILE *fp = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	if (!fp)
-		return -1;
-	while (fgets(line, sizeof(line), fp)) {
-		char perms[8] = "";
-
-		if (sscanf(line, "%*s %7s", perms) == 1 && perms[3] == 's')
-			n++;
-	}
-	fclose(fp);
-	return n;
-}
-
 int main(void)
 {
 	struct exe_pool_stats st;
@@ -225,7 +192,7 @@ int main(void)
 	tasks_per_thread = total / SUBMITTERS;
 	for (int i = 0; i < SUBMITTERS; i++)
 		done_counts[i] = calloc((size_t)tasks_per_thread, sizeof(_Atomic int));
-	fds_before = count_fds();
+	fds_before = count_dir("/proc/self/fd");
 	maps_before = count_shared_maps();
 	/* Before any other thread: the fork server copies this process. */
 	if (exe_process_pool_create(&pool, &(struct exe_pool_opts){.workers = 2, .name = "pstress"}))
@@ -247,8 +214,8 @@ int main(void)
 				     atomic_load(&done_counts[i][k]));
 		free((void *)done_counts[i]);
 	}
-	if (count_fds() != fds_before)
-		fail("descriptors leaked", count_fds() - fds_before, 0);
+	if (count_dir("/proc/self/fd") != fds_before)
+		fail("descriptors leaked", count_dir("/proc/self/fd") - fds_before, 0);
 	if (count_shared_maps() != maps_before)
 		fail("shared mappings leaked", count_shared_maps() - maps_before, 0);
 	errno = 0;

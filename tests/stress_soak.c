@@ -15,7 +15,6 @@
  * EXE_SOAK_SECONDS sets the length (default 4; the rounds stop starting
  * then). Exits 0 when everything held, 1 with a message otherwise.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -27,6 +26,8 @@
 #include <unistd.h>
 
 #include <executor.h>
+
+#include "resource_counts.h"
 
 #define MS EXE_NS_PER_MS
 #define MAX_TRACKED 2048
@@ -154,39 +155,6 @@ static int timer_fn(void *arg)
 }
 
 /* ---- resources ---- */
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* Shared mappings (rw-s): the ipc segments and the process pools' arenas. */
-static int count_shared_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		char perms[8];
-
-		if (sscanf(line, "%*s %7s", perms) == 1 && perms[3] == 's')
-			n++;
-	}
-	fclose(f);
-	return n;
-}
 
 struct resources {
 	int fds, threads, shared;
