@@ -141,6 +141,23 @@ static inline void *exe__deque_steal(struct exe__deque *q)
 	return x;
 }
 
+/* Owner only: whether @x is among the @depth newest items, i.e. whether
+ * take() would return it within @depth calls unless thieves get there
+ * first. Only the owner writes slots, so the ones at [top, bottom) are
+ * stable for it; top is a hint here (relaxed: a stale, lower top makes us
+ * look at slots already stolen, which at worst sends the caller to take()
+ * until the deque is empty - take() decides every item, not this scan). */
+static inline bool exe__deque_near_bottom(struct exe__deque *q, void *x, int depth)
+{
+	int64_t b = atomic_load_explicit(&q->bottom, memory_order_relaxed);
+	int64_t t = atomic_load_explicit(&q->top, memory_order_relaxed);
+
+	for (int64_t i = b - 1; i >= t && i >= b - depth; i--)
+		if (atomic_load_explicit(&q->buf[i & (EXE__DEQUE_CAP - 1)], memory_order_relaxed) == x)
+			return true;
+	return false;
+}
+
 /* Any thread, a hint: whether the deque looked non-empty. */
 static inline bool exe__deque_nonempty(struct exe__deque *q)
 {

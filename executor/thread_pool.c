@@ -25,8 +25,11 @@
  *    kept.
  *  - A task starts by the CAS PENDING -> RUNNING (exe__future_claim). The
  *    winner runs it: a worker that dequeued it, or a thread waiting on it
- *    forever (help). Cancel is the CAS PENDING -> CANCELLED. A queue entry
- *    whose future was claimed or cancelled elsewhere is dropped when dequeued.
+ *    forever (help). A worker waiting on a child still near the bottom of its
+ *    own deque takes it off the deque (LIFO) rather than claiming it by
+ *    pointer, so fork-join leaves no entries behind. Cancel is the CAS
+ *    PENDING -> CANCELLED. A queue entry whose future was claimed or
+ *    cancelled elsewhere is dropped when dequeued.
  *  - Idle workers spin briefly, then park on an event count (park_seq +
  *    sleepers, futex). A submit issues a system call only when a worker
  *    sleeps: no system call per task while workers are busy. A batch
@@ -43,7 +46,8 @@
  * Invariants
  *  - Counters: submitted is written under submit_lock, and a worker's own
  *    submitted (deque pushes) by that worker; each worker owns its
- *    started/completed/failed; threads outside the pool that finish a task
+ *    started/completed/failed (also for tasks it runs while waiting);
+ *    threads outside the pool and compensating threads that finish a task
  *    (help, cancel) use the shared ext_* counters. accepted - finished is the
  *    number of tasks that may still touch the pool.
  *  - A thread that claimed or cancelled a task may touch the pool until it

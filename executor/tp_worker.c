@@ -138,14 +138,71 @@ static bool may_nest(void)
 	return stack_low == 1 || (here > stack_low && here - stack_low > HELP_STACK_RESERVE);
 }
 
+static void run_entry(struct worker *w, struct exe_future *f);
+
+/* How many of its newest deque entries a waiting worker looks through for
+ * the task it waits on: fork-join waits on the children it just pushed,
+ * the first-submitted one under its later siblings. */
+#define OWN_DEQUE_SCAN 8
+
+/*
+ * A worker waits on PENDING @f of its own pool, usually a child it pushed
+ * on its own deque moments ago. Take entries off the bottom (LIFO) and run
+ * them until @f itself comes off: the entries above @f are later siblings,
+ * run next anyway (the waiter waits on them too, in fork-join). Taking the
+ * entry instead of claiming @f by pointer leaves no stale entry for a later
+ * take() to find claimed and drop, and the worker's own counters (no shared
+ * atomics) count the runs. Runs at most OWN_DEQUE_SCAN tasks: if thieves
+ * take @f meanwhile, take() runs dry at the entries above it.
+ * Return whether @f finished (false: the caller claims or waits as before).
+ */
+static bool help_own_deque(struct worker *w, struct exe_future *f)
+{
+	struct exe_future *g;
+
+	if (!exe__deque_near_bottom(&w->dq, f, OWN_DEQUE_SCAN))
+		return false;
+	help_depth++;
+	do {
+		if (!(g = exe__deque_take(&w->dq)))
+			break;
+		exe__tsan_acquire(g);
+		run_entry(w, g); /* drops the queue's reference: compare g, never read it */
+	} while (g != f);
+	help_depth--;
+	/* @f may have been claimed by pointer by another helper and still run
+	 * there: only its state says it finished. acquire: pairs with the
+	 * completer's release of the result. */
+	return exe__state_finished(atomic_load_explicit(&f->state, memory_order_acquire));
+}
+
 static bool task_help(struct exe_future *f)
 {
 	struct thread_pool *tp = f->owner;
+	struct worker *self = exe__tp_tls_self;
 	int code;
 
 	struct exe_future *g = NULL;
 
-	if (!may_nest() || !exe__future_claim(f))
+	if (!may_nest())
+		return false;
+	if (self && self->pool == tp) {
+		if (help_own_deque(self, f))
+			return true;
+		/* Not near our deque's bottom (another thread's submit, or
+		 * taken by a thief): claim it by pointer; its entry stays
+		 * behind until its queue drops it. A worker of the pool keeps
+		 * it alive and counts the run in its own counters. */
+		if (!exe__future_claim(f))
+			return false;
+		exe__tp_bump(&self->started);
+		help_depth++;
+		code = run_claimed(tp, f);
+		help_depth--;
+		exe__tp_bump(code == 0 ? &self->completed : &self->failed);
+		return true;
+	}
+	if (!exe__future_claim(f))
 		return false;
 	/* Claimed: the pool stays alive until we count the finish. */
 	atomic_fetch_add(&tp->ext_started, 1);
@@ -157,8 +214,7 @@ static bool task_help(struct exe_future *f)
 	 * up: take one entry off the shared queue per task run here - in FIFO
 	 * order, usually that very entry - and run it if nobody did. So the
 	 * wait may end one task later, as pool.h says of caller-runs. */
-	if (exe__tp_tls_self == NULL || exe__tp_tls_self->pool != tp)
-		g = exe__tp_dequeue(tp);
+	g = exe__tp_dequeue(tp);
 	if (g && exe__future_claim(g)) {
 		int gc;
 
@@ -186,34 +242,43 @@ pthread_rwlock_t exe__tp_pools_alive = PTHREAD_RWLOCK_INITIALIZER;
 
 static bool task_help_other(struct exe_future *f)
 {
-	struct thread_pool *tp;
-	struct exe_future *g = NULL;
-	bool claimed = false, mine;
+	struct thread_pool *tp = f->owner;
+	struct exe_future *g;
+	bool claimed = false;
 	int code;
 
 	if (!may_nest())
 		return false;
-	/* A worker of @f's pool keeps it alive (destroy joins it first): no
-	 * lock. Anyone else looks at the queue under the reader lock. */
-	mine = exe__tp_tls_self && exe__tp_tls_self->pool == f->owner;
-	if (!mine) {
-		pthread_rwlock_rdlock(&exe__tp_pools_alive);
-		if (exe_future_is_finished(f)) {
-			pthread_rwlock_unlock(&exe__tp_pools_alive);
+	if (exe__tp_tls_self && exe__tp_tls_self->pool == tp) {
+		/* A worker of @f's pool keeps it alive (destroy joins it
+		 * first): no lock, and the run counts in this worker's own
+		 * counters, not the shared ext_* ones (a locked add on a
+		 * shared line per helped task). */
+		struct worker *w = exe__tp_tls_self;
+
+		if ((g = exe__deque_take(&w->dq)))
+			exe__tsan_acquire(g);
+		else if (!(g = exe__tp_dequeue(tp)))
+			g = exe__tp_steal_any(tp, (int)w->index);
+		if (!g)
 			return false;
-		}
+		help_depth++;
+		run_entry(w, g);
+		help_depth--;
+		return true;
 	}
-	tp = f->owner;
-	if (mine && (g = exe__deque_take(&exe__tp_tls_self->dq)))
-		exe__tsan_acquire(g);
-	if (!g)
-		g = exe__tp_dequeue(tp);
-	if (!g)
-		g = exe__tp_steal_any(tp, mine ? (int)exe__tp_tls_self->index : -1);
+	/* Anyone else looks at the queue under the reader lock. @f's owner is
+	 * read above but not dereferenced until @f is seen unfinished here. */
+	pthread_rwlock_rdlock(&exe__tp_pools_alive);
+	if (exe_future_is_finished(f)) {
+		pthread_rwlock_unlock(&exe__tp_pools_alive);
+		return false;
+	}
+	if (!(g = exe__tp_dequeue(tp)))
+		g = exe__tp_steal_any(tp, -1);
 	if (g && (claimed = exe__future_claim(g)))
 		atomic_fetch_add(&tp->ext_started, 1);
-	if (!mine)
-		pthread_rwlock_unlock(&exe__tp_pools_alive);
+	pthread_rwlock_unlock(&exe__tp_pools_alive);
 	if (!g)
 		return false;
 	if (claimed) {
