@@ -26,6 +26,7 @@
  *    armed before the first depot use).
  */
 #include "alloc.h"
+#include "sanitizer.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -96,14 +97,10 @@ void exe__free(void *p)
 
 /* ---- small blocks ---- */
 
-#if defined(__SANITIZE_ADDRESS__)
+/* Under ASan every block is a plain malloc, so ASan sees each use after free. */
+#if defined(EXE_ASAN)
 #define EXE_SMALL_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EXE_SMALL_CACHE 0
-#endif
-#endif
-#ifndef EXE_SMALL_CACHE
+#else
 #define EXE_SMALL_CACHE 1
 #endif
 

@@ -76,7 +76,7 @@
 #include "errors.h"
 #include "futex.h"
 #include "thread_pool_internal.h"
-#include "tsan.h"
+#include "sanitizer.h"
 
 /* ---- submit ---- */
 

@@ -17,7 +17,7 @@
 #include "errors.h"
 #include "futex.h"
 #include "thread_pool_internal.h"
-#include "tsan.h"
+#include "sanitizer.h"
 
 /* ---- the queue ---- */
 

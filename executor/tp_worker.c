@@ -19,7 +19,7 @@
 #include "errors.h"
 #include "futex.h"
 #include "thread_pool_internal.h"
-#include "tsan.h"
+#include "sanitizer.h"
 
 EXE__TLS struct worker *exe__tp_tls_self;
 

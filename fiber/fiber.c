@@ -52,20 +52,7 @@
 #include "errors.h"
 #include "fiber_obj.h"
 
-#if defined(EXE_TSAN)
-#include <sanitizer/tsan_interface.h>
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define EXE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EXE_ASAN 1
-#endif
-#endif
-#if defined(EXE_ASAN)
-#include <sanitizer/asan_interface.h>
-#include <sanitizer/common_interface_defs.h>
-#endif
+#include "sanitizer.h"
 
 /* Batches of ready fibers one pass of the io loop may run back to back
  * while nothing else is pending (exe__fiber_run), and how long: the pass

@@ -25,19 +25,7 @@
 
 #include "fiber_obj.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define EXE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EXE_ASAN 1
-#endif
-#endif
-#if defined(EXE_ASAN)
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(EXE_TSAN)
-#include <sanitizer/tsan_interface.h>
-#endif
+#include "sanitizer.h"
 
 #define DEFAULT_STACK ((size_t)64 * 1024)
 #define MIN_STACK ((size_t)16 * 1024)
