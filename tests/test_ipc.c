@@ -17,55 +17,18 @@
 
 #include <executor.h>
 
+#include "ipc_helpers.h"
+
 #define MS EXE_NS_PER_MS
 
 TestSuite(ipc_mutex, .timeout = 30);
 TestSuite(ipc_queue, .timeout = 60);
-
-/* exe_ipc_queue_count() as one value: the count, or the negative code. */
-static long ipc_count(struct exe_ipc_queue *q)
-{
-	size_t n = 0;
-	int rc = exe_ipc_queue_count(q, &n);
-
-	return rc ? rc : (long)n;
-}
 
 static void sleep_ns(int64_t ns)
 {
 	struct timespec ts = {ns / EXE_NS_PER_S, ns % EXE_NS_PER_S};
 
 	nanosleep(&ts, NULL);
-}
-
-/* Fork; the child runs @fn(@arg) and _exit()s with its return value (no
- * atexit handlers of the test runner run in the child). */
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t pid = fork();
-
-	cr_assert_geq(pid, 0);
-	if (pid == 0)
-		_exit(fn(arg));
-	return pid;
-}
-
-static int wait_exit(pid_t pid)
-{
-	int st;
-
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
-	if (WIFSIGNALED(st))
-		return -WTERMSIG(st);
-	return WEXITSTATUS(st);
-}
-
-static void *map_shared(size_t len)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	cr_assert_neq(p, MAP_FAILED);
-	return p;
 }
 
 /* ---- mutex ---- */
