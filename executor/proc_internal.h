@@ -174,11 +174,9 @@ void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
 #define EXE__SLOT_PENDING 1u
 #define EXE__SLOT_CLAIMED(cell) (2u | ((uint32_t)(cell) + 1) << 8)
 
-#define EXE__SLOT_WAKE (1u << 8) /* flags: a worker that takes it wakes a sleeping collector */
-
 struct exe__slot {
 	_Atomic uint32_t state;
-	uint16_t kind, flags; /* flags: EXE__FF_* of the input, EXE__SLOT_WAKE */
+	uint16_t kind, flags; /* flags: EXE__FF_* of the input */
 	_Atomic uint64_t pos; /* the ring position it holds (or last held) */
 	uint64_t id, fn, arg, len, out, out_cap;
 	alignas(64) unsigned char payload[EXE__SLOT_INLINE];

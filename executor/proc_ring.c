@@ -24,7 +24,8 @@
  *    (sleepers); a worker whose result entries are all unread sleeps on its
  *    cell's acked word. The collector sleeps in epoll; before it does, it
  *    raises collector_asleep, and the first worker to post or claim after
- *    that sends a WAKE frame on its channel.
+ *    that sends a WAKE frame on its channel: a start is seen at once
+ *    (RUNNING, its deadline), even while the pool is quiet.
  *  - A crash is attributed from the cell: the claim names the task the
  *    worker had taken. A slot still CLAIMED by a dead worker's cell that its
  *    claim word does not name was taken but never reported, so never run:
