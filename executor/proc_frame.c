@@ -80,17 +80,6 @@ int exe__frame_check(const struct exe__frame *h, const char **why)
 	return -EBADMSG;
 }
 
-int exe__frame_check_chunk_result(const struct exe__frame *h, uint64_t chunk_len)
-{
-	/* h->word values (at most the chunk), then h->arg message bytes; all
-	 * values only with status 0, a message only with a failure. */
-	if (h->flags || h->word > chunk_len || (h->status == 0) != (h->word == chunk_len) ||
-	    (h->status == 0 && h->arg) || h->arg > h->len || h->word > EXE__CHUNK_MAX ||
-	    h->len != h->word * sizeof(uint64_t) + h->arg)
-		return -EBADMSG;
-	return 0;
-}
-
 /* ---- sending ---- */
 
 static int send_all(int sock, struct msghdr *mh)

@@ -98,10 +98,6 @@ void exe__frame_seal(struct exe__frame *h);
 /* Check a received header. Return 0, or -EBADMSG with a static reason. */
 int exe__frame_check(const struct exe__frame *h, const char **why);
 
-/* Check a RESULT_CHUNK frame (already through exe__frame_check()) against
- * the chunk it answers (@chunk_len elements). Return 0 or -EBADMSG. */
-int exe__frame_check_chunk_result(const struct exe__frame *h, uint64_t chunk_len);
-
 /* Send @h with @len payload bytes from @payload (inline) or the memfd @fd
  * (>= 0; then h->flags has EXE__FF_MEMFD). Blocking; never raises SIGPIPE.
  * Return 0 or -errno. */
@@ -355,7 +351,6 @@ struct exe__proc_pool {
 	int server_pidfd;
 	struct exe__pworker *workers;             /* every worker process not yet reaped */
 	struct exe__pworker **slots;              /* the active worker of each slot */
-	struct exe__ptask *redo_head, *redo_tail; /* started, handed back by a dead worker */
 	uint64_t worker_seq;
 	int64_t drain_deadline;   /* destroy: when stragglers get killed */
 	unsigned nprocs;          /* worker objects alive (limit: kid_cap) */
@@ -428,8 +423,9 @@ bool exe__ring_collector_wanted(struct exe__ring *r);
 
 /* Collector side (proc_collector.c). */
 void *exe__proc_collector_main(void *arg);
-/* Pop the next queued task and claim it (PENDING -> RUNNING): NULL when
- * the queue is empty. Takes the lock. */
+/* Take the next queued task no worker has taken (withdrawn from the ring)
+ * and claim it (PENDING -> RUNNING), to fail it: NULL when there is none.
+ * Takes the lock. */
 struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp);
 /* Finish a claimed task: complete, count, drop the producer reference,
  * free the record. Collector thread. */

@@ -42,9 +42,11 @@
  *    is left. Killing one may orphan its own children onto the server: the
  *    sweep repeats. /proc/self/task/<tid>/children lists them.
  *
+ * Tasks come from the pool's ring and results go to this worker's cell
+ * (proc_ring.c); the channel carries only READY, memfd payloads and WAKE.
  * Map chunks: a worker runs a chunk's elements in order and records each
- * value, then the count, in its own cell of a shared array (the frame names
- * the cell), so a death mid-chunk loses nothing that finished before it.
+ * value, then the count, in its own cell, so a death mid-chunk loses
+ * nothing that finished before it.
  *
  * Worker exit statuses of its own: 0 asked to stop (end of channel), 120 the
  * channel failed, 121 the parent sent a bad frame.
