@@ -297,6 +297,8 @@ static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int c
 	} else {
 		exe__free(msg);
 	}
+	/* Take no new task meanwhile: one it took now would die with it. */
+	atomic_store_explicit(&pp->cells[w->cell].stop, 1, memory_order_release);
 	if (!w->stop_sent || sig == SIGKILL) {
 		pidfd_signal(w->pidfd, sig);
 		w->stop_sent = true;
@@ -422,6 +424,13 @@ static bool on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 	return true;
 }
 
+/* After a protocol breach a worker's results are not read: the task its
+ * claim names fails with the breach when it dies. */
+static bool trusted(const struct exe__pworker *w)
+{
+	return !(w->stop_sent && w->fail_code == -EBADMSG);
+}
+
 /* Read @w's cell: new results in order, then its latest claim. Return true
  * when there was news. */
 static bool poll_cell(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
@@ -432,9 +441,7 @@ static bool poll_cell(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t
 	bool news = false;
 	uint64_t c;
 
-	/* After a protocol breach its results are not trusted: the task its
-	 * claim names fails with the breach when it dies. */
-	while (!(w->stop_sent && w->fail_code == -EBADMSG) && w->seen_posted != posted) {
+	while (trusted(w) && w->seen_posted != posted) {
 		if (posted - w->seen_posted > EXE__RESULTS) {
 			bad_frame(pp, w, "more results than entries", now);
 			return true;
@@ -500,7 +507,7 @@ static bool cells_dirty(struct exe__proc_pool *pp)
 	for (w = pp->workers; w; w = w->next) {
 		const struct exe__cell *cell = &pp->cells[w->cell];
 
-		if (atomic_load_explicit(&cell->posted, memory_order_seq_cst) != w->seen_posted ||
+		if ((trusted(w) && atomic_load_explicit(&cell->posted, memory_order_seq_cst) != w->seen_posted) ||
 		    atomic_load_explicit(&cell->claim, memory_order_seq_cst) != w->seen_claim)
 			return true;
 	}
