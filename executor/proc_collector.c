@@ -369,48 +369,33 @@ static void finish_bytes(struct exe__proc_pool *pp, struct exe__ptask *t, const 
 static bool on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__result *r, int64_t now)
 {
 	const struct exe__cell *cell = &pp->cells[w->cell];
-	uint16_t kind = r->kind, flags = r->flags;
-	uint64_t len = r->len, word = r->word;
-	int32_t status = r->status;
+	const struct exe__result_head h = {
+	    .kind = r->kind, .flags = r->flags, .status = r->status, .word = r->word, .len = r->len};
 	struct exe__ptask *t = lookup(pp, w, r->slot, r->id, true);
-	uint16_t want;
-	const char *why = NULL;
+	const char *why;
 
 	if (!t) {
 		bad_frame(pp, w, "result for a task it does not hold", now);
 		return false;
 	}
-	want = t->kind == EXE__F_TASK_PTR   ? EXE__F_RESULT_PTR
-	       : t->kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK
-	                                      : EXE__F_RESULT_BYTES;
-	if (kind != want || (flags & ~(EXE__FF_ARENA | EXE__FF_MSG)) || (status > 0))
-		why = "malformed result";
-	else if (!(flags & EXE__FF_ARENA) && len > EXE__RESULT_INLINE)
-		why = "result longer than its entry";
-	else if ((flags & EXE__FF_MSG) && (!status || (flags & EXE__FF_ARENA)))
-		why = "message without a failure";
-	else if ((flags & EXE__FF_ARENA) && (status || kind != EXE__F_RESULT_BYTES || t->out_cls < 0 ||
-	                                     len > exe__arena_class_size(t->out_cls)))
-		why = "arena result outside its block";
-	else if (kind == EXE__F_RESULT_CHUNK &&
-	         (status ? word >= t->in_len / sizeof(uint64_t) : word != t->in_len / sizeof(uint64_t)))
-		why = "malformed chunk result";
-	if (why) {
+	if (exe__result_check(&h, t->kind, t->in_len / sizeof(uint64_t),
+	                      t->out_cls >= 0 ? exe__arena_class_size(t->out_cls) : 0, &why)) {
 		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
 		                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
 		bad_frame(pp, w, why, now);
 		return false;
 	}
-	if (kind == EXE__F_RESULT_CHUNK) {
-		exe__proc_chunk_finish(pp, t, word, cell->vals, status, copy_msg(flags, r->data, len));
-	} else if (status) {
-		exe__proc_task_finish(pp, t, status, NULL, NULL, copy_msg(flags, r->data, len));
-	} else if (kind == EXE__F_RESULT_PTR) {
-		exe__proc_task_finish(pp, t, 0, (void *)(uintptr_t)word, NULL, NULL);
-	} else if (flags & EXE__FF_ARENA) {
-		void *b = exe__proc_bytes_arena(pp->arena, t->out_cls, t->out_off, len);
+	/* Only h from here on: the entry itself may change under us. */
+	if (h.kind == EXE__F_RESULT_CHUNK) {
+		exe__proc_chunk_finish(pp, t, h.word, cell->vals, h.status, copy_msg(h.flags, r->data, h.len));
+	} else if (h.status) {
+		exe__proc_task_finish(pp, t, h.status, NULL, NULL, copy_msg(h.flags, r->data, h.len));
+	} else if (h.kind == EXE__F_RESULT_PTR) {
+		exe__proc_task_finish(pp, t, 0, (void *)(uintptr_t)h.word, NULL, NULL);
+	} else if (h.flags & EXE__FF_ARENA) {
+		void *b = exe__proc_bytes_arena(pp->arena, t->out_cls, t->out_off, h.len);
 
-		note_result_size(pp, len);
+		note_result_size(pp, h.len);
 		if (b)
 			t->out_cls = -1; /* the future owns the block now */
 		if (b)
@@ -418,8 +403,8 @@ static bool on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 		else
 			exe__proc_task_finish(pp, t, -ENOMEM, NULL, NULL, NULL);
 	} else {
-		note_result_size(pp, len);
-		finish_bytes(pp, t, r->data, len, NULL);
+		note_result_size(pp, h.len);
+		finish_bytes(pp, t, r->data, h.len, NULL);
 	}
 	return true;
 }

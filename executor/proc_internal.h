@@ -222,6 +222,20 @@ struct exe__cell {
 	struct exe__result results[EXE__RESULTS];
 };
 
+/* The fields of a result entry the collector acts on, copied out of the
+ * shared entry once (the worker may rewrite it meanwhile). */
+struct exe__result_head {
+	uint16_t kind, flags;
+	int32_t status;
+	uint64_t word, len;
+};
+
+/* Check @r against the task it names: its kind (EXE__F_TASK_*), its chunk
+ * length (chunks) and the arena block it was offered (@out_cap, 0: none).
+ * Return 0, or -EBADMSG with a static reason in *@why. */
+int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len, uint64_t out_cap,
+                      const char **why);
+
 #define EXE__CLAIM(slot, id) (((uint64_t)(slot) + 1) << 48 | ((id) & ((1ull << 48) - 1)))
 #define EXE__CLAIM_SLOT(c) ((uint32_t)((c) >> 48) - 1)
 #define EXE__CLAIM_ID(c) ((c) & ((1ull << 48) - 1))
