@@ -392,6 +392,8 @@ void exe__proc_bytes_of(const struct exe_future *f, const void **data, size_t *l
 /* A zeroed task record with room for @inline_len input bytes. */
 struct exe__ptask *exe__proc_task_new(size_t inline_len);
 void exe__proc_task_free(struct exe__ptask *t);
+/* Take @t off the pool queue (the lock held). */
+void exe__proc_unlink_locked(struct exe__proc_pool *pp, struct exe__ptask *t);
 /* Queue @t (its input already copied) with a new future; takes ownership
  * of @t. Return: 0 with *@out (may be NULL), or the submit codes. */
 int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const struct exe__future_ops *ops,

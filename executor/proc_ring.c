@@ -179,14 +179,7 @@ static void detach_locked(struct exe__proc_pool *pp, struct exe__ptask *t, unsig
 		atomic_fetch_add(&pp->started, 1);
 	pp->slot_task[slot] = NULL;
 	t->slot = -1;
-	if (pp->unplaced == t)
-		pp->unplaced = t->next;
-	t->prev->next = t->next;
-	t->next->prev = t->prev;
-	t->queued = false;
-	pp->queued--;
-	if (pp->space_waiters)
-		pthread_cond_broadcast(&pp->cond);
+	exe__proc_unlink_locked(pp, t);
 	/* release: the worker copied the slot before reporting the claim we
 	 * read (acquire); the next place() writes it. */
 	atomic_store_explicit(&pp->ring->slots[slot].state, EXE__SLOT_FREE, memory_order_release);
@@ -236,6 +229,17 @@ void exe__ring_stop(struct exe__proc_pool *pp, unsigned cell)
 }
 
 /* ---- worker side ---- */
+
+/* One step of a wait that spins: pause, and now and then give a process
+ * sharing this CPU its turn (with more processes than CPUs, the one we wait
+ * for may be queued behind us). */
+static void spin_step(unsigned *k)
+{
+	if (++*k % 16 == 0)
+		sched_yield();
+	else
+		ck_pr_stall();
+}
 
 /* Claim the oldest PENDING position: its slot, or -1 when there is none. */
 static int try_take(struct exe__ring *r, unsigned cell)
@@ -293,13 +297,7 @@ int exe__ring_take(struct exe__ring *r, struct exe__cell *c, unsigned cell, int6
 		if (i >= 0)
 			break;
 		if (exe_now_ns() < until) {
-			/* Give a process sharing this CPU its turn now and then:
-			 * with more processes than CPUs, the one we wait for may
-			 * be queued behind us. */
-			if (++k % 16 == 0)
-				sched_yield();
-			else
-				ck_pr_stall();
+			spin_step(&k);
 			continue;
 		}
 		seen = atomic_load_explicit(&r->bell, memory_order_seq_cst);
@@ -325,10 +323,7 @@ void exe__cell_wait_acked(struct exe__cell *c, uint32_t keep)
 		if (posted - acked <= keep)
 			return;
 		if (exe_now_ns() < until) {
-			if (++k % 16 == 0)
-				sched_yield();
-			else
-				ck_pr_stall();
+			spin_step(&k);
 			continue;
 		}
 		/* seq_cst, both: the collector stores acked, then reads

@@ -100,7 +100,7 @@ void exe__proc_task_free(struct exe__ptask *t)
 	exe__free(t);
 }
 
-static void unlink_task(struct exe__proc_pool *pp, struct exe__ptask *t)
+void exe__proc_unlink_locked(struct exe__proc_pool *pp, struct exe__ptask *t)
 {
 	if (pp->unplaced == t)
 		pp->unplaced = t->next;
@@ -124,7 +124,7 @@ struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp)
 		if (t->slot >= 0 && exe__ring_revoke_locked(pp, t))
 			continue;
 		if (exe__future_claim(t->f)) {
-			unlink_task(pp, t);
+			exe__proc_unlink_locked(pp, t);
 			atomic_fetch_add(&pp->started, 1);
 			pthread_mutex_unlock(&pp->lock);
 			return t;
@@ -169,7 +169,7 @@ static void task_cancelled(struct exe_future *f)
 	struct exe__ptask *t = f->arg;
 
 	pthread_mutex_lock(&pp->lock);
-	unlink_task(pp, t);
+	exe__proc_unlink_locked(pp, t);
 	exe__proc_task_release(pp, t);
 	atomic_fetch_add(&pp->cancelled, 1);
 	if (pp->shutdown)
