@@ -1,7 +1,8 @@
 /*
  * proc_collector.c - the process pool's collector thread: it forks the fork
- * server, asks it for workers, hands tasks to them, reads their results,
- * runs the done callbacks, enforces deadlines and replaces dead workers.
+ * server, asks it for workers, finishes the tasks they report (reading them
+ * is proc_results.c's), runs the done callbacks, enforces deadlines and
+ * replaces dead workers.
  *
  * Design
  *  - One thread owns every worker record and every channel; what it shares
@@ -72,38 +73,9 @@
 #include "future_internal.h"
 #include "proc_internal.h"
 
-enum wstate { W_SPAWNING, W_STARTING, W_READY, W_RETIRING };
+#include "proc_collector.h"
 
-struct exe__pworker {
-	struct exe__pworker *next; /* pp->workers */
-	uint64_t seq;
-	unsigned slot;
-	enum wstate state;
-	bool in_slot; /* pp->slots[slot] == this */
-	bool chan_open;
-	bool counted;     /* in live_workers */
-	bool stop_sent;   /* SIGTERM or SIGKILL sent */
-	bool ready_early; /* READY came before the server's SPAWNED */
-	pid_t pid;
-	int chan, pidfd;
-	int exit_code, exit_status;
-	struct exe__ptask *head, *tail; /* attached, unfinished */
-	struct exe__ptask *cur;         /* ... the one its claim word names, if unfinished */
-	unsigned ninflight, dispatched; /* dispatched: claims seen */
-	unsigned cell;                  /* its cell (pp->cells) */
-	uint32_t seen_posted;           /* results read from the cell */
-	uint64_t seen_claim;            /* the last claim word handled */
-	uint64_t last_done;             /* the id of the last task of it finished */
-	int64_t kill_at;  /* SIGKILL after SIGTERM; 0: none */
-	int stop_sig;     /* the signal stop_sent sent (again once its pidfd comes) */
-	int fail_code;    /* why we stopped it; 0: we did not */
-	uint64_t fail_id; /* the task that reason is for; 0: all */
-	char *fail_msg;
-	struct exe__rx rx;
-};
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
+char *exe__proc_fmt(const char *f, ...)
 {
 	va_list ap;
 	char *s;
@@ -134,62 +106,6 @@ static void describe(const struct exe__pworker *w, char *buf, size_t len)
 		break;
 	default: snprintf(buf, len, "worker %d lost", (int)w->pid);
 	}
-}
-
-/* ---- worker lists ---- */
-
-static void push_inflight(struct exe__pworker *w, struct exe__ptask *t)
-{
-	t->next = NULL;
-	t->prev = w->tail;
-	if (w->tail)
-		w->tail->next = t;
-	else
-		w->head = t;
-	w->tail = t;
-	w->ninflight++;
-}
-
-static void unlink_inflight(struct exe__pworker *w, struct exe__ptask *t)
-{
-	if (t->prev)
-		t->prev->next = t->next;
-	else
-		w->head = t->next;
-	if (t->next)
-		t->next->prev = t->prev;
-	else
-		w->tail = t->prev;
-	t->next = t->prev = NULL;
-	w->ninflight--;
-	if (w->cur == t)
-		w->cur = NULL;
-	w->last_done = t->id;
-}
-
-/* The task the worker reports for (@slot, @id): already attached, or
- * attached now. @take: off the in-flight list (its result is here).
- * NULL when the worker names a task it does not hold. */
-static struct exe__ptask *lookup(struct exe__proc_pool *pp, struct exe__pworker *w, uint64_t slot, uint64_t id,
-                                 bool take)
-{
-	struct exe__ptask *t;
-
-	for (t = w->head; t; t = t->next)
-		if (EXE__CLAIM_ID(t->id) == EXE__CLAIM_ID(id))
-			break;
-	if (!t) {
-		pthread_mutex_lock(&pp->lock);
-		t = exe__ring_attach_locked(pp, w->cell, slot, id);
-		pthread_mutex_unlock(&pp->lock);
-		if (!t)
-			return NULL;
-		t->deadline = 0;
-		push_inflight(w, t);
-	}
-	if (take)
-		unlink_inflight(w, t);
-	return t;
 }
 
 /* ---- spawning ---- */
@@ -264,7 +180,7 @@ fail:
 	exe__pool_mark_broken(&pp->base, "cannot start worker %s-%u: %s", pp->name, slot, exe_strerror(rc));
 }
 
-static void vacate(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace)
+void exe__proc_vacate(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace)
 {
 	if (!w->in_slot)
 		return;
@@ -276,7 +192,7 @@ static void vacate(struct exe__proc_pool *pp, struct exe__pworker *w, bool repla
 	}
 }
 
-static void chan_close(struct exe__proc_pool *pp, struct exe__pworker *w)
+void exe__proc_chan_close(struct exe__proc_pool *pp, struct exe__pworker *w)
 {
 	if (!w->chan_open)
 		return;
@@ -287,8 +203,8 @@ static void chan_close(struct exe__proc_pool *pp, struct exe__pworker *w)
 }
 
 /* Stop a worker on purpose; its tasks fail when it is reaped. */
-static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int code, uint64_t id, char *msg,
-                        int sig, int64_t now)
+void exe__proc_stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int code, uint64_t id,
+                           char *msg, int sig, int64_t now)
 {
 	if (!w->fail_code) {
 		w->fail_code = code;
@@ -307,346 +223,16 @@ static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int c
 	}
 	if (w->state != W_RETIRING)
 		w->state = W_RETIRING;
-	vacate(pp, w, true);
+	exe__proc_vacate(pp, w, true);
 }
 
-static void bad_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const char *why, int64_t now)
+void exe__proc_bad_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const char *why, int64_t now)
 {
-	stop_worker(pp, w, -EBADMSG, w->cur ? w->cur->id : 0,
-	            fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why), SIGKILL, now);
+	exe__proc_stop_worker(pp, w, -EBADMSG, w->cur ? w->cur->id : 0,
+	                      exe__proc_fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why),
+	                      SIGKILL, now);
 	/* Nothing more from this channel can be trusted. */
-	chan_close(pp, w);
-}
-
-/* ---- results ---- */
-
-static void retire(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace);
-
-/* A message from an entry or frame (@len bytes, already bounded). */
-static char *copy_msg(uint16_t flags, const unsigned char *data, uint64_t len)
-{
-	char *m;
-
-	if (!(flags & EXE__FF_MSG))
-		return NULL;
-	m = exe__malloc(len + 1);
-	if (m) {
-		memcpy(m, data, len);
-		m[len] = '\0';
-	}
-	return m;
-}
-
-/* Remember how big recent large results were: the next bytes tasks are
- * offered an arena block of that class. */
-static void note_result_size(struct exe__proc_pool *pp, uint64_t len)
-{
-	int cls = -1;
-
-	if (len > EXE__RESULT_INLINE)
-		for (cls = 0; cls < EXE__ARENA_CLASSES && exe__arena_class_size(cls) < len; cls++)
-			;
-	atomic_store_explicit(&pp->out_hint, cls < EXE__ARENA_CLASSES ? cls : -1, memory_order_relaxed);
-}
-
-static void finish_bytes(struct exe__proc_pool *pp, struct exe__ptask *t, const void *copy, uint64_t len,
-                         void *map)
-{
-	void *b = exe__proc_bytes_new(copy, len, map);
-
-	if (b) {
-		exe__proc_task_finish(pp, t, 0, b, exe__proc_bytes_free, NULL);
-		return;
-	}
-	if (map)
-		munmap(map, len);
-	exe__proc_task_finish(pp, t, -ENOMEM, NULL, NULL,
-	                      fmt("no memory for a %llu byte result", (unsigned long long)len));
-}
-
-/* One result entry of @w's cell (copied out before it is acknowledged).
- * Return false when the entry broke the protocol (the worker is stopped). */
-static bool on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__result *r, int64_t now)
-{
-	const struct exe__cell *cell = &pp->cells[w->cell];
-	const struct exe__result_head h = {
-	    .kind = r->kind, .flags = r->flags, .status = r->status, .word = r->word, .len = r->len};
-	struct exe__ptask *t = lookup(pp, w, r->slot, r->id, true);
-	const char *why;
-
-	if (!t) {
-		bad_frame(pp, w, "result for a task it does not hold", now);
-		return false;
-	}
-	if (exe__result_check(&h, t->kind, t->in_len / sizeof(uint64_t),
-	                      t->out_cls >= 0 ? exe__arena_class_size(t->out_cls) : 0, &why)) {
-		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
-		                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
-		bad_frame(pp, w, why, now);
-		return false;
-	}
-	/* Only h from here on: the entry itself may change under us. */
-	if (h.kind == EXE__F_RESULT_CHUNK) {
-		exe__proc_chunk_finish(pp, t, h.word, cell->vals, h.status, copy_msg(h.flags, r->data, h.len));
-	} else if (h.status) {
-		exe__proc_task_finish(pp, t, h.status, NULL, NULL, copy_msg(h.flags, r->data, h.len));
-	} else if (h.kind == EXE__F_RESULT_PTR) {
-		exe__proc_task_finish(pp, t, 0, (void *)(uintptr_t)h.word, NULL, NULL);
-	} else if (h.flags & EXE__FF_ARENA) {
-		void *b = exe__proc_bytes_arena(pp->arena, t->out_cls, t->out_off, h.len);
-
-		note_result_size(pp, h.len);
-		if (b)
-			t->out_cls = -1; /* the future owns the block now */
-		if (b)
-			exe__proc_task_finish(pp, t, 0, b, exe__proc_bytes_free, NULL);
-		else
-			exe__proc_task_finish(pp, t, -ENOMEM, NULL, NULL, NULL);
-	} else {
-		note_result_size(pp, h.len);
-		finish_bytes(pp, t, r->data, h.len, NULL);
-	}
-	return true;
-}
-
-/* After a protocol breach a worker's results are not read: the task its
- * claim names fails with the breach when it dies. */
-static bool trusted(const struct exe__pworker *w)
-{
-	return !(w->stop_sent && w->fail_code == -EBADMSG);
-}
-
-/* Read @w's cell: new results in order, then its latest claim. Return true
- * when there was news. */
-static bool poll_cell(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
-{
-	struct exe__cell *cell = &pp->cells[w->cell];
-	/* acquire: pairs with exe__cell_post()'s release. */
-	uint32_t posted = atomic_load_explicit(&cell->posted, memory_order_acquire);
-	bool news = false;
-	uint64_t c;
-
-	while (trusted(w) && w->seen_posted != posted) {
-		if (posted - w->seen_posted > EXE__RESULTS) {
-			bad_frame(pp, w, "more results than entries", now);
-			return true;
-		}
-		if (!on_result(pp, w, &cell->results[w->seen_posted % EXE__RESULTS], now))
-			return true;
-		w->seen_posted++;
-		news = true;
-		/* seq_cst, both: the worker raises ack_waiting, then reads
-		 * acked. */
-		atomic_store_explicit(&cell->acked, w->seen_posted, memory_order_seq_cst);
-		if (atomic_load_explicit(&cell->ack_waiting, memory_order_seq_cst))
-			exe__futex_wake_shared(&cell->acked, 1);
-	}
-	/* acquire: pairs with the worker's release after copying its slot. */
-	c = atomic_load_explicit(&cell->claim, memory_order_acquire);
-	if (c && c != w->seen_claim) {
-		struct exe__ptask *t = NULL;
-
-		w->seen_claim = c;
-		news = true;
-		w->dispatched++;
-		if (EXE__CLAIM_ID(w->last_done) != EXE__CLAIM_ID(c)) {
-			t = lookup(pp, w, EXE__CLAIM_SLOT(c), c, false);
-			if (!t) {
-				bad_frame(pp, w, "claim of a task it does not hold", now);
-				return true;
-			}
-		}
-		if (t) {
-			int64_t start = atomic_load_explicit(&cell->start, memory_order_relaxed);
-
-			/* A start stamp from the future or the distant past is
-			 * a broken worker's: count from now instead. */
-			if (start > now || start < now - EXE_NS_PER_S)
-				start = now;
-			w->cur = t;
-			t->deadline = t->timeout_ns ? start + t->timeout_ns : 0;
-		}
-		if (pp->max_tasks && w->dispatched >= pp->max_tasks && w->state != W_RETIRING)
-			retire(pp, w, true);
-	}
-	return news;
-}
-
-static bool poll_cells(struct exe__proc_pool *pp, int64_t now)
-{
-	struct exe__pworker *w, *next;
-	bool news = false;
-
-	for (w = pp->workers; w; w = next) {
-		next = w->next;
-		news |= poll_cell(pp, w, now);
-	}
-	return news;
-}
-
-/* Whether any cell has news, without touching it. */
-static bool cells_dirty(struct exe__proc_pool *pp)
-{
-	const struct exe__pworker *w;
-
-	for (w = pp->workers; w; w = w->next) {
-		const struct exe__cell *cell = &pp->cells[w->cell];
-
-		if ((trusted(w) && atomic_load_explicit(&cell->posted, memory_order_seq_cst) != w->seen_posted) ||
-		    atomic_load_explicit(&cell->claim, memory_order_seq_cst) != w->seen_claim)
-			return true;
-	}
-	return false;
-}
-
-/* A result too large for its entry and its arena block, in a memfd. */
-static void on_memfd_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-                            int fd, int64_t now)
-{
-	struct exe__ptask *t;
-	const char *why = "malformed result";
-	void *map = NULL;
-	int rc;
-
-	if (fd < 0 || h->status || h->flags != EXE__FF_MEMFD) {
-		if (fd >= 0)
-			close(fd);
-		bad_frame(pp, w, why, now);
-		return;
-	}
-	/* Results posted before it come first. */
-	poll_cell(pp, w, now);
-	t = lookup(pp, w, h->out, h->id, true);
-	if (!t || t->kind != EXE__F_TASK_BYTES) {
-		close(fd);
-		if (t)
-			exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
-			                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
-		bad_frame(pp, w, "result for a task it does not hold", now);
-		return;
-	}
-	rc = exe__memfd_map(fd, h->len, &map, &why);
-	close(fd);
-	if (rc) {
-		if (rc != -EBADMSG)
-			why = "cannot map the result";
-		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
-		                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
-		bad_frame(pp, w, why, now);
-		return;
-	}
-	note_result_size(pp, h->len);
-	finish_bytes(pp, t, NULL, h->len, map);
-}
-
-/* The worker took a task whose input is a memfd: send it. */
-static void on_need(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h, int64_t now)
-{
-	struct exe__frame out = {.kind = EXE__F_TASK_BYTES, .id = h->id, .flags = EXE__FF_MEMFD};
-	struct exe__ptask *t = lookup(pp, w, h->out, h->id, false);
-
-	if (!t || t->memfd < 0) {
-		bad_frame(pp, w, "asked for an input it does not need", now);
-		return;
-	}
-	out.word = t->fn;
-	out.len = t->in_len;
-	if (exe__frame_send(w->chan, &out, NULL, t->memfd))
-		stop_worker(pp, w, 0, 0, NULL, SIGKILL, now); /* dying: the death report follows */
-}
-
-static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-                     const unsigned char *payload, int fd, int64_t now)
-{
-	(void)payload;
-	switch (h->kind) {
-	case EXE__F_WAKE:
-		if (fd >= 0)
-			close(fd);
-		return; /* the cells are read on every turn of the loop */
-	case EXE__F_NEED:
-		if (fd >= 0)
-			close(fd);
-		on_need(pp, w, h, now);
-		return;
-	case EXE__F_RESULT_BYTES: on_memfd_result(pp, w, h, fd, now); return;
-	case EXE__F_READY: break;
-	default:
-		if (fd >= 0)
-			close(fd);
-		bad_frame(pp, w, "unexpected frame", now);
-		return;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (w->state != W_STARTING && w->state != W_SPAWNING && !(w->state == W_RETIRING && !w->dispatched)) {
-		bad_frame(pp, w, "unexpected ready frame", now);
-		return;
-	}
-	if (h->status) {
-		exe__pool_mark_broken(&pp->base, "worker init failed in %s-%u: %s (%d)", pp->name, w->slot,
-		                      exe_strerror(h->status), h->status);
-		w->state = W_RETIRING; /* it exits by itself */
-		vacate(pp, w, false);
-		return;
-	}
-	/* The channel and the server's socket race: READY may come first. */
-	if (w->state == W_SPAWNING)
-		w->ready_early = true;
-	else if (w->state == W_STARTING)
-		w->state = W_READY;
-}
-
-/*
- * Read what the channel holds and handle every complete frame. The channel
- * is level-triggered, so in the loop one short read is enough: a unix stream
- * socket fills the buffer from every queued write unless it ran dry, or
- * stopped after a write that carried descriptors; anything left (or arriving
- * later) wakes epoll again. @drain (a dead worker) reads to the end instead.
- */
-static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now, bool drain)
-{
-	int rounds;
-
-	for (rounds = 0; rounds < 32 && w->chan_open; rounds++) {
-		const unsigned char *payload;
-		struct exe__frame h;
-		const char *why;
-		size_t room = EXE__RX_CAP - (w->rx.end - w->rx.start);
-		unsigned nfds = w->rx.nfds;
-		ssize_t n = exe__rx_fill(&w->rx, w->chan, true);
-		int fd, rc;
-		bool dry = !drain && n > 0 && (size_t)n < room && w->rx.nfds == nfds;
-
-		if (n == -EAGAIN)
-			return;
-		if (n == -EBADMSG) {
-			bad_frame(pp, w, "too many or truncated descriptors", now);
-			return;
-		}
-		if (n <= 0) {
-			/* End of file: the worker is gone or going; its status
-			 * comes from the fork server. Bytes left over are a frame
-			 * cut short. */
-			if (n == 0 && w->rx.end > w->rx.start) {
-				stop_worker(
-				    pp, w, -EBADMSG, w->cur ? w->cur->id : 0,
-				    fmt("worker %d sent a truncated frame (%zu bytes, then end of file)",
-				        (int)w->pid, w->rx.end - w->rx.start),
-				    SIGKILL, now);
-			}
-			chan_close(pp, w);
-			return;
-		}
-		while ((rc = exe__rx_next(&w->rx, &h, &payload, &fd, &why)) == 1 && w->chan_open)
-			on_frame(pp, w, &h, payload, fd, now);
-		if (rc < 0) {
-			bad_frame(pp, w, why, now);
-			return;
-		}
-		if (dry)
-			return;
-	}
+	exe__proc_chan_close(pp, w);
 }
 
 /* ---- deaths ---- */
@@ -689,12 +275,14 @@ static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w)
 	while ((t = w->head)) {
 		bool named = t == w->cur;
 
-		unlink_inflight(w, t);
+		exe__proc_unlink_inflight(w, t);
 		if (named && w->fail_code && (w->fail_id == 0 || w->fail_id == t->id))
 			finish_dead(pp, w, t, w->fail_code,
-			            fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
+			            exe__proc_fmt("%s; %s",
+			                          w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code),
+			                          what));
 		else
-			finish_dead(pp, w, t, -ECHILD, fmt("%s", what));
+			finish_dead(pp, w, t, -ECHILD, exe__proc_fmt("%s", what));
 	}
 	/* After a protocol breach, what it took and did not report may have
 	 * run: those fail too, rather than run twice. */
@@ -706,8 +294,9 @@ static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w)
 	pthread_mutex_unlock(&pp->lock);
 	while ((t = taken)) {
 		taken = t->next;
-		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
-		                      fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(-EBADMSG), what));
+		exe__proc_task_finish(
+		    pp, t, -EBADMSG, NULL, NULL,
+		    exe__proc_fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(-EBADMSG), what));
 	}
 }
 
@@ -721,7 +310,7 @@ static void free_worker(struct exe__proc_pool *pp, struct exe__pworker *w)
 			break;
 		}
 	}
-	chan_close(pp, w);
+	exe__proc_chan_close(pp, w);
 	if (w->pidfd >= 0)
 		close(w->pidfd);
 	exe__rx_fini(&w->rx);
@@ -737,9 +326,9 @@ static void on_exit_(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t 
 
 	/* Results written before the death are still in the socket and the
 	 * cell; the cell's claim names the task it was running. */
-	read_worker(pp, w, now, true);
-	chan_close(pp, w);
-	poll_cell(pp, w, now);
+	exe__proc_read_worker(pp, w, now, true);
+	exe__proc_chan_close(pp, w);
+	exe__proc_poll_cell(pp, w, now);
 	if (w->counted)
 		atomic_fetch_sub(&pp->live_workers, 1);
 	if (w->state == W_STARTING) {
@@ -748,7 +337,7 @@ static void on_exit_(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t 
 		                      what);
 	}
 	fail_inflight(pp, w);
-	vacate(pp, w, true);
+	exe__proc_vacate(pp, w, true);
 	free_worker(pp, w);
 }
 
@@ -781,7 +370,7 @@ static void server_lost(struct exe__proc_pool *pp, int64_t now)
 		if (w->pid > 0 && !w->fail_code) {
 			w->fail_code = -ECHILD;
 			w->fail_id = 0;
-			w->fail_msg = fmt("the fork server died");
+			w->fail_msg = exe__proc_fmt("the fork server died");
 		}
 		if (w->pid > 0)
 			kill(-w->pid, SIGKILL);
@@ -811,7 +400,7 @@ static void read_server(struct exe__proc_pool *pp, int64_t now)
 					                      exe_strerror(m.pid < 0 ? m.pid : -EBADMSG));
 				if (fd >= 0)
 					close(fd);
-				vacate(pp, w, false);
+				exe__proc_vacate(pp, w, false);
 				free_worker(pp, w);
 				continue;
 			}
@@ -839,12 +428,12 @@ static void read_server(struct exe__proc_pool *pp, int64_t now)
 
 /* ---- dispatch ---- */
 
-static void retire(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace)
+void exe__proc_retire(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace)
 {
 	w->state = W_RETIRING;
 	/* It finishes what it has and exits once idle. */
 	exe__ring_stop(pp, w->cell);
-	vacate(pp, w, replace);
+	exe__proc_vacate(pp, w, replace);
 }
 
 static void fail_queue(struct exe__proc_pool *pp)
@@ -883,15 +472,17 @@ static int64_t check_workers(struct exe__proc_pool *pp, bool draining, int64_t n
 		if (!t || w->stop_sent || w->pidfd < 0)
 			continue;
 		if (t->deadline && now >= t->deadline) {
-			stop_worker(pp, w, -ETIME, t->id,
-			            fmt("task timed out after %.3f s", (double)t->timeout_ns / 1e9), SIGTERM,
-			            now);
+			exe__proc_stop_worker(
+			    pp, w, -ETIME, t->id,
+			    exe__proc_fmt("task timed out after %.3f s", (double)t->timeout_ns / 1e9),
+			    SIGTERM, now);
 		} else if (t->kill_on_cancel && exe_future_cancel_requested(t->f)) {
-			stop_worker(pp, w, -ECANCELED, t->id, fmt("task cancelled while running"), SIGTERM,
-			            now);
+			exe__proc_stop_worker(pp, w, -ECANCELED, t->id,
+			                      exe__proc_fmt("task cancelled while running"), SIGTERM, now);
 		} else if (draining && pp->drain_deadline > 0 && now >= pp->drain_deadline) {
-			stop_worker(pp, w, -ECANCELED, 0, fmt("pool destroyed while the task ran"), SIGTERM,
-			            now);
+			exe__proc_stop_worker(pp, w, -ECANCELED, 0,
+			                      exe__proc_fmt("pool destroyed while the task ran"), SIGTERM,
+			                      now);
 		} else {
 			next = earliest(next, t->deadline);
 			continue;
@@ -970,7 +561,7 @@ static int spin_poll(struct exe__proc_pool *pp, struct epoll_event *evs, uint32_
 	unsigned k = 0;
 
 	do {
-		if (cells_dirty(pp)) {
+		if (exe__proc_cells_dirty(pp)) {
 			*news = true;
 			return 0;
 		}
@@ -1012,7 +603,7 @@ static void run(struct exe__proc_pool *pp)
 		seen = pp->kicks;
 		pthread_mutex_unlock(&pp->lock);
 
-		poll_cells(pp, now);
+		exe__proc_poll_cells(pp, now);
 		if (exe__pool_is_broken(&pp->base))
 			fail_queue(pp);
 		for (i = 0; i < (int)pp->nworkers; i++)
@@ -1033,7 +624,7 @@ static void run(struct exe__proc_pool *pp)
 			pp->drain_deadline = -1; /* closing: no more spawns */
 			for (w = pp->workers; w; w = w->next)
 				if (w->state != W_RETIRING)
-					retire(pp, w, false);
+					exe__proc_retire(pp, w, false);
 			close_at = now + pp->term_grace_ns;
 		}
 		if (closing(pp)) {
@@ -1068,7 +659,7 @@ static void run(struct exe__proc_pool *pp)
 				/* seq_cst, both: workers post or claim, then read
 				 * collector_asleep (exe__ring_collector_wanted()). */
 				atomic_store_explicit(&pp->ring->collector_asleep, 1, memory_order_seq_cst);
-				news = cells_dirty(pp);
+				news = exe__proc_cells_dirty(pp);
 				if (!news)
 					n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
 				atomic_store_explicit(&pp->ring->collector_asleep, 0, memory_order_seq_cst);
@@ -1084,7 +675,7 @@ static void run(struct exe__proc_pool *pp)
 			if (evs[i].data.u64 == 0)
 				woke = true;
 			else if (evs[i].data.u64 != 1)
-				read_worker(pp, evs[i].data.ptr, now, false);
+				exe__proc_read_worker(pp, evs[i].data.ptr, now, false);
 		}
 		if (woke) {
 			uint64_t v;

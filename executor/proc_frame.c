@@ -80,8 +80,8 @@ int exe__frame_check(const struct exe__frame *h, const char **why)
 	return -EBADMSG;
 }
 
-int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len, uint64_t out_cap,
-                      const char **why)
+int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len,
+                      uint64_t out_cap, const char **why)
 {
 	uint16_t want = task_kind == EXE__F_TASK_PTR     ? EXE__F_RESULT_PTR
 	                : task_kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK

@@ -5,8 +5,9 @@
  * Files: process_pool.c (create, submit, queue, shutdown, stats),
  * proc_bytes.c (bytes tasks: input copies, result bytes), proc_map.c (the
  * chunked map),
- * proc_collector.c (the collector thread: worker channels, dispatch, deaths,
- * deadlines), proc_worker.c (the fork server and the worker loop, in the
+ * proc_collector.c (the collector thread: spawning, deaths, deadlines, its
+ * loop; its worker records in proc_collector.h), proc_results.c (what
+ * workers report: cells and channel frames), proc_worker.c (the fork server and the worker loop, in the
  * child processes), proc_frame.c (framing and memfd payloads, both sides),
  * proc_arena.c (the shared payload arena), proc_ring.c (the shared task
  * ring and the result cells, both sides). Chunked maps: proc_map.c
@@ -159,10 +160,10 @@ void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
 
 /* ---- the task ring and the result cells (proc_ring.c) ---- */
 
-#define EXE__RING_SLOTS 64u               /* tasks placed where workers take them */
-#define EXE__SLOT_INLINE (8u * 1024)      /* input bytes in a slot (a chunk's arguments fit) */
-#define EXE__RESULTS 8u                   /* result entries per cell */
-#define EXE__RESULT_INLINE (4096u - 64u)  /* result bytes (or message) in an entry */
+#define EXE__RING_SLOTS 64u              /* tasks placed where workers take them */
+#define EXE__SLOT_INLINE (8u * 1024)     /* input bytes in a slot (a chunk's arguments fit) */
+#define EXE__RESULTS 8u                  /* result entries per cell */
+#define EXE__RESULT_INLINE (4096u - 64u) /* result bytes (or message) in an entry */
 
 /* A slot's state word: FREE and PENDING are written by the parent (under
  * the pool lock), CLAIMED by the worker that takes it, with its cell. */
@@ -182,10 +183,10 @@ struct exe__slot {
  * parent publishes positions in order; workers take them first come, first
  * served, each by one compare-and-swap on the slot's state. */
 struct exe__ring {
-	alignas(64) _Atomic uint64_t put; /* positions published (parent, under the pool lock) */
-	_Atomic uint32_t bell;            /* futex: moves with every put and every stop */
-	alignas(64) _Atomic uint64_t take; /* the next position to look at (a hint: workers) */
-	alignas(64) _Atomic uint32_t sleepers; /* workers asleep on bell */
+	alignas(64) _Atomic uint64_t put;              /* positions published (parent, under the pool lock) */
+	_Atomic uint32_t bell;                         /* futex: moves with every put and every stop */
+	alignas(64) _Atomic uint64_t take;             /* the next position to look at (a hint: workers) */
+	alignas(64) _Atomic uint32_t sleepers;         /* workers asleep on bell */
 	alignas(64) _Atomic uint32_t collector_asleep; /* set by the collector before it sleeps */
 	struct exe__slot slots[EXE__RING_SLOTS];
 };
@@ -210,9 +211,9 @@ struct exe__result {
  * finished before it. The collector reads it (and after a death, drains it).
  */
 struct exe__cell {
-	alignas(64) _Atomic uint64_t claim; /* last task taken: (slot + 1) << 48 | id */
-	_Atomic int64_t start;              /* ... when (CLOCK_MONOTONIC), stored before claim */
-	_Atomic uint32_t stop;              /* the collector asks it to exit when idle */
+	alignas(64) _Atomic uint64_t claim;  /* last task taken: (slot + 1) << 48 | id */
+	_Atomic int64_t start;               /* ... when (CLOCK_MONOTONIC), stored before claim */
+	_Atomic uint32_t stop;               /* the collector asks it to exit when idle */
 	alignas(64) _Atomic uint32_t posted; /* results posted (worker) */
 	alignas(64) _Atomic uint32_t acked;  /* results consumed (collector); futex */
 	_Atomic uint32_t ack_waiting;        /* the worker sleeps on acked */
@@ -233,8 +234,8 @@ struct exe__result_head {
 /* Check @r against the task it names: its kind (EXE__F_TASK_*), its chunk
  * length (chunks) and the arena block it was offered (@out_cap, 0: none).
  * Return 0, or -EBADMSG with a static reason in *@why. */
-int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len, uint64_t out_cap,
-                      const char **why);
+int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len,
+                      uint64_t out_cap, const char **why);
 
 #define EXE__CLAIM(slot, id) (((uint64_t)(slot) + 1) << 48 | ((id) & ((1ull << 48) - 1)))
 #define EXE__CLAIM_SLOT(c) ((uint32_t)((c) >> 48) - 1)
@@ -322,16 +323,16 @@ struct exe__proc_pool {
 	struct exe__cell *cells; /* kid_cap worker cells, shared */
 	size_t cells_size;
 	struct exe__ring *ring; /* shared */
-	_Atomic int out_hint; /* arena class for the next large result, or -1 */
+	_Atomic int out_hint;   /* arena class for the next large result, or -1 */
 
 	/* The queue and lifecycle flags. */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;     /* room in a bounded queue; collector start */
-	struct exe__ptask qhead; /* sentinel of a circular list */
-	struct exe__ptask *unplaced;  /* the first queued task not in the ring (or &qhead):
-	                               * the ones before it are placed or withdrawn */
+	pthread_cond_t cond;                           /* room in a bounded queue; collector start */
+	struct exe__ptask qhead;                       /* sentinel of a circular list */
+	struct exe__ptask *unplaced;                   /* the first queued task not in the ring (or &qhead):
+	                                                * the ones before it are placed or withdrawn */
 	struct exe__ptask *slot_task[EXE__RING_SLOTS]; /* what each slot holds; NULL: free */
-	uint64_t put;                 /* the next ring position */
+	uint64_t put;                                  /* the next ring position */
 	size_t queued;
 	unsigned space_waiters;
 	uint64_t next_id;
@@ -363,8 +364,8 @@ struct exe__proc_pool {
 	int ctl_child; /* the server's end, closed after fork */
 	pid_t server_pid;
 	int server_pidfd;
-	struct exe__pworker *workers;             /* every worker process not yet reaped */
-	struct exe__pworker **slots;              /* the active worker of each slot */
+	struct exe__pworker *workers; /* every worker process not yet reaped */
+	struct exe__pworker **slots;  /* the active worker of each slot */
 	uint64_t worker_seq;
 	int64_t drain_deadline;   /* destroy: when stragglers get killed */
 	unsigned nprocs;          /* worker objects alive (limit: kid_cap) */
@@ -414,7 +415,8 @@ int exe__ring_revoke_locked(struct exe__proc_pool *pp, struct exe__ptask *t);
  * take it off the queue, free the slot, claim its future (RUNNING), refill.
  * NULL when the slot does not hold that task claimed by that worker (a
  * lying or broken worker). */
-struct exe__ptask *exe__ring_attach_locked(struct exe__proc_pool *pp, unsigned cell, uint64_t slot, uint64_t id);
+struct exe__ptask *exe__ring_attach_locked(struct exe__proc_pool *pp, unsigned cell, uint64_t slot,
+                                           uint64_t id);
 /* Slots still claimed by the dead worker of @cell that it never reported:
  * put their tasks back in line (it died between its claim and its report,
  * so they never started), or, with @taken, take them off the queue

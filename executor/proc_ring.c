@@ -141,8 +141,8 @@ int exe__ring_revoke_locked(struct exe__proc_pool *pp, struct exe__ptask *t)
 		return 0;
 	}
 	s = &pp->ring->slots[t->slot];
-	if (atomic_compare_exchange_strong_explicit(&s->state, &pending, EXE__SLOT_FREE,
-	                                            memory_order_acq_rel, memory_order_acquire)) {
+	if (atomic_compare_exchange_strong_explicit(&s->state, &pending, EXE__SLOT_FREE, memory_order_acq_rel,
+	                                            memory_order_acquire)) {
 		pp->slot_task[t->slot] = NULL;
 		t->slot = -2;
 		exe__ring_fill_locked(pp);
@@ -157,12 +157,15 @@ int exe__ring_revoke_locked(struct exe__proc_pool *pp, struct exe__ptask *t)
 
 static void detach_locked(struct exe__proc_pool *pp, struct exe__ptask *t, unsigned slot);
 
-struct exe__ptask *exe__ring_attach_locked(struct exe__proc_pool *pp, unsigned cell, uint64_t slot, uint64_t id)
+struct exe__ptask *exe__ring_attach_locked(struct exe__proc_pool *pp, unsigned cell, uint64_t slot,
+                                           uint64_t id)
 {
 	struct exe__ptask *t;
 
-	if (slot >= EXE__RING_SLOTS || !(t = pp->slot_task[slot]) || EXE__CLAIM_ID(t->id) != EXE__CLAIM_ID(id) ||
-	    atomic_load_explicit(&pp->ring->slots[slot].state, memory_order_acquire) != EXE__SLOT_CLAIMED(cell))
+	if (slot >= EXE__RING_SLOTS || !(t = pp->slot_task[slot]) ||
+	    EXE__CLAIM_ID(t->id) != EXE__CLAIM_ID(id) ||
+	    atomic_load_explicit(&pp->ring->slots[slot].state, memory_order_acquire) !=
+	        EXE__SLOT_CLAIMED(cell))
 		return NULL;
 	/* The revoke hook may have claimed it already (a cancel that lost
 	 * to the worker); otherwise it is PENDING and this claim wins, since
@@ -257,13 +260,14 @@ static int try_take(struct exe__ring *r, unsigned cell)
 		if (st == EXE__SLOT_PENDING && atomic_load_explicit(&s->pos, memory_order_relaxed) == h) {
 			/* acquire: pairs with place()'s release of PENDING. */
 			if (atomic_compare_exchange_strong_explicit(&s->state, &st, EXE__SLOT_CLAIMED(cell),
-			                                            memory_order_acquire, memory_order_relaxed)) {
+			                                            memory_order_acquire,
+			                                            memory_order_relaxed)) {
 				int slot = (int)(h % EXE__RING_SLOTS);
 
 				/* Whoever moves the hint first: a failed exchange
 				 * overwrites h, which is why slot is taken above. */
-				atomic_compare_exchange_strong_explicit(&r->take, &h, h + 1, memory_order_release,
-				                                        memory_order_relaxed);
+				atomic_compare_exchange_strong_explicit(
+				    &r->take, &h, h + 1, memory_order_release, memory_order_relaxed);
 				return slot;
 			}
 			continue;

@@ -284,7 +284,8 @@ static int fetch_input(const struct claimed *t, struct exe__rx *rx, int *fd)
 	return 0;
 }
 
-static void run_bytes(const struct claimed *t, struct exe_future *cur, const void *scratch, struct exe__rx *rx)
+static void run_bytes(const struct claimed *t, struct exe_future *cur, const void *scratch,
+                      struct exe__rx *rx)
 {
 	exe_proc_task_fn *fn = (exe_proc_task_fn *)(uintptr_t)t->fn;
 	const void *in = NULL;
