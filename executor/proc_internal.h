@@ -160,7 +160,7 @@ void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
 
 /* ---- the task ring and the result cells (proc_ring.c) ---- */
 
-#define EXE__RING_SLOTS 64u              /* tasks placed where workers take them */
+#define EXE__RING_MIN_SLOTS 64u          /* tasks placed where workers take them: at least */
 #define EXE__SLOT_INLINE (8u * 1024)     /* input bytes in a slot (a chunk's arguments fit) */
 #define EXE__RESULTS 8u                  /* result entries per cell */
 #define EXE__RESULT_INLINE (4096u - 64u) /* result bytes (or message) in an entry */
@@ -188,7 +188,8 @@ struct exe__ring {
 	alignas(64) _Atomic uint64_t take;             /* the next position to look at (a hint: workers) */
 	alignas(64) _Atomic uint32_t sleepers;         /* workers asleep on bell */
 	alignas(64) _Atomic uint32_t collector_asleep; /* set by the collector before it sleeps */
-	struct exe__slot slots[EXE__RING_SLOTS];
+	uint32_t nslots;                               /* set before the fork server exists, never changed */
+	struct exe__slot slots[];
 };
 
 /* One result as a worker posts it in its cell. */
@@ -323,16 +324,18 @@ struct exe__proc_pool {
 	struct exe__cell *cells; /* kid_cap worker cells, shared */
 	size_t cells_size;
 	struct exe__ring *ring; /* shared */
-	_Atomic int out_hint;   /* arena class for the next large result, or -1 */
+	size_t ring_size;
+	_Atomic int out_hint; /* arena class for the next large result, or -1 */
 
 	/* The queue and lifecycle flags. */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;                           /* room in a bounded queue; collector start */
-	struct exe__ptask qhead;                       /* sentinel of a circular list */
-	struct exe__ptask *unplaced;                   /* the first queued task not in the ring (or &qhead):
-	                                                * the ones before it are placed or withdrawn */
-	struct exe__ptask *slot_task[EXE__RING_SLOTS]; /* what each slot holds; NULL: free */
-	uint64_t put;                                  /* the next ring position */
+	pthread_cond_t cond;           /* room in a bounded queue; collector start */
+	struct exe__ptask qhead;       /* sentinel of a circular list */
+	struct exe__ptask *unplaced;   /* the first queued task not in the ring (or &qhead):
+	                                * the ones before it are placed or withdrawn */
+	struct exe__ptask **slot_task; /* what each ring slot holds; NULL: free */
+	unsigned nslots;               /* ring slots: 64, or 2 per worker for more */
+	uint64_t put;                  /* the next ring position */
 	size_t queued;
 	unsigned space_waiters;
 	uint64_t next_id;

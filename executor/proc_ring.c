@@ -37,7 +37,7 @@
  *    PENDING -> CLAIMED is the worker's. slot_task[] mirrors the parent's
  *    view: NULL exactly when the parent may place into the slot.
  *  - Positions are published in order; a slot is reused for position
- *    p + EXE__RING_SLOTS only when free, so a worker that finds a slot at
+ *    p + nslots only when free, so a worker that finds a slot at
  *    its hint holding a later position (or not PENDING) knows that position
  *    was taken or withdrawn and moves on.
  *  - Results of one worker are posted in the order it ran the tasks, and it
@@ -60,7 +60,7 @@
 static bool place_locked(struct exe__proc_pool *pp, struct exe__ptask *t)
 {
 	struct exe__ring *r = pp->ring;
-	unsigned i = (unsigned)(pp->put % EXE__RING_SLOTS);
+	unsigned i = (unsigned)(pp->put % pp->nslots);
 	struct exe__slot *s = &r->slots[i];
 	int hint;
 
@@ -162,8 +162,7 @@ struct exe__ptask *exe__ring_attach_locked(struct exe__proc_pool *pp, unsigned c
 {
 	struct exe__ptask *t;
 
-	if (slot >= EXE__RING_SLOTS || !(t = pp->slot_task[slot]) ||
-	    EXE__CLAIM_ID(t->id) != EXE__CLAIM_ID(id) ||
+	if (slot >= pp->nslots || !(t = pp->slot_task[slot]) || EXE__CLAIM_ID(t->id) != EXE__CLAIM_ID(id) ||
 	    atomic_load_explicit(&pp->ring->slots[slot].state, memory_order_acquire) !=
 	        EXE__SLOT_CLAIMED(cell))
 		return NULL;
@@ -192,7 +191,7 @@ unsigned exe__ring_reclaim_locked(struct exe__proc_pool *pp, unsigned cell, stru
 {
 	unsigned i, n = 0;
 
-	for (i = 0; i < EXE__RING_SLOTS; i++) {
+	for (i = 0; i < pp->nslots; i++) {
 		struct exe__ptask *t = pp->slot_task[i];
 
 		if (!t || atomic_load_explicit(&pp->ring->slots[i].state, memory_order_acquire) !=
@@ -255,14 +254,14 @@ static int try_take(struct exe__ring *r, unsigned cell)
 
 		if (h >= atomic_load_explicit(&r->put, memory_order_acquire))
 			return -1;
-		s = &r->slots[h % EXE__RING_SLOTS];
+		s = &r->slots[h % r->nslots];
 		st = atomic_load_explicit(&s->state, memory_order_acquire);
 		if (st == EXE__SLOT_PENDING && atomic_load_explicit(&s->pos, memory_order_relaxed) == h) {
 			/* acquire: pairs with place()'s release of PENDING. */
 			if (atomic_compare_exchange_strong_explicit(&s->state, &st, EXE__SLOT_CLAIMED(cell),
 			                                            memory_order_acquire,
 			                                            memory_order_relaxed)) {
-				int slot = (int)(h % EXE__RING_SLOTS);
+				int slot = (int)(h % r->nslots);
 
 				/* Whoever moves the hint first: a failed exchange
 				 * overwrites h, which is why slot is taken above. */

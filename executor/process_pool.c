@@ -386,7 +386,8 @@ static void pp_free(struct exe__proc_pool *pp)
 	if (pp->cells)
 		munmap(pp->cells, pp->cells_size);
 	if (pp->ring)
-		munmap(pp->ring, sizeof(*pp->ring));
+		munmap(pp->ring, pp->ring_size);
+	exe__free(pp->slot_task);
 	exe__free(pp->cell_used);
 	exe__free(pp->server_mem);
 	exe__free(pp->slots);
@@ -569,13 +570,23 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 		goto fail;
 	}
 	/* The task ring, likewise shared with every worker. */
-	pp->ring = mmap(NULL, sizeof(*pp->ring), PROT_READ | PROT_WRITE,
+	/* Two slots per worker, so that every worker finds a task placed
+	 * while the collector attaches the ones just taken. */
+	pp->nslots = pp->nworkers > EXE__RING_MIN_SLOTS / 2 ? 2 * pp->nworkers : EXE__RING_MIN_SLOTS;
+	pp->slot_task = exe__calloc(pp->nslots, sizeof(*pp->slot_task));
+	if (!pp->slot_task) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	pp->ring_size = sizeof(*pp->ring) + pp->nslots * sizeof(pp->ring->slots[0]);
+	pp->ring = mmap(NULL, pp->ring_size, PROT_READ | PROT_WRITE,
 	                MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pp->ring == MAP_FAILED) {
 		pp->ring = NULL;
 		rc = -ENOMEM;
 		goto fail;
 	}
+	pp->ring->nslots = pp->nslots;
 	rc = exe__arena_create(&pp->arena, EXE__ARENA_SIZE);
 	if (rc == 0)
 		rc = setup(pp);

@@ -1076,6 +1076,22 @@ Test(process_pool, result_bytes_outlive_the_pool)
 
 /* ---- many tasks ---- */
 
+/* More workers than the ring's minimum (64 slots): the ring grows to two
+ * slots per worker, and every task still runs once, in order. */
+Test(process_pool, a_pool_of_40_workers_runs_every_task)
+{
+	struct exe_pool *p = make_pool(40);
+	size_t n = 400, bad = 0;
+	void *args[400], *res[400];
+
+	for (size_t i = 0; i < n; i++)
+		args[i] = (void *)(intptr_t)i;
+	cr_assert_eq(exe_pool_map(p, square, args, n, res, 30 * EXE_NS_PER_S, &bad), 0, "failed at %zu", bad);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq((intptr_t)res[i], (intptr_t)(i * i));
+	exe_pool_destroy(p);
+}
+
 Test(process_pool, map_runs_10000_tiny_tasks_in_order)
 {
 	struct exe_pool *p = make_pool(2);
