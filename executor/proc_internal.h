@@ -183,10 +183,11 @@ struct exe__slot {
  * parent publishes positions in order; workers take them first come, first
  * served, each by one compare-and-swap on the slot's state. */
 struct exe__ring {
-	alignas(64) _Atomic uint64_t put;              /* positions published (parent, under the pool lock) */
-	_Atomic uint32_t bell;                         /* futex: moves with every put and every stop */
-	alignas(64) _Atomic uint64_t take;             /* the next position to look at (a hint: workers) */
-	alignas(64) _Atomic uint32_t sleepers;         /* workers asleep on bell */
+	alignas(64) _Atomic uint64_t put;      /* positions published (parent, under the pool lock) */
+	_Atomic uint32_t bell;                 /* futex: moves with every put and every stop */
+	alignas(64) _Atomic uint64_t take;     /* the next position to look at (a hint: workers) */
+	alignas(64) _Atomic uint32_t sleepers; /* workers asleep on bell */
+	_Atomic uint32_t spinner;              /* the cell + 1 of the worker spinning for a task, or 0 */
 	alignas(64) _Atomic uint32_t collector_asleep; /* set by the collector before it sleeps */
 	uint32_t nslots;                               /* set before the fork server exists, never changed */
 	struct exe__slot slots[];

@@ -19,9 +19,11 @@
  *    attaches the claimed task (the future becomes RUNNING, the slot is
  *    freed and refilled), reads results, and acknowledges them, which
  *    returns the entries.
- *  - Doorbells are futex words with an adaptive spin before sleeping: a
- *    worker sleeps on the ring's bell and is woken only when it sleeps
- *    (sleepers); a worker whose result entries are all unread sleeps on its
+ *  - Doorbells are futex words with an adaptive spin before sleeping: one
+ *    idle worker at a time spins for the next task (spinner), the others
+ *    sleep on the ring's bell and are woken only when no spinner will take
+ *    the task (sleepers; a spinner that finds more tasks passes a wake-up
+ *    on); a worker whose result entries are all unread sleeps on its
  *    cell's acked word. The collector sleeps in epoll; before it does, it
  *    raises collector_asleep, and the first worker to post or claim after
  *    that sends a WAKE frame on its channel: a start is seen at once
@@ -123,11 +125,16 @@ void exe__ring_fill_locked(struct exe__proc_pool *pp)
 	}
 	if (!placed)
 		return;
-	/* seq_cst, both: a worker raises sleepers, then reads put; we move
-	 * bell, then read sleepers (futex_wait rechecks bell). */
+	/* seq_cst, all: a worker reads bell, raises sleepers, drops spinner,
+	 * then sleeps only while bell is unchanged; we move bell, then read
+	 * spinner and sleepers. A spinning worker takes one task without a
+	 * wake-up (and wakes a sleeper if it sees more). */
 	atomic_fetch_add_explicit(&r->bell, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&r->sleepers, memory_order_seq_cst))
-		exe__futex_wake_shared(&r->bell, (int)placed);
+	if (atomic_load_explicit(&r->sleepers, memory_order_seq_cst)) {
+		placed -= atomic_load_explicit(&r->spinner, memory_order_seq_cst) ? 1 : 0;
+		if (placed)
+			exe__futex_wake_shared(&r->bell, (int)placed);
+	}
 }
 
 int exe__ring_revoke_locked(struct exe__proc_pool *pp, struct exe__ptask *t)
@@ -189,7 +196,12 @@ static void detach_locked(struct exe__proc_pool *pp, struct exe__ptask *t, unsig
 
 unsigned exe__ring_reclaim_locked(struct exe__proc_pool *pp, unsigned cell, struct exe__ptask **taken)
 {
+	uint32_t spinner = cell + 1;
 	unsigned i, n = 0;
+
+	/* Killed while it spun: the others must not count on it. */
+	atomic_compare_exchange_strong_explicit(&pp->ring->spinner, &spinner, 0, memory_order_seq_cst,
+	                                        memory_order_relaxed);
 
 	for (i = 0; i < pp->nslots; i++) {
 		struct exe__ptask *t = pp->slot_task[i];
@@ -287,28 +299,52 @@ static bool ring_ready(struct exe__ring *r)
 
 int exe__ring_take(struct exe__ring *r, struct exe__cell *c, unsigned cell, int64_t *spin_ns)
 {
-	int64_t t0 = exe_now_ns(), until = t0 + *spin_ns;
+	int64_t t0 = exe_now_ns(), until = 0;
+	bool spinning = false;
 	unsigned k = 0;
 	int i;
 
 	for (;;) {
-		uint32_t seen;
+		uint32_t seen, zero = 0;
 
-		if (atomic_load_explicit(&c->stop, memory_order_acquire))
-			return -1;
+		if (atomic_load_explicit(&c->stop, memory_order_acquire)) {
+			i = -1;
+			break;
+		}
 		i = try_take(r, cell);
 		if (i >= 0)
 			break;
-		if (exe_now_ns() < until) {
+		/* One worker at a time spins for the next task; the others
+		 * sleep. More spinners would only take CPU from the processes
+		 * that produce the tasks and read the results. */
+		if (!until) {
+			spinning = atomic_compare_exchange_strong_explicit(
+			    &r->spinner, &zero, cell + 1, memory_order_seq_cst, memory_order_relaxed);
+			until = spinning ? exe_now_ns() + *spin_ns : -1;
+		}
+		if (spinning && exe_now_ns() < until) {
 			spin_step(&k);
 			continue;
 		}
 		seen = atomic_load_explicit(&r->bell, memory_order_seq_cst);
 		atomic_fetch_add_explicit(&r->sleepers, 1, memory_order_seq_cst);
+		if (spinning) {
+			atomic_store_explicit(&r->spinner, 0, memory_order_seq_cst);
+			spinning = false;
+		}
 		if (!ring_ready(r) && !atomic_load_explicit(&c->stop, memory_order_seq_cst))
 			exe__futex_wait_shared(&r->bell, seen, -1);
 		atomic_fetch_sub_explicit(&r->sleepers, 1, memory_order_relaxed);
+		until = 0; /* woken: it may spin again */
 	}
+	if (spinning)
+		atomic_store_explicit(&r->spinner, 0, memory_order_seq_cst);
+	if (i < 0)
+		return i;
+	/* The parent counted on a spinner for one task: if more wait, pass
+	 * the wake-up on. */
+	if (atomic_load_explicit(&r->sleepers, memory_order_seq_cst) && ring_ready(r))
+		exe__futex_wake_shared(&r->bell, 1);
 	*spin_ns = exe__spin_adapt(*spin_ns, exe_now_ns() - t0);
 	return i;
 }
