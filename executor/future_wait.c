@@ -377,6 +377,12 @@ int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f, in
 		}
 		if (timeout_ns == 0 || (deadline >= 0 && exe_now_ns() >= deadline))
 			return -ETIMEDOUT;
+		/* The next item needs one of the unfinished futures: if every
+		 * one of them runs on this thread, none can finish while we
+		 * wait (as exe_wait(EXE_WAIT_ANY) decides). Only a thread
+		 * running a task can be waiting on itself: others skip the scan. */
+		if (exe_task_future() && waits_on_itself(it->fs, it->n, EXE_WAIT_ANY))
+			return -EDEADLK;
 		if (deadline < 0 && !exe__in_fiber() && help_one(it->fs, it->n))
 			continue;
 		if (exe__futex_wait(&it->seq, seq, deadline) == -ECANCELED)
