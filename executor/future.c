@@ -232,6 +232,16 @@ void exe__future_add_node(struct exe_future *f, struct exe__cb *node)
 		cb_unlock(f);
 }
 
+void exe__future_attach_node(struct exe_future *f, struct exe__cb *node)
+{
+	node->next = NULL;
+	*f->cbs_tail = node;
+	f->cbs_tail = &node->next;
+	/* Unpublished: the queue hand-off that publishes @f orders this. */
+	atomic_store_explicit(&f->state, atomic_load_explicit(&f->state, memory_order_relaxed) | EXE__HAS_CBS,
+	                      memory_order_relaxed);
+}
+
 bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node)
 {
 	struct exe__cb **pp;

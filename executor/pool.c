@@ -29,6 +29,38 @@ int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg, const s
 	return p->ops->submit(p, fn, arg, o, out);
 }
 
+int exe_pool_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done, void *done_arg)
+{
+	struct exe_future *f;
+	struct exe__cb *node;
+	int rc;
+
+	if (!p || !fn || !done)
+		return -EINVAL;
+	/* The node first: once the task is queued nothing may fail. */
+	node = exe__small_alloc();
+	if (!node)
+		return -ENOMEM;
+	node->fn = done;
+	node->arg = done_arg;
+	node->pool = NULL;
+	node->heap = true;
+	if (p->ops->submit_cb) {
+		rc = p->ops->submit_cb(p, fn, arg, node);
+		if (rc)
+			exe__small_free(node);
+		return rc;
+	}
+	rc = p->ops->submit(p, fn, arg, NULL, &f);
+	if (rc) {
+		exe__small_free(node);
+		return rc;
+	}
+	exe__future_add_node(f, node);
+	exe_future_unref(f);
+	return 0;
+}
+
 int exe_pool_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
                          struct exe_future **out)
 {

@@ -11,6 +11,8 @@
 #include <executor.h>
 #include "sibling.h"
 
+struct exe__cb;
+
 struct exe__pool_ops {
 	int (*submit)(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
 	              struct exe_future **out);
@@ -39,6 +41,10 @@ struct exe__pool_ops {
 	 * are checked, @window resolved (> 0), @chunk as the caller gave it. */
 	int (*map_open)(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
 	                size_t n, size_t window, size_t chunk);
+	/* Optional: exe_pool_submit_cb() (arguments checked): queue the task
+	 * with @node (filled in) as its first done callback, taking ownership
+	 * of @node on success only. NULL: submit, add the node, unref (pool.c). */
+	int (*submit_cb)(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe__cb *node);
 };
 
 /* ---- lazy map iterators (exe_pool_map_open()) ---- */

@@ -80,6 +80,14 @@
 
 /* ---- submit ---- */
 
+/* Free a future nobody saw; its callback node stays the caller's. */
+static void discard_unpublished(struct exe_future *f, struct exe__cb *node)
+{
+	if (node)
+		f->cbs = NULL;
+	exe__future_discard(f);
+}
+
 static int wait_for_space(struct thread_pool *tp, int64_t deadline)
 {
 	int rc = 0;
@@ -156,10 +164,11 @@ static int push_local(struct thread_pool *tp, struct worker *w, struct exe_futur
 	return 0;
 }
 
-static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-                     struct exe_future **out)
+/* One task: @out gets a reference (may be NULL); @node (may be NULL) is
+ * attached as its done callback before anyone can see the future. */
+static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
+                      struct exe_future **out, struct exe__cb *node)
 {
-	struct thread_pool *tp = exe__tp_pool_of(p);
 	struct exe_future *f;
 	bool wake;
 	int rc;
@@ -186,6 +195,8 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		f->value_free = o->result_free;
 	if (tp->helpable)
 		atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
+	if (node)
+		exe__future_attach_node(f, node);
 	if (exe__tp_tls_self && exe__tp_tls_self->pool == tp) {
 		rc = push_local(tp, exe__tp_tls_self, f);
 		if (rc == 0) {
@@ -194,22 +205,35 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 			return 0;
 		}
 		if (rc != -ENOSPC) {
-			exe__future_discard(f); /* never published */
+			discard_unpublished(f, node);
 			exe__tp_space_released(tp);
 			return rc;
 		}
 	}
 	rc = exe__tp_enqueue(tp, f, &wake);
 	if (rc) {
-		exe__future_discard(f); /* never published */
+		/* -ECANCELED: the queue took @f as a dead entry. */
+		if (rc != -ECANCELED)
+			discard_unpublished(f, node);
 		exe__tp_space_released(tp);
-		return rc;
+		return -ESHUTDOWN;
 	}
 	if (out)
 		*out = f;
 	if (wake)
 		exe__tp_wake_one(tp);
 	return 0;
+}
+
+static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
+                     struct exe_future **out)
+{
+	return submit_one(exe__tp_pool_of(p), fn, arg, o, out, NULL);
+}
+
+static int tp_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe__cb *node)
+{
+	return submit_one(exe__tp_pool_of(p), fn, arg, NULL, NULL, node);
 }
 
 static void free_chain(struct exe_future *head)
@@ -310,10 +334,10 @@ static int tp_shutdown(struct exe_pool *p, unsigned flags)
 	struct thread_pool *tp = exe__tp_pool_of(p);
 	struct exe_future *f;
 
-	/* Under submit_lock: see exe__tp_enqueue(). release: pairs with the workers'
-	 * acquire load before their exit check. */
+	/* Under submit_lock (the overflow path and idle workers check it
+	 * there) and seq_cst (the lock-free submit path, exe__tp_enqueue()). */
 	pthread_mutex_lock(&tp->submit_lock);
-	atomic_store_explicit(&tp->shutdown, 1, memory_order_release);
+	atomic_store_explicit(&tp->shutdown, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&tp->submit_lock);
 	exe__tp_wake_all(tp);
 	if (tp->capacity) {
@@ -339,7 +363,7 @@ static void tp_free(struct thread_pool *tp)
 	pthread_cond_destroy(&tp->space_cond);
 	pthread_mutex_destroy(&tp->life_lock);
 	exe__free(tp->workers);
-	exe__free(tp->slots);
+	exe__free(tp->ring.cells);
 	exe__free(tp);
 }
 
@@ -388,6 +412,7 @@ static void tp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 static const struct exe__pool_ops thread_pool_ops = {
     .submit = tp_submit,
     .submit_many = tp_submit_many,
+    .submit_cb = tp_submit_cb,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
     .stats = tp_stats,
@@ -432,14 +457,18 @@ int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *op
 	tp->init_arg = opts->init_arg;
 	tp->helpable = !opts->no_caller_runs && !opts->init;
 	snprintf(tp->name, sizeof(tp->name), "%s", opts->name && *opts->name ? opts->name : "exe");
-	tp->ring_size = tp->capacity ? pow2_at_least(tp->capacity + 1) : RING_SLOTS_UNBOUNDED;
-	tp->slots = exe__calloc(tp->ring_size, sizeof(*tp->slots));
+	{
+		unsigned cells = tp->capacity ? pow2_at_least(tp->capacity + 1) : RING_SLOTS_UNBOUNDED;
+
+		/* Zeroed cells are free cells (mpmc_ring.h). */
+		tp->ring.cells = exe__calloc(cells, sizeof(*tp->ring.cells));
+		tp->ring.mask = cells - 1;
+	}
 	tp->workers = exe__aligned_calloc(64, tp->nworkers, sizeof(*tp->workers));
-	if (!tp->slots || !tp->workers) {
+	if (!tp->ring.cells || !tp->workers) {
 		tp_free(tp);
 		return -ENOMEM;
 	}
-	ck_ring_init(&tp->ring, tp->ring_size);
 	{
 		pthread_mutexattr_t ma;
 

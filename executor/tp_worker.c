@@ -53,7 +53,7 @@ uint64_t exe__tp_finished_count(struct thread_pool *tp)
 /* Accepted tasks: through the shared queue and onto workers' deques. */
 uint64_t exe__tp_submitted_count(struct thread_pool *tp)
 {
-	uint64_t n = atomic_load(&tp->submitted);
+	uint64_t n = exe__tp_injected_count(tp);
 
 	for (unsigned i = 0; i < tp->nworkers; i++)
 		n += atomic_load(&tp->workers[i].submitted);
