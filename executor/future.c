@@ -616,7 +616,24 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 
 int exe_future_result(struct exe_future *f, void **value, int64_t timeout_ns)
 {
-	int rc = exe_future_wait(f, timeout_ns);
+	uint32_t s;
+	int rc;
+
+	/* Already finished (a callback reading its future, a result collected
+	 * after a wait): one load, no call chain. acquire: pairs with the
+	 * release in publish(), so value and code are complete. */
+	if (f) {
+		s = atomic_load_explicit(&f->state, memory_order_acquire);
+		if (exe__state_finished(s)) {
+			rc = state_of(s) == EXE_FUTURE_DONE     ? 0
+			     : state_of(s) == EXE_FUTURE_FAILED ? f->code
+			                                        : -ECANCELED;
+			if (value)
+				*value = rc == 0 ? f->value : NULL;
+			return rc;
+		}
+	}
+	rc = exe_future_wait(f, timeout_ns);
 
 	if (rc)
 		return rc;

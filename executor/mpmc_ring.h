@@ -132,6 +132,24 @@ static inline void *exe__ring_take(struct exe__ring *r)
 	}
 }
 
+/* Take the oldest item only if it is @item: true when taken. */
+static inline bool exe__ring_take_if(struct exe__ring *r, const void *item)
+{
+	uint64_t p = atomic_load_explicit(&r->deq_pos, memory_order_relaxed);
+	struct exe__ring_cell *c = &r->cells[p & r->mask];
+	uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+
+	/* The item read after the acquire of a published seq is that lap's;
+	 * the CAS fails if another consumer took the cell meanwhile. */
+	if (seq != (p & ~r->mask) + 1 || atomic_load_explicit(&c->item, memory_order_relaxed) != item)
+		return false;
+	if (!atomic_compare_exchange_strong_explicit(&r->deq_pos, &p, p + 1, memory_order_seq_cst,
+	                                             memory_order_relaxed))
+		return false;
+	atomic_store_explicit(&c->seq, (p & ~r->mask) + r->mask + 1, memory_order_release);
+	return true;
+}
+
 /* Positions reserved and not yet taken (published or not). seq_cst: the
  * second half of the Dekker pairs above. */
 static inline uint64_t exe__ring_pending(struct exe__ring *r)

@@ -21,7 +21,6 @@
 /* 64 Ki cells (1 MiB, mapped only as far as a burst ever reached): bursts
  * this size never touch the overflow lock. */
 #define RING_SLOTS_UNBOUNDED 65536u
-#define REFILL_BATCH 256 /* overflow entries moved into the ring per lock hold */
 #define SPIN_NS (30 * 1000)         /* idle spin before parking: ~ one cross-core wake */
 #define GLOBAL_EVERY 61             /* a worker looks at the shared queue first every N tasks */
 
