@@ -100,6 +100,8 @@ static struct exe_future *init_future(struct exe_future *f, bool small, const st
 	f->cbs = NULL;
 	f->cbs_tail = &f->cbs;
 	f->next = NULL;
+	f->done = NULL;
+	f->done_arg = NULL;
 	return f;
 }
 
@@ -203,6 +205,10 @@ static void drain_locked(struct exe_future *f)
  * common path of a future nobody attached a callback to. */
 static void run_callbacks(struct exe_future *f, uint32_t old)
 {
+	/* The callback set before publication comes first: it was attached
+	 * before anything could add to the list. Immutable once published. */
+	if (f->done)
+		invoke(f, f->done, f->done_arg);
 	if (!(old & EXE__HAS_CBS))
 		return;
 	cb_lock(f);
@@ -230,16 +236,6 @@ void exe__future_add_node(struct exe_future *f, struct exe__cb *node)
 		drain_locked(f);
 	else
 		cb_unlock(f);
-}
-
-void exe__future_attach_node(struct exe_future *f, struct exe__cb *node)
-{
-	node->next = NULL;
-	*f->cbs_tail = node;
-	f->cbs_tail = &node->next;
-	/* Unpublished: the queue hand-off that publishes @f orders this. */
-	atomic_store_explicit(&f->state, atomic_load_explicit(&f->state, memory_order_relaxed) | EXE__HAS_CBS,
-	                      memory_order_relaxed);
 }
 
 bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node)

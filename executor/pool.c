@@ -37,6 +37,8 @@ int exe_pool_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_
 
 	if (!p || !fn || !done)
 		return -EINVAL;
+	if (p->ops->submit_cb)
+		return p->ops->submit_cb(p, fn, arg, done, done_arg);
 	/* The node first: once the task is queued nothing may fail. */
 	node = exe__small_alloc();
 	if (!node)
@@ -45,12 +47,6 @@ int exe_pool_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_
 	node->arg = done_arg;
 	node->pool = NULL;
 	node->heap = true;
-	if (p->ops->submit_cb) {
-		rc = p->ops->submit_cb(p, fn, arg, node);
-		if (rc)
-			exe__small_free(node);
-		return rc;
-	}
 	rc = p->ops->submit(p, fn, arg, NULL, &f);
 	if (rc) {
 		exe__small_free(node);

@@ -11,8 +11,6 @@
 #include <executor.h>
 #include "sibling.h"
 
-struct exe__cb;
-
 struct exe__pool_ops {
 	int (*submit)(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
 	              struct exe_future **out);
@@ -42,9 +40,10 @@ struct exe__pool_ops {
 	int (*map_open)(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
 	                size_t n, size_t window, size_t chunk);
 	/* Optional: exe_pool_submit_cb() (arguments checked): queue the task
-	 * with @node (filled in) as its first done callback, taking ownership
-	 * of @node on success only. NULL: submit, add the node, unref (pool.c). */
-	int (*submit_cb)(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe__cb *node);
+	 * with @done set in its future before publication (exe_future.done),
+	 * handing out no reference; on failure @done never runs. NULL: submit,
+	 * add a callback node, unref (pool.c). */
+	int (*submit_cb)(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done, void *done_arg);
 };
 
 /* ---- lazy map iterators (exe_pool_map_open()) ---- */

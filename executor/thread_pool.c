@@ -90,13 +90,6 @@
 
 /* ---- submit ---- */
 
-/* Free a future nobody saw; its callback node stays the caller's. */
-static void discard_unpublished(struct exe_future *f, struct exe__cb *node)
-{
-	if (node)
-		f->cbs = NULL;
-	exe__future_discard(f);
-}
 
 static int wait_for_space(struct thread_pool *tp, int64_t deadline)
 {
@@ -174,10 +167,10 @@ static int push_local(struct thread_pool *tp, struct worker *w, struct exe_futur
 	return 0;
 }
 
-/* One task: @out gets a reference (may be NULL); @node (may be NULL) is
- * attached as its done callback before anyone can see the future. */
+/* One task: @out gets a reference (may be NULL); @done (may be NULL) is set
+ * as its first done callback before anyone can see the future. */
 static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-                      struct exe_future **out, struct exe__cb *node)
+                      struct exe_future **out, exe_done_fn *done, void *done_arg)
 {
 	struct exe_future *f;
 	bool wake;
@@ -205,8 +198,8 @@ static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const 
 		f->value_free = o->result_free;
 	if (tp->helpable)
 		atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
-	if (node)
-		exe__future_attach_node(f, node);
+	f->done = done;
+	f->done_arg = done_arg;
 	if (exe__tp_tls_self && exe__tp_tls_self->pool == tp) {
 		rc = push_local(tp, exe__tp_tls_self, f);
 		if (rc == 0) {
@@ -215,7 +208,7 @@ static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const 
 			return 0;
 		}
 		if (rc != -ENOSPC) {
-			discard_unpublished(f, node);
+			exe__future_discard(f); /* never published */
 			exe__tp_space_released(tp);
 			return rc;
 		}
@@ -224,7 +217,7 @@ static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const 
 	if (rc) {
 		/* -ECANCELED: the queue took @f as a dead entry. */
 		if (rc != -ECANCELED)
-			discard_unpublished(f, node);
+			exe__future_discard(f); /* never published */
 		exe__tp_space_released(tp);
 		return -ESHUTDOWN;
 	}
@@ -238,12 +231,12 @@ static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const 
 static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
                      struct exe_future **out)
 {
-	return submit_one(exe__tp_pool_of(p), fn, arg, o, out, NULL);
+	return submit_one(exe__tp_pool_of(p), fn, arg, o, out, NULL, NULL);
 }
 
-static int tp_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, struct exe__cb *node)
+static int tp_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done, void *done_arg)
 {
-	return submit_one(exe__tp_pool_of(p), fn, arg, NULL, NULL, node);
+	return submit_one(exe__tp_pool_of(p), fn, arg, NULL, NULL, done, done_arg);
 }
 
 static void free_chain(struct exe_future *head)

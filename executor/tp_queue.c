@@ -150,10 +150,10 @@ int exe__tp_enqueue(struct thread_pool *tp, struct exe_future *f, bool *wake)
 	    !exe__ring_reserve(&tp->ring, &pos))
 		return enqueue_locked(tp, f, wake);
 	if (atomic_load_explicit(&tp->shutdown, memory_order_seq_cst)) {
-		/* Nobody else has seen @f: plain stores. Its callbacks and
-		 * the caller's reference stay with the caller's failure. */
-		f->cbs = NULL;
-		f->cbs_tail = &f->cbs;
+		/* Nobody else has seen @f: plain stores. Its callback never
+		 * runs (the submit failed) and the caller's reference is
+		 * not handed out. */
+		f->done = NULL;
 		atomic_store_explicit(&f->state, EXE_FUTURE_CANCELLED, memory_order_relaxed);
 		atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
 		exe__tsan_release(f);
