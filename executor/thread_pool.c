@@ -145,7 +145,10 @@ static int reserve(struct thread_pool *tp, const struct exe_submit_opts *o)
  * submitting task) and empties its deque before it can exit, so a task
  * accepted here always runs. Other workers get a wake only when the deque
  * already held work (a spare task for a thief; the newest one is the
- * owner's next) and nobody spins.
+ * owner's next) and nobody spins. That wake is never lost: the fence after
+ * the push pairs with the one an idle worker passes after counting itself
+ * a spinner or sleeper and before it looks at the deques (idle_state()),
+ * so one of the two sees the other. Only pushes with a spare task pay it.
  * Return: 0, -ESHUTDOWN, -ENOSPC (deque full: use the shared queue).
  */
 static int push_local(struct thread_pool *tp, struct worker *w, struct exe_future *f)
@@ -161,8 +164,13 @@ static int push_local(struct thread_pool *tp, struct worker *w, struct exe_futur
 	if (!exe__deque_push(&w->dq, f))
 		return -ENOSPC;
 	exe__tp_bump(&w->submitted);
-	if (spare && atomic_load_explicit(&tp->spinners, memory_order_relaxed) == 0 &&
-	    atomic_load_explicit(&tp->sleepers, memory_order_relaxed) > 0)
+	if (!spare)
+		return 0;
+	/* seq_cst fence: the push (bottom) before the loads below; pairs with
+	 * the fence in idle_state() (tp_queue.c). */
+	EXE__TP_FENCE();
+	if (atomic_load_explicit(&tp->spinners, memory_order_seq_cst) == 0 &&
+	    atomic_load_explicit(&tp->sleepers, memory_order_seq_cst) > 0)
 		exe__tp_wake_one(tp);
 	return 0;
 }

@@ -96,6 +96,16 @@ struct thread_pool {
 	bool joined;
 };
 
+/* A seq_cst fence for the deque-push / idle-worker Dekker pair
+ * (push_local(), idle_state()). TSan does not model fences (GCC refuses
+ * them under -fsanitize=thread): its builds rely on the seq_cst RMWs
+ * around them, which TSan does model. */
+#ifdef EXE_TSAN
+#define EXE__TP_FENCE() ((void)0)
+#else
+#define EXE__TP_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 /* The permanent worker this thread is, or NULL (tp_worker.c). */
 extern EXE__TLS struct worker *exe__tp_tls_self;
 

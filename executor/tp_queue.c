@@ -335,6 +335,10 @@ static enum idle idle_state(struct thread_pool *tp)
 {
 	bool down = atomic_load_explicit(&tp->shutdown, memory_order_seq_cst);
 
+	/* The caller just counted itself a spinner or sleeper (RMW); the
+	 * fence orders that before the loads of the deques: pairs with the
+	 * fence after a push with a spare task (push_local()). */
+	EXE__TP_FENCE();
 	if (exe__tp_queue_nonempty(tp))
 		return IDLE_WORK;
 	return down ? IDLE_EXIT : IDLE_PARK;

@@ -742,6 +742,52 @@ Test(thread_pool, a_backlog_past_the_ring_runs_every_task_once_in_order)
 	exe_pool_destroy(p);
 }
 
+/* A task pushes two children on its worker's deque and keeps its worker
+ * busy without waiting (no help): the older child is a spare task, and the
+ * other worker, asleep, must be woken to steal it. */
+static _Atomic int spare_started;
+
+static int spare_child(void *arg, void **result)
+{
+	(void)arg;
+	(void)result;
+	atomic_store(&spare_started, 1);
+	return 0;
+}
+
+static int pushes_a_spare(void *arg, void **result)
+{
+	struct exe_pool *p = arg;
+	struct timespec ts = {0, 100000};
+	int i;
+
+	(void)result;
+	if (exe_pool_submit(p, spare_child, NULL, NULL) || exe_pool_submit(p, spare_child, NULL, NULL))
+		return -EIO;
+	/* Not a wait: sleeping here keeps this worker from its deque. */
+	for (i = 0; i < 50000 && !atomic_load(&spare_started); i++)
+		nanosleep(&ts, NULL);
+	return atomic_load(&spare_started) ? 0 : -ETIMEDOUT;
+}
+
+Test(thread_pool, a_spare_task_on_a_busy_workers_deque_wakes_a_sleeping_thief)
+{
+	struct exe_pool_opts o = {.workers = 2, .no_caller_runs = true, .name = "spare"};
+	struct exe_pool *p = NULL;
+	struct exe_future *f;
+
+	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
+	for (int round = 0; round < 3; round++) {
+		atomic_store(&spare_started, 0);
+		sleep_ms(20); /* both workers park */
+		cr_assert_eq(exe_pool_submit(p, pushes_a_spare, p, &f), 0);
+		cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0, "round %d: the spare child never started",
+		             round);
+		exe_future_unref(f);
+	}
+	exe_pool_destroy(p);
+}
+
 Test(thread_pool, cancel_racing_with_start_runs_each_task_at_most_once)
 {
 	struct exe_pool *p = make_pool(2, 0);
