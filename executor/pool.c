@@ -4,6 +4,7 @@
  * bring its own map, for chunks).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -150,9 +151,17 @@ char *exe__pool_broken_msg(struct exe_pool *p)
 
 const char *exe_pool_error(struct exe_pool *p)
 {
-	if (!p || atomic_load_explicit(&p->broken, memory_order_acquire) != 2)
+	uint32_t b;
+
+	if (!p)
 		return NULL;
-	return p->broken_msg;
+	/* 1: broken, the message being written (a few instructions, unless
+	 * the writer was preempted): a submit already refused with
+	 * -ENOTRECOVERABLE, so the caller must get the message. acquire:
+	 * pairs with the release store of 2 in exe__pool_mark_broken(). */
+	while ((b = atomic_load_explicit(&p->broken, memory_order_acquire)) == 1)
+		sched_yield();
+	return b == 2 ? p->broken_msg : NULL;
 }
 
 int64_t exe__pool_remaining(int64_t deadline)
