@@ -667,6 +667,10 @@ static int cancel(struct exe_future *f, bool pending_only)
 		case EXE_FUTURE_DONE:
 		case EXE_FUTURE_FAILED: return -EALREADY;
 		case EXE_FUTURE_PENDING:
+			if (f->ops && f->ops->revoke && f->ops->revoke(f) != 0) {
+				s = atomic_load_explicit(&f->state, memory_order_acquire);
+				continue; /* it started: RUNNING now */
+			}
 			if (atomic_compare_exchange_weak_explicit(&f->state, &s,
 			                                          (s & ~(EXE__STATE_MASK | EXE__WAITERS)) |
 			                                              EXE__CANCEL_REQ | EXE_FUTURE_CANCELLED,

@@ -27,6 +27,11 @@ struct exe_future;
 
 /* What the producer of a future is told about. All optional. */
 struct exe__future_ops {
+	/* cancel() found @f PENDING and is about to cancel it: withdraw the task
+	 * from where another process may take it. Return 0 (it will never
+	 * start: the cancel goes ahead; called again if the cancel retries), or
+	 * -EBUSY (it started: the hook moved @f to RUNNING). */
+	int (*revoke)(struct exe_future *f);
 	/* A PENDING future was cancelled (state already CANCELLED). Runs on the
 	 * cancelling thread before waiters and callbacks; the owner's last touch
 	 * of its own state for @f. */

@@ -109,7 +109,7 @@ int exe_pool_submit_bytes(struct exe_pool *p, exe_proc_task_fn *fn, const void *
 {
 	struct exe__proc_pool *pp = (struct exe__proc_pool *)p;
 	struct exe__ptask *t;
-	bool big = in_len > EXE__INLINE_MAX;
+	bool big = in_len > EXE__SLOT_INLINE; /* what a ring slot holds */
 
 	if (!p || !fn || (!in && in_len))
 		return -EINVAL;

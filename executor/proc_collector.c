@@ -4,36 +4,39 @@
  * runs the done callbacks, enforces deadlines and replaces dead workers.
  *
  * Design
- *  - One thread owns every worker record and every channel; nothing here is
- *    shared but the queue (taken through exe__proc_queue_take()) and the
- *    counters. It sleeps in epoll on the worker channels, the fork-server
- *    socket and the pool's eventfd, with the nearest deadline as timeout.
- *  - Work-conserving dispatch: a task goes to a worker only when that
- *    worker is idle (ready, nothing in flight), in queue order. Nothing is
- *    handed ahead to a busy worker, so no task waits behind a long one while
- *    another worker is free, and every task still in the queue can be
- *    cancelled. A task is claimed (RUNNING) as it is handed to an idle
- *    worker, which starts it as soon as it reads the frame; its deadline
- *    runs from then.
+ *  - One thread owns every worker record and every channel; what it shares
+ *    is the queue and the ring (under the pool lock, proc_ring.c), the
+ *    workers' cells (shared memory) and the counters. It sleeps in epoll on
+ *    the worker channels, the fork-server socket and the pool's eventfd,
+ *    with the nearest deadline as timeout.
+ *  - Dispatch is the ring's: submitters place tasks, idle workers take them
+ *    (work-conserving, first come first served, every untaken task
+ *    cancellable). The collector learns of a start from the worker's cell
+ *    (its claim word): it attaches the task (RUNNING, its deadline runs from
+ *    the start the worker stamped), which frees the slot for the next task.
+ *    Results come from the cells; the collector reads them, acknowledges
+ *    them and finishes the futures. A memfd input is sent on the channel
+ *    when the worker that took the task asks (NEED); a result too large for
+ *    an entry or the task's arena block comes back on the channel.
+ *  - Before sleeping while work is in flight, the collector polls the cells
+ *    for an adaptive few microseconds; then it raises collector_asleep and
+ *    looks once more, and the first worker with news after that writes a
+ *    WAKE frame. Submitters see the collector awake (wake_pending) and skip
+ *    the eventfd write; it rechecks the kicks counter under the pool lock
+ *    before it sleeps.
  *  - Death: the fork server reaps the worker and sends pid and status. The
- *    channel is drained first (results written before the death count), then
- *    the task at the head fails with the reason we had for stopping the
- *    worker (timeout, cancel, bad frame, destroy) or with the status
- *    ("killed by signal 11"); tasks behind it never started and go back to
- *    the front of the line. A replacement is asked for as soon as we decide
- *    to stop a worker, or when it dies unasked.
- *  - Before sleeping in epoll while work is in flight, the collector polls
- *    the channels for an adaptive few microseconds (spin_poll()), and
- *    workers poll their channel likewise before blocking: a hand-off that
- *    comes within the spin costs no wake-up. Submitters see the collector
- *    awake (wake_pending) and skip the eventfd write; it rechecks the kicks
- *    counter under the pool lock before it sleeps.
- *  - Map chunks are tasks like the others (one frame out, one back). A
- *    worker that dies in a chunk fails its first unfinished element: the
- *    values before it come from the worker's progress cell.
- *  - Recycling: a worker that received its max_tasks_per_worker-th task gets
- *    its channel half-closed (it exits after that task) and its slot's
- *    replacement is spawned at once, so a backlog never waits for it.
+ *    channel and the cell are drained first (results posted before the
+ *    death count); then the task the worker's claim names fails with the
+ *    reason we had for stopping it (timeout, cancel, bad frame, destroy) or
+ *    with the status ("killed by signal 11"). A slot the worker took but
+ *    never reported goes back in line: that task never started. A
+ *    replacement is asked for as soon as we decide to stop a worker, or
+ *    when it dies unasked.
+ *  - Map chunks are tasks like the others. A worker that dies in a chunk
+ *    fails its first unfinished element: the values before it come from the
+ *    worker's cell.
+ *  - Recycling: a worker takes max_tasks_per_worker tasks, then exits; when
+ *    its last claim is seen, its slot's replacement is spawned at once.
  *
  * Invariants
  *  - A worker record is freed only after the server reported its exit:
@@ -42,8 +45,11 @@
  *    reused anyway).
  *  - Records are freed only in the fork-server message handler, which runs
  *    after the channel events of the same epoll batch.
- *  - Every claimed task is on exactly one list: a worker's in-flight list or
- *    the redo list, until exe__proc_task_finish().
+ *  - A task a worker took is on its worker's in-flight list from the moment
+ *    the collector attaches it until exe__proc_task_finish(); before that
+ *    it is in the queue (and its slot), where the attach finds it.
+ *  - A cell is reset before its worker is spawned and read only by this
+ *    thread.
  */
 #include <errno.h>
 #include <sched.h>
@@ -58,7 +64,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ck_pr.h>
+
 #include "alloc.h"
+#include "ipc_internal.h" /* the shared futex calls */
 #include "errors.h"
 #include "future_internal.h"
 #include "proc_internal.h"
@@ -78,10 +87,15 @@ struct exe__pworker {
 	pid_t pid;
 	int chan, pidfd;
 	int exit_code, exit_status;
-	struct exe__ptask *head, *tail;
-	unsigned ninflight, dispatched;
-	unsigned cell;    /* its progress cell (pp->cells) */
+	struct exe__ptask *head, *tail; /* attached, unfinished */
+	struct exe__ptask *cur;         /* ... the one its claim word names, if unfinished */
+	unsigned ninflight, dispatched; /* dispatched: claims seen */
+	unsigned cell;                  /* its cell (pp->cells) */
+	uint32_t seen_posted;           /* results read from the cell */
+	uint64_t seen_claim;            /* the last claim word handled */
+	uint64_t last_done;             /* the id of the last task of it finished */
 	int64_t kill_at;  /* SIGKILL after SIGTERM; 0: none */
+	int stop_sig;     /* the signal stop_sent sent (again once its pidfd comes) */
 	int fail_code;    /* why we stopped it; 0: we did not */
 	uint64_t fail_id; /* the task that reason is for; 0: all */
 	char *fail_msg;
@@ -127,6 +141,7 @@ static void describe(const struct exe__pworker *w, char *buf, size_t len)
 static void push_inflight(struct exe__pworker *w, struct exe__ptask *t)
 {
 	t->next = NULL;
+	t->prev = w->tail;
 	if (w->tail)
 		w->tail->next = t;
 	else
@@ -135,44 +150,45 @@ static void push_inflight(struct exe__pworker *w, struct exe__ptask *t)
 	w->ninflight++;
 }
 
-static void start_head(struct exe__pworker *w, int64_t now)
+static void unlink_inflight(struct exe__pworker *w, struct exe__ptask *t)
 {
-	struct exe__ptask *t = w->head;
-
-	if (t)
-		t->deadline = t->timeout_ns ? now + t->timeout_ns : 0;
-}
-
-static struct exe__ptask *pop_head(struct exe__pworker *w, int64_t now)
-{
-	struct exe__ptask *t = w->head;
-
-	w->head = t->next;
-	if (!w->head)
-		w->tail = NULL;
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		w->head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	else
+		w->tail = t->prev;
+	t->next = t->prev = NULL;
 	w->ninflight--;
-	start_head(w, now);
-	return t;
+	if (w->cur == t)
+		w->cur = NULL;
+	w->last_done = t->id;
 }
 
-/* Tasks a dead worker never started go back to the front, in order. */
-static void redo_front(struct exe__proc_pool *pp, struct exe__ptask *first, struct exe__ptask *last)
+/* The task the worker reports for (@slot, @id): already attached, or
+ * attached now. @take: off the in-flight list (its result is here).
+ * NULL when the worker names a task it does not hold. */
+static struct exe__ptask *lookup(struct exe__proc_pool *pp, struct exe__pworker *w, uint64_t slot, uint64_t id,
+                                 bool take)
 {
-	last->next = pp->redo_head;
-	if (!pp->redo_head)
-		pp->redo_tail = last;
-	pp->redo_head = first;
-}
+	struct exe__ptask *t;
 
-static struct exe__ptask *redo_pop(struct exe__proc_pool *pp)
-{
-	struct exe__ptask *t = pp->redo_head;
-
-	if (t) {
-		pp->redo_head = t->next;
-		if (!pp->redo_head)
-			pp->redo_tail = NULL;
+	for (t = w->head; t; t = t->next)
+		if (EXE__CLAIM_ID(t->id) == EXE__CLAIM_ID(id))
+			break;
+	if (!t) {
+		pthread_mutex_lock(&pp->lock);
+		t = exe__ring_attach_locked(pp, w->cell, slot, id);
+		pthread_mutex_unlock(&pp->lock);
+		if (!t)
+			return NULL;
+		t->deadline = 0;
+		push_inflight(w, t);
 	}
+	if (take)
+		unlink_inflight(w, t);
 	return t;
 }
 
@@ -198,9 +214,23 @@ static void spawn(struct exe__proc_pool *pp, unsigned slot)
 		return;
 	}
 	w->chan = w->pidfd = -1;
-	/* nprocs < kid_cap: a free cell exists. */
+	/* nprocs < kid_cap: a free cell exists. Its last owner is reaped:
+	 * nobody writes it until the new worker starts. */
 	while (pp->cell_used[w->cell])
 		w->cell++;
+	{
+		struct exe__cell *c = &pp->cells[w->cell];
+
+		atomic_store_explicit(&c->claim, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->start, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->stop, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->posted, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->acked, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->ack_waiting, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->id, 0, memory_order_relaxed);
+		atomic_store_explicit(&c->done, 0, memory_order_relaxed);
+	}
+	m.cell = (int32_t)w->cell;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		rc = -errno;
 		goto fail;
@@ -267,9 +297,12 @@ static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int c
 	} else {
 		exe__free(msg);
 	}
+	/* Take no new task meanwhile: one it took now would die with it. */
+	atomic_store_explicit(&pp->cells[w->cell].stop, 1, memory_order_release);
 	if (!w->stop_sent || sig == SIGKILL) {
 		pidfd_signal(w->pidfd, sig);
 		w->stop_sent = true;
+		w->stop_sig = sig;
 		w->kill_at = sig == SIGKILL ? 0 : now + pp->term_grace_ns;
 	}
 	if (w->state != W_RETIRING)
@@ -279,7 +312,7 @@ static void stop_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int c
 
 static void bad_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const char *why, int64_t now)
 {
-	stop_worker(pp, w, -EBADMSG, w->head ? w->head->id : 0,
+	stop_worker(pp, w, -EBADMSG, w->cur ? w->cur->id : 0,
 	            fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why), SIGKILL, now);
 	/* Nothing more from this channel can be trusted. */
 	chan_close(pp, w);
@@ -287,147 +320,261 @@ static void bad_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const c
 
 /* ---- results ---- */
 
-static char *copy_msg(const struct exe__frame *h, const unsigned char *payload)
+static void retire(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace);
+
+/* A message from an entry or frame (@len bytes, already bounded). */
+static char *copy_msg(uint16_t flags, const unsigned char *data, uint64_t len)
 {
 	char *m;
 
-	if (!(h->flags & EXE__FF_MSG))
+	if (!(flags & EXE__FF_MSG))
 		return NULL;
-	m = exe__malloc(h->len + 1);
+	m = exe__malloc(len + 1);
 	if (m) {
-		memcpy(m, payload, h->len);
-		m[h->len] = '\0';
+		memcpy(m, data, len);
+		m[len] = '\0';
 	}
 	return m;
 }
 
-static bool send_task(struct exe__proc_pool *pp, struct exe__pworker *w, struct exe__ptask *t, int64_t now);
-static struct exe__ptask *next_task(struct exe__proc_pool *pp);
-
-/* @w just handed back its only task: give it the next queued one before
- * finishing that task (waking its waiter, running its callbacks), so the
- * worker is idle for one channel hop, not for the whole completion. */
-static void refill(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
+/* Remember how big recent large results were: the next bytes tasks are
+ * offered an arena block of that class. */
+static void note_result_size(struct exe__proc_pool *pp, uint64_t len)
 {
-	struct exe__ptask *t;
+	int cls = -1;
 
-	if (w->state != W_READY || !w->in_slot || !w->chan_open || w->ninflight ||
-	    exe__pool_is_broken(&pp->base))
-		return;
-	t = next_task(pp);
-	if (t)
-		send_task(pp, w, t, now);
+	if (len > EXE__RESULT_INLINE)
+		for (cls = 0; cls < EXE__ARENA_CLASSES && exe__arena_class_size(cls) < len; cls++)
+			;
+	atomic_store_explicit(&pp->out_hint, cls < EXE__ARENA_CLASSES ? cls : -1, memory_order_relaxed);
 }
 
-/* A chunk's values and outcome: @h->word values, then @h->arg bytes of the
- * failing element's message. Only all values go with status 0. */
-static void on_chunk_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-                            const unsigned char *payload, int fd, int64_t now)
+static void finish_bytes(struct exe__proc_pool *pp, struct exe__ptask *t, const void *copy, uint64_t len,
+                         void *map)
 {
-	uint64_t len = w->head->in_len / sizeof(uint64_t);
-	struct exe__ptask *t;
-	char *msg = NULL;
+	void *b = exe__proc_bytes_new(copy, len, map);
 
-	if (fd >= 0 || exe__frame_check_chunk_result(h, len)) {
-		if (fd >= 0)
-			close(fd);
-		bad_frame(pp, w, "malformed chunk result", now);
+	if (b) {
+		exe__proc_task_finish(pp, t, 0, b, exe__proc_bytes_free, NULL);
 		return;
 	}
-	t = pop_head(w, now);
-	refill(pp, w, now);
-	if (h->arg) {
-		msg = exe__malloc(h->arg + 1);
-		if (msg) {
-			memcpy(msg, payload + h->word * sizeof(uint64_t), h->arg);
-			msg[h->arg] = '\0';
-		}
-	}
-	/* Inline values may sit at any offset of the receive buffer: the
-	 * finish copies them out with memcpy. */
-	exe__proc_chunk_finish(pp, t, h->word, payload, h->status, msg);
+	if (map)
+		munmap(map, len);
+	exe__proc_task_finish(pp, t, -ENOMEM, NULL, NULL,
+	                      fmt("no memory for a %llu byte result", (unsigned long long)len));
 }
 
-static void on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
-                      const unsigned char *payload, int fd, int64_t now)
+/* One result entry of @w's cell (copied out before it is acknowledged).
+ * Return false when the entry broke the protocol (the worker is stopped). */
+static bool on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__result *r, int64_t now)
 {
-	struct exe__ptask *t = w->head;
-	uint16_t want = !t                             ? 0
-	                : t->kind == EXE__F_TASK_PTR   ? EXE__F_RESULT_PTR
-	                : t->kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK
-	                                               : EXE__F_RESULT_BYTES;
-	const char *why = "unexpected result";
-	void *map = NULL, *b;
-	int rc;
+	const struct exe__cell *cell = &pp->cells[w->cell];
+	const struct exe__result_head h = {
+	    .kind = r->kind, .flags = r->flags, .status = r->status, .word = r->word, .len = r->len};
+	struct exe__ptask *t = lookup(pp, w, r->slot, r->id, true);
+	const char *why;
 
-	bool arena = h->flags & EXE__FF_ARENA;
+	if (!t) {
+		bad_frame(pp, w, "result for a task it does not hold", now);
+		return false;
+	}
+	if (exe__result_check(&h, t->kind, t->in_len / sizeof(uint64_t),
+	                      t->out_cls >= 0 ? exe__arena_class_size(t->out_cls) : 0, &why)) {
+		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
+		                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
+		bad_frame(pp, w, why, now);
+		return false;
+	}
+	/* Only h from here on: the entry itself may change under us. */
+	if (h.kind == EXE__F_RESULT_CHUNK) {
+		exe__proc_chunk_finish(pp, t, h.word, cell->vals, h.status, copy_msg(h.flags, r->data, h.len));
+	} else if (h.status) {
+		exe__proc_task_finish(pp, t, h.status, NULL, NULL, copy_msg(h.flags, r->data, h.len));
+	} else if (h.kind == EXE__F_RESULT_PTR) {
+		exe__proc_task_finish(pp, t, 0, (void *)(uintptr_t)h.word, NULL, NULL);
+	} else if (h.flags & EXE__FF_ARENA) {
+		void *b = exe__proc_bytes_arena(pp->arena, t->out_cls, t->out_off, h.len);
 
-	if (want == EXE__F_RESULT_CHUNK && h->kind == want && h->id == t->id) {
-		on_chunk_result(pp, w, h, payload, fd, now);
-		return;
-	}
-
-	if (!t || h->id != t->id || h->kind != want ||
-	    (fd >= 0 && (h->status || want != EXE__F_RESULT_BYTES)) ||
-	    (arena && (h->status || t->out_cls < 0 || h->len > exe__arena_class_size(t->out_cls)))) {
-		if (fd >= 0)
-			close(fd);
-		bad_frame(pp, w, t && h->id != t->id ? "result for another task" : why, now);
-		return;
-	}
-	if (fd >= 0) {
-		rc = exe__memfd_map(fd, h->len, &map, &why);
-		close(fd);
-		if (rc) {
-			if (rc != -EBADMSG)
-				why = "cannot map the result";
-			bad_frame(pp, w, why, now);
-			return;
-		}
-	}
-	t = pop_head(w, now);
-	refill(pp, w, now);
-	if (want == EXE__F_RESULT_BYTES && !h->status) {
-		int cls = -1;
-
-		/* Size the block offered to the next tasks after this result
-		 * (none when it came inline). */
-		if (h->len > EXE__INLINE_MAX)
-			for (cls = 0; cls < EXE__ARENA_CLASSES && exe__arena_class_size(cls) < h->len; cls++)
-				;
-		atomic_store_explicit(&pp->out_hint, cls < EXE__ARENA_CLASSES ? cls : -1,
-		                      memory_order_relaxed);
-	}
-	if (arena) {
-		b = exe__proc_bytes_arena(pp->arena, t->out_cls, t->out_off, h->len);
+		note_result_size(pp, h.len);
 		if (b)
 			t->out_cls = -1; /* the future owns the block now */
 		if (b)
 			exe__proc_task_finish(pp, t, 0, b, exe__proc_bytes_free, NULL);
 		else
 			exe__proc_task_finish(pp, t, -ENOMEM, NULL, NULL, NULL);
-	} else if (h->status) {
-		exe__proc_task_finish(pp, t, h->status, NULL, NULL, copy_msg(h, payload));
-	} else if (want == EXE__F_RESULT_PTR) {
-		exe__proc_task_finish(pp, t, 0, (void *)(uintptr_t)h->word, NULL, NULL);
 	} else {
-		b = exe__proc_bytes_new(payload, h->len, map);
-		if (b)
-			exe__proc_task_finish(pp, t, 0, b, exe__proc_bytes_free, NULL);
-		else
-			exe__proc_task_finish(
-			    pp, t, -ENOMEM, NULL, NULL,
-			    fmt("no memory for a %llu byte result", (unsigned long long)h->len));
-		if (!b && map)
-			munmap(map, h->len);
+		note_result_size(pp, h.len);
+		finish_bytes(pp, t, r->data, h.len, NULL);
 	}
+	return true;
+}
+
+/* After a protocol breach a worker's results are not read: the task its
+ * claim names fails with the breach when it dies. */
+static bool trusted(const struct exe__pworker *w)
+{
+	return !(w->stop_sent && w->fail_code == -EBADMSG);
+}
+
+/* Read @w's cell: new results in order, then its latest claim. Return true
+ * when there was news. */
+static bool poll_cell(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
+{
+	struct exe__cell *cell = &pp->cells[w->cell];
+	/* acquire: pairs with exe__cell_post()'s release. */
+	uint32_t posted = atomic_load_explicit(&cell->posted, memory_order_acquire);
+	bool news = false;
+	uint64_t c;
+
+	while (trusted(w) && w->seen_posted != posted) {
+		if (posted - w->seen_posted > EXE__RESULTS) {
+			bad_frame(pp, w, "more results than entries", now);
+			return true;
+		}
+		if (!on_result(pp, w, &cell->results[w->seen_posted % EXE__RESULTS], now))
+			return true;
+		w->seen_posted++;
+		news = true;
+		/* seq_cst, both: the worker raises ack_waiting, then reads
+		 * acked. */
+		atomic_store_explicit(&cell->acked, w->seen_posted, memory_order_seq_cst);
+		if (atomic_load_explicit(&cell->ack_waiting, memory_order_seq_cst))
+			exe__futex_wake_shared(&cell->acked, 1);
+	}
+	/* acquire: pairs with the worker's release after copying its slot. */
+	c = atomic_load_explicit(&cell->claim, memory_order_acquire);
+	if (c && c != w->seen_claim) {
+		struct exe__ptask *t = NULL;
+
+		w->seen_claim = c;
+		news = true;
+		w->dispatched++;
+		if (EXE__CLAIM_ID(w->last_done) != EXE__CLAIM_ID(c)) {
+			t = lookup(pp, w, EXE__CLAIM_SLOT(c), c, false);
+			if (!t) {
+				bad_frame(pp, w, "claim of a task it does not hold", now);
+				return true;
+			}
+		}
+		if (t) {
+			int64_t start = atomic_load_explicit(&cell->start, memory_order_relaxed);
+
+			/* A start stamp from the future or the distant past is
+			 * a broken worker's: count from now instead. */
+			if (start > now || start < now - EXE_NS_PER_S)
+				start = now;
+			w->cur = t;
+			t->deadline = t->timeout_ns ? start + t->timeout_ns : 0;
+		}
+		if (pp->max_tasks && w->dispatched >= pp->max_tasks && w->state != W_RETIRING)
+			retire(pp, w, true);
+	}
+	return news;
+}
+
+static bool poll_cells(struct exe__proc_pool *pp, int64_t now)
+{
+	struct exe__pworker *w, *next;
+	bool news = false;
+
+	for (w = pp->workers; w; w = next) {
+		next = w->next;
+		news |= poll_cell(pp, w, now);
+	}
+	return news;
+}
+
+/* Whether any cell has news, without touching it. */
+static bool cells_dirty(struct exe__proc_pool *pp)
+{
+	const struct exe__pworker *w;
+
+	for (w = pp->workers; w; w = w->next) {
+		const struct exe__cell *cell = &pp->cells[w->cell];
+
+		if ((trusted(w) && atomic_load_explicit(&cell->posted, memory_order_seq_cst) != w->seen_posted) ||
+		    atomic_load_explicit(&cell->claim, memory_order_seq_cst) != w->seen_claim)
+			return true;
+	}
+	return false;
+}
+
+/* A result too large for its entry and its arena block, in a memfd. */
+static void on_memfd_result(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
+                            int fd, int64_t now)
+{
+	struct exe__ptask *t;
+	const char *why = "malformed result";
+	void *map = NULL;
+	int rc;
+
+	if (fd < 0 || h->status || h->flags != EXE__FF_MEMFD) {
+		if (fd >= 0)
+			close(fd);
+		bad_frame(pp, w, why, now);
+		return;
+	}
+	/* Results posted before it come first. */
+	poll_cell(pp, w, now);
+	t = lookup(pp, w, h->out, h->id, true);
+	if (!t || t->kind != EXE__F_TASK_BYTES) {
+		close(fd);
+		if (t)
+			exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
+			                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
+		bad_frame(pp, w, "result for a task it does not hold", now);
+		return;
+	}
+	rc = exe__memfd_map(fd, h->len, &map, &why);
+	close(fd);
+	if (rc) {
+		if (rc != -EBADMSG)
+			why = "cannot map the result";
+		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
+		                      fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
+		bad_frame(pp, w, why, now);
+		return;
+	}
+	note_result_size(pp, h->len);
+	finish_bytes(pp, t, NULL, h->len, map);
+}
+
+/* The worker took a task whose input is a memfd: send it. */
+static void on_need(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h, int64_t now)
+{
+	struct exe__frame out = {.kind = EXE__F_TASK_BYTES, .id = h->id, .flags = EXE__FF_MEMFD};
+	struct exe__ptask *t = lookup(pp, w, h->out, h->id, false);
+
+	if (!t || t->memfd < 0) {
+		bad_frame(pp, w, "asked for an input it does not need", now);
+		return;
+	}
+	out.word = t->fn;
+	out.len = t->in_len;
+	if (exe__frame_send(w->chan, &out, NULL, t->memfd))
+		stop_worker(pp, w, 0, 0, NULL, SIGKILL, now); /* dying: the death report follows */
 }
 
 static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const struct exe__frame *h,
                      const unsigned char *payload, int fd, int64_t now)
 {
-	if (h->kind != EXE__F_READY) {
-		on_result(pp, w, h, payload, fd, now);
+	(void)payload;
+	switch (h->kind) {
+	case EXE__F_WAKE:
+		if (fd >= 0)
+			close(fd);
+		return; /* the cells are read on every turn of the loop */
+	case EXE__F_NEED:
+		if (fd >= 0)
+			close(fd);
+		on_need(pp, w, h, now);
+		return;
+	case EXE__F_RESULT_BYTES: on_memfd_result(pp, w, h, fd, now); return;
+	case EXE__F_READY: break;
+	default:
+		if (fd >= 0)
+			close(fd);
+		bad_frame(pp, w, "unexpected frame", now);
 		return;
 	}
 	if (fd >= 0)
@@ -455,9 +602,7 @@ static void on_frame(struct exe__proc_pool *pp, struct exe__pworker *w, const st
  * is level-triggered, so in the loop one short read is enough: a unix stream
  * socket fills the buffer from every queued write unless it ran dry, or
  * stopped after a write that carried descriptors; anything left (or arriving
- * later) wakes epoll again. That saves a recvmsg() returning EAGAIN per
- * wake-up, which is most of them with small tasks. @drain (a dead worker)
- * reads to the end instead.
+ * later) wakes epoll again. @drain (a dead worker) reads to the end instead.
  */
 static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now, bool drain)
 {
@@ -485,7 +630,7 @@ static void read_worker(struct exe__proc_pool *pp, struct exe__pworker *w, int64
 			 * cut short. */
 			if (n == 0 && w->rx.end > w->rx.start) {
 				stop_worker(
-				    pp, w, -EBADMSG, w->head ? w->head->id : 0,
+				    pp, w, -EBADMSG, w->cur ? w->cur->id : 0,
 				    fmt("worker %d sent a truncated frame (%zu bytes, then end of file)",
 				        (int)w->pid, w->rx.end - w->rx.start),
 				    SIGKILL, now);
@@ -533,33 +678,37 @@ static void finish_dead(struct exe__proc_pool *pp, struct exe__pworker *w, struc
 	exe__proc_chunk_finish(pp, t, done, cell->vals, code, msg);
 }
 
-static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t now)
+/* The task the dead worker ran fails (with the reason we stopped it for,
+ * or its death); a task it took but never reported goes back in line. */
+static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w)
 {
 	char what[160];
-	struct exe__ptask *t, *rest;
+	struct exe__ptask *t;
 
 	describe(w, what, sizeof(what));
-	if (!w->head)
-		return;
-	t = pop_head(w, now);
-	if (w->fail_code && (w->fail_id == 0 || w->fail_id == t->id))
-		finish_dead(pp, w, t, w->fail_code,
-		            fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
-	else
-		finish_dead(pp, w, t, -ECHILD, fmt("%s", what));
-	rest = w->head;
-	if (!rest)
-		return;
-	if (w->fail_code == -ECANCELED && w->fail_id == 0) {
-		/* Destroy ran out of patience: nothing more runs. */
-		while (w->head)
-			exe__proc_task_finish(pp, pop_head(w, now), -ECANCELED, NULL, NULL,
-			                      fmt("pool destroyed before the task started"));
-		return;
+	while ((t = w->head)) {
+		bool named = t == w->cur;
+
+		unlink_inflight(w, t);
+		if (named && w->fail_code && (w->fail_id == 0 || w->fail_id == t->id))
+			finish_dead(pp, w, t, w->fail_code,
+			            fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code), what));
+		else
+			finish_dead(pp, w, t, -ECHILD, fmt("%s", what));
 	}
-	redo_front(pp, rest, w->tail);
-	w->head = w->tail = NULL;
-	w->ninflight = 0;
+	/* After a protocol breach, what it took and did not report may have
+	 * run: those fail too, rather than run twice. */
+	bool breach = w->fail_code == -EBADMSG;
+	struct exe__ptask *taken = NULL;
+
+	pthread_mutex_lock(&pp->lock);
+	exe__ring_reclaim_locked(pp, w->cell, breach ? &taken : NULL);
+	pthread_mutex_unlock(&pp->lock);
+	while ((t = taken)) {
+		taken = t->next;
+		exe__proc_task_finish(pp, t, -EBADMSG, NULL, NULL,
+		                      fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(-EBADMSG), what));
+	}
 }
 
 static void free_worker(struct exe__proc_pool *pp, struct exe__pworker *w)
@@ -586,9 +735,11 @@ static void on_exit_(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t 
 {
 	char what[160];
 
-	/* Results written before the death are still in the socket. */
+	/* Results written before the death are still in the socket and the
+	 * cell; the cell's claim names the task it was running. */
 	read_worker(pp, w, now, true);
 	chan_close(pp, w);
+	poll_cell(pp, w, now);
 	if (w->counted)
 		atomic_fetch_sub(&pp->live_workers, 1);
 	if (w->state == W_STARTING) {
@@ -596,7 +747,7 @@ static void on_exit_(struct exe__proc_pool *pp, struct exe__pworker *w, int64_t 
 		exe__pool_mark_broken(&pp->base, "worker %s-%u died during init: %s", pp->name, w->slot,
 		                      what);
 	}
-	fail_inflight(pp, w, now);
+	fail_inflight(pp, w);
 	vacate(pp, w, true);
 	free_worker(pp, w);
 }
@@ -666,6 +817,10 @@ static void read_server(struct exe__proc_pool *pp, int64_t now)
 			}
 			w->pid = m.pid;
 			w->pidfd = fd;
+			/* Stopped before we knew it (it took a task before the
+			 * server's answer came): the signal goes now. */
+			if (w->stop_sent)
+				pidfd_signal(w->pidfd, w->stop_sig);
 			if (w->state == W_SPAWNING)
 				w->state = w->ready_early ? W_READY : W_STARTING;
 			w->counted = true;
@@ -687,79 +842,16 @@ static void read_server(struct exe__proc_pool *pp, int64_t now)
 static void retire(struct exe__proc_pool *pp, struct exe__pworker *w, bool replace)
 {
 	w->state = W_RETIRING;
-	/* Half-close: it finishes what it has, reads end of file and exits. */
-	shutdown(w->chan, SHUT_WR);
+	/* It finishes what it has and exits once idle. */
+	exe__ring_stop(pp, w->cell);
 	vacate(pp, w, replace);
-}
-
-static bool send_task(struct exe__proc_pool *pp, struct exe__pworker *w, struct exe__ptask *t, int64_t now)
-{
-	struct exe__frame h = {.kind = t->kind, .id = t->id, .word = t->fn, .arg = t->arg, .len = t->in_len};
-	int hint = atomic_load_explicit(&pp->out_hint, memory_order_relaxed);
-
-	if (t->memfd >= 0)
-		h.flags = EXE__FF_MEMFD;
-	if (t->in_cls >= 0) {
-		h.flags = EXE__FF_ARENA;
-		h.arg = t->in_off;
-	}
-	/* Recent large results were this big: offer a block for this one. */
-	if (t->kind == EXE__F_TASK_BYTES && t->out_cls < 0 && hint >= 0)
-		t->out_cls = exe__arena_alloc(pp->arena, exe__arena_class_size(hint), &t->out_off);
-	if (t->out_cls >= 0) {
-		h.out = t->out_off;
-		h.out_cap = exe__arena_class_size(t->out_cls);
-	}
-	if (t->kind == EXE__F_TASK_CHUNK)
-		h.out = w->cell;
-	if (exe__frame_send(w->chan, &h, t->in, t->memfd)) {
-		/* The worker is dying: the task goes back, the death
-		 * report follows. */
-		t->next = NULL;
-		redo_front(pp, t, t);
-		stop_worker(pp, w, 0, 0, NULL, SIGKILL, now);
-		return false;
-	}
-	push_inflight(w, t);
-	w->dispatched++;
-	if (w->ninflight == 1)
-		start_head(w, now);
-	if (pp->max_tasks && w->dispatched >= pp->max_tasks)
-		retire(pp, w, true);
-	return true;
-}
-
-static struct exe__ptask *next_task(struct exe__proc_pool *pp)
-{
-	struct exe__ptask *t = redo_pop(pp);
-
-	return t ? t : exe__proc_queue_take(pp);
-}
-
-static void dispatch(struct exe__proc_pool *pp, int64_t now)
-{
-	unsigned i;
-
-	if (exe__pool_is_broken(&pp->base))
-		return;
-	for (i = 0; i < pp->nworkers; i++) {
-		struct exe__pworker *w = pp->slots[i];
-		struct exe__ptask *t;
-
-		if (!w || w->state != W_READY || w->ninflight)
-			continue;
-		t = next_task(pp);
-		if (!t)
-			return;
-		send_task(pp, w, t, now);
-	}
 }
 
 static void fail_queue(struct exe__proc_pool *pp)
 {
 	struct exe__ptask *t;
 
-	while ((t = next_task(pp)))
+	while ((t = exe__proc_queue_take(pp)))
 		exe__proc_task_finish(pp, t, -ENOTRECOVERABLE, NULL, NULL, exe__pool_broken_msg(&pp->base));
 }
 
@@ -781,14 +873,14 @@ static int64_t check_workers(struct exe__proc_pool *pp, bool draining, int64_t n
 	int64_t next = 0;
 
 	for (w = pp->workers; w; w = w->next) {
-		struct exe__ptask *t = w->head;
+		struct exe__ptask *t = w->cur;
 
 		if (w->kill_at && now >= w->kill_at) {
 			pidfd_signal(w->pidfd, SIGKILL);
 			w->kill_at = 0;
 		}
 		next = earliest(next, w->kill_at);
-		if (!t || w->stop_sent)
+		if (!t || w->stop_sent || w->pidfd < 0)
 			continue;
 		if (t->deadline && now >= t->deadline) {
 			stop_worker(pp, w, -ETIME, t->id,
@@ -822,8 +914,6 @@ static bool all_idle(struct exe__proc_pool *pp)
 {
 	struct exe__pworker *w;
 
-	if (pp->redo_head)
-		return false;
 	for (w = pp->workers; w; w = w->next)
 		if (w->ninflight)
 			return false;
@@ -867,30 +957,38 @@ static void stop_server(struct exe__proc_pool *pp)
 	pp->server_pidfd = -1;
 }
 
-/* Poll the channels (and the kicks counter) for up to @budget ns before
- * sleeping in epoll: a worker's result or a submit that comes within the
- * budget costs no wake-up. Return what epoll_pwait2() returned (0: nothing
- * within the budget); *@kicked when a wake request came instead. */
+/* Poll the cells, the kicks counter and now and then the channels for up
+ * to @budget ns before sleeping: a result, claim or submit that comes
+ * within the budget costs no wake-up. Return what epoll_pwait2() returned
+ * (0: nothing from the channels); *@kicked when a wake request came, *@news
+ * when a cell changed. */
 static int spin_poll(struct exe__proc_pool *pp, struct epoll_event *evs, uint32_t seen, int64_t budget,
-                     bool *kicked)
+                     bool *kicked, bool *news)
 {
 	const struct timespec zero = {0, 0};
 	int64_t until = exe_now_ns() + budget;
 	unsigned k = 0;
 
 	do {
-		int n = epoll_pwait2(pp->epfd, evs, 64, &zero, NULL);
-
-		if (n != 0)
-			return n;
+		if (cells_dirty(pp)) {
+			*news = true;
+			return 0;
+		}
 		/* relaxed: the lock taken before sleeping orders the rest. */
 		if (atomic_load_explicit(&pp->kicks, memory_order_relaxed) != seen) {
 			*kicked = true;
 			return 0;
 		}
-		/* Give a worker sharing this CPU its turn now and then. */
-		if (++k % 8 == 0)
+		if (++k % 32 == 0) {
+			int n = epoll_pwait2(pp->epfd, evs, 64, &zero, NULL);
+
+			if (n != 0)
+				return n;
+			/* Give a worker sharing this CPU its turn now and then. */
 			sched_yield();
+		} else {
+			ck_pr_stall();
+		}
 	} while (exe_now_ns() < until);
 	return 0;
 }
@@ -902,7 +1000,7 @@ static void run(struct exe__proc_pool *pp)
 	for (;;) {
 		struct epoll_event evs[64];
 		struct timespec ts, *tsp = NULL;
-		bool shut, destroying, qempty, woke = false, kicked = false;
+		bool shut, destroying, qempty, woke = false, kicked = false, news = false;
 		int64_t now, next, t_wait;
 		uint32_t seen;
 		int n, i;
@@ -912,19 +1010,20 @@ static void run(struct exe__proc_pool *pp)
 		/* Awake: submitters need not write the eventfd until we sleep. */
 		pp->wake_pending = 1;
 		seen = pp->kicks;
-		shut = pp->shutdown;
-		destroying = pp->destroying;
-		qempty = pp->qhead.next == &pp->qhead;
 		pthread_mutex_unlock(&pp->lock);
 
+		poll_cells(pp, now);
 		if (exe__pool_is_broken(&pp->base))
 			fail_queue(pp);
 		for (i = 0; i < (int)pp->nworkers; i++)
 			if (!pp->slots[i])
 				spawn(pp, (unsigned)i);
-		dispatch(pp, now);
-		if (destroying && qempty && !pp->redo_head && pp->drain_deadline == 0 &&
-		    pp->destroy_grace_ns > 0)
+		pthread_mutex_lock(&pp->lock);
+		shut = pp->shutdown;
+		destroying = pp->destroying;
+		qempty = pp->qhead.next == &pp->qhead;
+		pthread_mutex_unlock(&pp->lock);
+		if (destroying && qempty && pp->drain_deadline == 0 && pp->destroy_grace_ns > 0)
 			pp->drain_deadline = now + pp->destroy_grace_ns;
 		next = check_workers(pp, destroying && qempty, now);
 
@@ -933,7 +1032,7 @@ static void run(struct exe__proc_pool *pp)
 
 			pp->drain_deadline = -1; /* closing: no more spawns */
 			for (w = pp->workers; w; w = w->next)
-				if (w->chan_open && w->state != W_RETIRING)
+				if (w->state != W_RETIRING)
 					retire(pp, w, false);
 			close_at = now + pp->term_grace_ns;
 		}
@@ -958,20 +1057,27 @@ static void run(struct exe__proc_pool *pp)
 		n = 0;
 		t_wait = now;
 		if (!closing(pp) && (!qempty || !all_idle(pp)) && spin_ns > 0)
-			n = spin_poll(pp, evs, seen, spin_ns, &kicked);
-		if (n == 0 && !kicked) {
+			n = spin_poll(pp, evs, seen, spin_ns, &kicked, &news);
+		if (n == 0 && !kicked && !news) {
 			pthread_mutex_lock(&pp->lock);
 			kicked = pp->kicks != seen;
 			if (!kicked)
 				pp->wake_pending = 0; /* asleep: the next wake request writes */
 			pthread_mutex_unlock(&pp->lock);
-			if (!kicked)
-				n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
+			if (!kicked) {
+				/* seq_cst, both: workers post or claim, then read
+				 * collector_asleep (exe__ring_collector_wanted()). */
+				atomic_store_explicit(&pp->ring->collector_asleep, 1, memory_order_seq_cst);
+				news = cells_dirty(pp);
+				if (!news)
+					n = epoll_pwait2(pp->epfd, evs, 64, tsp, NULL);
+				atomic_store_explicit(&pp->ring->collector_asleep, 0, memory_order_seq_cst);
+			}
 		}
 		now = exe_now_ns();
-		/* Only waits for the channels or submitters teach the spin: a
+		/* Only waits for the workers or submitters teach the spin: a
 		 * deadline's timeout does not. */
-		if (n > 0 || kicked)
+		if (n > 0 || kicked || news)
 			spin_ns = exe__spin_adapt(spin_ns, now - t_wait);
 		/* Channels first: the server's messages may free workers. */
 		for (i = 0; i < n; i++) {

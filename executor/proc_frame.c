@@ -80,15 +80,31 @@ int exe__frame_check(const struct exe__frame *h, const char **why)
 	return -EBADMSG;
 }
 
-int exe__frame_check_chunk_result(const struct exe__frame *h, uint64_t chunk_len)
+int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len, uint64_t out_cap,
+                      const char **why)
 {
-	/* h->word values (at most the chunk), then h->arg message bytes; all
-	 * values only with status 0, a message only with a failure. */
-	if (h->flags || h->word > chunk_len || (h->status == 0) != (h->word == chunk_len) ||
-	    (h->status == 0 && h->arg) || h->arg > h->len || h->word > EXE__CHUNK_MAX ||
-	    h->len != h->word * sizeof(uint64_t) + h->arg)
-		return -EBADMSG;
-	return 0;
+	uint16_t want = task_kind == EXE__F_TASK_PTR     ? EXE__F_RESULT_PTR
+	                : task_kind == EXE__F_TASK_CHUNK ? EXE__F_RESULT_CHUNK
+	                                                 : EXE__F_RESULT_BYTES;
+	bool arena = r->flags & EXE__FF_ARENA, msg = r->flags & EXE__FF_MSG;
+
+	*why = NULL;
+	if (r->kind != want || (r->flags & ~(EXE__FF_ARENA | EXE__FF_MSG)) || r->status > 0 ||
+	    r->status == INT32_MIN)
+		*why = "malformed result";
+	else if (!arena && r->len > EXE__RESULT_INLINE)
+		*why = "result longer than its entry";
+	else if (msg && (!r->status || arena))
+		*why = "message without a failure";
+	else if (!msg && r->status && r->len)
+		*why = "failure with bytes that are not a message";
+	else if (arena && (r->status || want != EXE__F_RESULT_BYTES || !out_cap || r->len > out_cap))
+		*why = "arena result outside its block";
+	else if (want == EXE__F_RESULT_CHUNK && (r->status ? r->word >= chunk_len : r->word != chunk_len))
+		*why = "malformed chunk result";
+	else if (want == EXE__F_RESULT_CHUNK && !r->status && r->len)
+		*why = "chunk result with bytes";
+	return *why ? -EBADMSG : 0;
 }
 
 /* ---- sending ---- */

@@ -8,13 +8,15 @@
  * proc_collector.c (the collector thread: worker channels, dispatch, deaths,
  * deadlines), proc_worker.c (the fork server and the worker loop, in the
  * child processes), proc_frame.c (framing and memfd payloads, both sides),
- * proc_arena.c (the shared payload arena). Chunked maps: proc_map.c
+ * proc_arena.c (the shared payload arena), proc_ring.c (the shared task
+ * ring and the result cells, both sides). Chunked maps: proc_map.c
  * queues them, proc_worker.c runs them, proc_collector.c finishes them.
  */
 #ifndef EXE_PROC_INTERNAL_H
 #define EXE_PROC_INTERNAL_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -47,16 +49,26 @@ static inline int64_t exe__spin_adapt(int64_t budget, int64_t waited)
 	return budget / 2;
 }
 
+/*
+ * Tasks and results travel through shared memory (the ring and the cells
+ * below); the channel carries only what cannot: init's outcome, memfd
+ * payloads, and wake-ups of a sleeping collector. The task kinds double as
+ * the ring slots' kinds; the result kinds as the cells' result kinds.
+ */
 enum exe__frame_kind {
-	EXE__F_TASK_PTR = 1,     /* parent -> worker: word = fn, arg = arg */
-	EXE__F_TASK_BYTES = 2,   /* parent -> worker: word = fn, payload = input */
+	EXE__F_TASK_PTR = 1,     /* a slot: word = fn, arg = arg */
+	EXE__F_TASK_BYTES = 2,   /* parent -> worker: the memfd input of the claimed task
+	                          * (word = fn, out/out_cap = arena block); also a slot kind */
 	EXE__F_READY = 3,        /* worker -> parent: init done, status = its code */
-	EXE__F_RESULT_PTR = 4,   /* worker -> parent: status, word = value */
-	EXE__F_RESULT_BYTES = 5, /* worker -> parent: status, payload = bytes or message */
-	EXE__F_TASK_CHUNK = 6,   /* parent -> worker: word = fn, payload = args, out = cell */
-	EXE__F_RESULT_CHUNK = 7, /* worker -> parent: word = values, arg = message length,
-	                          * status, payload = values then message */
-	EXE__F_KIND_MAX = 7,
+	EXE__F_RESULT_PTR = 4,   /* a result: status, word = value */
+	EXE__F_RESULT_BYTES = 5, /* worker -> parent: a memfd result (out = slot);
+	                          * also a result kind */
+	EXE__F_TASK_CHUNK = 6,   /* a slot: word = fn, payload = args */
+	EXE__F_RESULT_CHUNK = 7, /* a result: word = values (in the cell), status */
+	EXE__F_NEED = 8,         /* worker -> parent: send the memfd input of task id
+	                          * (out = slot) */
+	EXE__F_WAKE = 9,         /* worker -> parent: the collector slept; look at the cells */
+	EXE__F_KIND_MAX = 9,
 };
 
 #define EXE__FF_MEMFD (1u << 0) /* the payload is the memfd sent with the header */
@@ -85,10 +97,6 @@ void exe__frame_seal(struct exe__frame *h);
 
 /* Check a received header. Return 0, or -EBADMSG with a static reason. */
 int exe__frame_check(const struct exe__frame *h, const char **why);
-
-/* Check a RESULT_CHUNK frame (already through exe__frame_check()) against
- * the chunk it answers (@chunk_len elements). Return 0 or -EBADMSG. */
-int exe__frame_check_chunk_result(const struct exe__frame *h, uint64_t chunk_len);
 
 /* Send @h with @len payload bytes from @payload (inline) or the memfd @fd
  * (>= 0; then h->flags has EXE__FF_MEMFD). Blocking; never raises SIGPIPE.
@@ -149,15 +157,88 @@ void exe__arena_free(struct exe__arena *a, int cls, uint64_t off);
 #define EXE__CHUNK_MAX 1024u     /* elements per chunk: 8 KiB of arguments */
 #define EXE__CHUNK_AUTO_MAX 256u /* the largest automatic chunk */
 
-/* A worker's progress through its current chunk, in memory shared with
- * every worker (mapped before the fork server). Each worker process owns one
- * cell for its life; the parent reads it only after the worker died, to keep
- * the values finished before the death. */
-struct exe__cell {
-	_Atomic uint64_t id;   /* the chunk task being run */
-	_Atomic uint64_t done; /* elements finished, their values below */
-	uint64_t vals[EXE__CHUNK_MAX];
+/* ---- the task ring and the result cells (proc_ring.c) ---- */
+
+#define EXE__RING_SLOTS 64u               /* tasks placed where workers take them */
+#define EXE__SLOT_INLINE (8u * 1024)      /* input bytes in a slot (a chunk's arguments fit) */
+#define EXE__RESULTS 8u                   /* result entries per cell */
+#define EXE__RESULT_INLINE (4096u - 64u)  /* result bytes (or message) in an entry */
+
+/* A slot's state word: FREE and PENDING are written by the parent (under
+ * the pool lock), CLAIMED by the worker that takes it, with its cell. */
+#define EXE__SLOT_FREE 0u
+#define EXE__SLOT_PENDING 1u
+#define EXE__SLOT_CLAIMED(cell) (2u | ((uint32_t)(cell) + 1) << 8)
+
+struct exe__slot {
+	_Atomic uint32_t state;
+	uint16_t kind, flags; /* flags: EXE__FF_* of the input */
+	_Atomic uint64_t pos; /* the ring position it holds (or last held) */
+	uint64_t id, fn, arg, len, out, out_cap;
+	alignas(64) unsigned char payload[EXE__SLOT_INLINE];
 };
+
+/* In memory shared with every worker (mapped before the fork server). The
+ * parent publishes positions in order; workers take them first come, first
+ * served, each by one compare-and-swap on the slot's state. */
+struct exe__ring {
+	alignas(64) _Atomic uint64_t put; /* positions published (parent, under the pool lock) */
+	_Atomic uint32_t bell;            /* futex: moves with every put and every stop */
+	alignas(64) _Atomic uint64_t take; /* the next position to look at (a hint: workers) */
+	alignas(64) _Atomic uint32_t sleepers; /* workers asleep on bell */
+	alignas(64) _Atomic uint32_t collector_asleep; /* set by the collector before it sleeps */
+	struct exe__slot slots[EXE__RING_SLOTS];
+};
+
+/* One result as a worker posts it in its cell. */
+struct exe__result {
+	uint64_t id;
+	uint32_t slot;
+	uint16_t kind;  /* EXE__F_RESULT_PTR / _BYTES / _CHUNK */
+	uint16_t flags; /* EXE__FF_ARENA: the bytes are in the task's out block; EXE__FF_MSG */
+	int32_t status;
+	uint32_t pad;
+	uint64_t word; /* PTR: the value; CHUNK: values done (in the cell's vals) */
+	uint64_t len;  /* bytes in data (inline bytes or message), or in the arena */
+	alignas(64) unsigned char data[EXE__RESULT_INLINE];
+};
+
+/*
+ * A worker's cell, in memory shared with every worker. Each worker process
+ * owns one for its life: it posts its claims and results here, and its
+ * progress through a map chunk, so a death mid-chunk loses nothing that
+ * finished before it. The collector reads it (and after a death, drains it).
+ */
+struct exe__cell {
+	alignas(64) _Atomic uint64_t claim; /* last task taken: (slot + 1) << 48 | id */
+	_Atomic int64_t start;              /* ... when (CLOCK_MONOTONIC), stored before claim */
+	_Atomic uint32_t stop;              /* the collector asks it to exit when idle */
+	alignas(64) _Atomic uint32_t posted; /* results posted (worker) */
+	alignas(64) _Atomic uint32_t acked;  /* results consumed (collector); futex */
+	_Atomic uint32_t ack_waiting;        /* the worker sleeps on acked */
+	alignas(64) _Atomic uint64_t id;     /* the chunk task being run */
+	_Atomic uint64_t done;               /* elements finished, their values below */
+	uint64_t vals[EXE__CHUNK_MAX];
+	struct exe__result results[EXE__RESULTS];
+};
+
+/* The fields of a result entry the collector acts on, copied out of the
+ * shared entry once (the worker may rewrite it meanwhile). */
+struct exe__result_head {
+	uint16_t kind, flags;
+	int32_t status;
+	uint64_t word, len;
+};
+
+/* Check @r against the task it names: its kind (EXE__F_TASK_*), its chunk
+ * length (chunks) and the arena block it was offered (@out_cap, 0: none).
+ * Return 0, or -EBADMSG with a static reason in *@why. */
+int exe__result_check(const struct exe__result_head *r, uint16_t task_kind, uint64_t chunk_len, uint64_t out_cap,
+                      const char **why);
+
+#define EXE__CLAIM(slot, id) (((uint64_t)(slot) + 1) << 48 | ((id) & ((1ull << 48) - 1)))
+#define EXE__CLAIM_SLOT(c) ((uint32_t)((c) >> 48) - 1)
+#define EXE__CLAIM_ID(c) ((c) & ((1ull << 48) - 1))
 
 /* One exe_pool_map_opts() call as its chunk tasks see it: the collector
  * writes a chunk's values and progress, then completes the chunk's future;
@@ -186,9 +267,11 @@ struct exe__ctl_msg {
 	uint32_t type;
 	uint64_t seq; /* the parent's worker serial */
 	int32_t slot;
+	int32_t cell; /* SPAWN: the worker's cell */
 	int32_t pid;
 	int32_t code; /* CLD_EXITED, CLD_KILLED, CLD_DUMPED */
 	int32_t status;
+	int32_t pad;
 };
 
 int exe__ctl_send(int sock, const struct exe__ctl_msg *m, int fd);
@@ -213,6 +296,7 @@ struct exe__ptask {
 	uint16_t kind;         /* EXE__F_TASK_PTR / _BYTES / _CHUNK */
 	bool kill_on_cancel;
 	bool queued; /* linked in the pool queue */
+	int slot;    /* its ring slot while placed; -1 not placed, -2 withdrawn (cancel) */
 	size_t in_len;
 	unsigned char in[]; /* small input (a chunk: its arguments) */
 };
@@ -235,14 +319,19 @@ struct exe__proc_pool {
 	bool kill_on_cancel;
 	pid_t parent_pid;
 	struct exe__arena *arena;
-	struct exe__cell *cells; /* kid_cap progress cells, shared */
+	struct exe__cell *cells; /* kid_cap worker cells, shared */
 	size_t cells_size;
+	struct exe__ring *ring; /* shared */
 	_Atomic int out_hint; /* arena class for the next large result, or -1 */
 
 	/* The queue and lifecycle flags. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;     /* room in a bounded queue; collector start */
 	struct exe__ptask qhead; /* sentinel of a circular list */
+	struct exe__ptask *unplaced;  /* the first queued task not in the ring (or &qhead):
+	                               * the ones before it are placed or withdrawn */
+	struct exe__ptask *slot_task[EXE__RING_SLOTS]; /* what each slot holds; NULL: free */
+	uint64_t put;                 /* the next ring position */
 	size_t queued;
 	unsigned space_waiters;
 	uint64_t next_id;
@@ -276,7 +365,6 @@ struct exe__proc_pool {
 	int server_pidfd;
 	struct exe__pworker *workers;             /* every worker process not yet reaped */
 	struct exe__pworker **slots;              /* the active worker of each slot */
-	struct exe__ptask *redo_head, *redo_tail; /* started, handed back by a dead worker */
 	uint64_t worker_seq;
 	int64_t drain_deadline;   /* destroy: when stragglers get killed */
 	unsigned nprocs;          /* worker objects alive (limit: kid_cap) */
@@ -314,10 +402,44 @@ int exe__proc_map(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t
 int exe__proc_map_open(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
                        size_t n, size_t window, size_t chunk);
 
+/* The ring, parent side (proc_ring.c; the pool lock held). */
+/* Place queued tasks into free slots, in queue order; wake sleeping workers. */
+void exe__ring_fill_locked(struct exe__proc_pool *pp);
+/* Withdraw a queued task from the ring before it is cancelled: 0 (it will
+ * never start), or -EBUSY (a worker took it: its future is now RUNNING). */
+int exe__ring_revoke_locked(struct exe__proc_pool *pp, struct exe__ptask *t);
+/* The task the worker of @cell claimed from @slot (its id must be @id):
+ * take it off the queue, free the slot, claim its future (RUNNING), refill.
+ * NULL when the slot does not hold that task claimed by that worker (a
+ * lying or broken worker). */
+struct exe__ptask *exe__ring_attach_locked(struct exe__proc_pool *pp, unsigned cell, uint64_t slot, uint64_t id);
+/* Slots still claimed by the dead worker of @cell that it never reported:
+ * put their tasks back in line (it died between its claim and its report,
+ * so they never started), or, with @taken, take them off the queue
+ * (RUNNING) and chain them there through ->next (a worker that broke the
+ * protocol may have run them). Return how many. */
+unsigned exe__ring_reclaim_locked(struct exe__proc_pool *pp, unsigned cell, struct exe__ptask **taken);
+/* Ask the worker of @cell to exit once idle (also wakes it). */
+void exe__ring_stop(struct exe__proc_pool *pp, unsigned cell);
+
+/* The ring, worker side. */
+/* Wait for a task and claim it: its slot index, or -1 when asked to stop.
+ * @spin_ns adapts as the channels' spins do. */
+int exe__ring_take(struct exe__ring *r, struct exe__cell *c, unsigned cell, int64_t *spin_ns);
+/* Wait until the collector consumed all but @keep of this cell's results. */
+void exe__cell_wait_acked(struct exe__cell *c, uint32_t keep);
+/* Publish the result written at c->results[c->posted % EXE__RESULTS]
+ * (after exe__cell_wait_acked(c, EXE__RESULTS - 1)). */
+void exe__cell_post(struct exe__cell *c);
+/* After a post or a claim: true when the collector sleeps and this caller
+ * must wake it (one caller per sleep is told so). */
+bool exe__ring_collector_wanted(struct exe__ring *r);
+
 /* Collector side (proc_collector.c). */
 void *exe__proc_collector_main(void *arg);
-/* Pop the next queued task and claim it (PENDING -> RUNNING): NULL when
- * the queue is empty. Takes the lock. */
+/* Take the next queued task no worker has taken (withdrawn from the ring)
+ * and claim it (PENDING -> RUNNING), to fail it: NULL when there is none.
+ * Takes the lock. */
 struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp);
 /* Finish a claimed task: complete, count, drop the producer reference,
  * free the record. Collector thread. */

@@ -42,9 +42,11 @@
  *    is left. Killing one may orphan its own children onto the server: the
  *    sweep repeats. /proc/self/task/<tid>/children lists them.
  *
+ * Tasks come from the pool's ring and results go to this worker's cell
+ * (proc_ring.c); the channel carries only READY, memfd payloads and WAKE.
  * Map chunks: a worker runs a chunk's elements in order and records each
- * value, then the count, in its own cell of a shared array (the frame names
- * the cell), so a death mid-chunk loses nothing that finished before it.
+ * value, then the count, in its own cell, so a death mid-chunk loses
+ * nothing that finished before it.
  *
  * Worker exit statuses of its own: 0 asked to stop (end of channel), 120 the
  * channel failed, 121 the parent sent a bad frame.
@@ -103,39 +105,85 @@ static void die_with_parent(pid_t expected_parent, int sig)
 
 /* ---- the worker ---- */
 
-static void reply(int chan, struct exe__frame *h, const void *payload, int fd)
+/* What this worker sees of the pool (inherited at the same addresses). */
+static struct exe__ring *ring;
+static struct exe__cell *cell;
+static unsigned cell_no;
+static int chan_fd = -1;
+static void *pp_arena;
+static size_t arena_size;
+
+static void send_frame(struct exe__frame *h, int fd)
 {
-	if (exe__frame_send(chan, h, payload, fd))
+	if (exe__frame_send(chan_fd, h, NULL, fd))
 		_exit(WORKER_EXIT_CHANNEL);
 }
 
-static void reply_error(int chan, uint16_t kind, uint64_t id, int code, const char *msg)
+/* The collector sleeps and we have news (a claim or a result): wake it. */
+static void wake_collector(void)
 {
-	struct exe__frame h = {.kind = kind, .id = id, .status = code};
-	size_t len = msg ? strlen(msg) : 0;
+	struct exe__frame h = {.kind = EXE__F_WAKE};
 
-	if (len >= EXE__INLINE_MAX)
-		len = EXE__INLINE_MAX - 1;
-	if (len) {
-		h.flags = EXE__FF_MSG;
-		h.len = len;
-	}
-	reply(chan, &h, msg, -1);
+	if (exe__ring_collector_wanted(ring))
+		send_frame(&h, -1);
 }
-
-/* The arena as this worker sees it (inherited at the same address). */
-static void *pp_arena;
-static size_t arena_size;
 
 static int fix_code(int rc)
 {
 	return rc > 0 ? -rc : rc;
 }
 
-static void run_ptr(int chan, const struct exe__frame *t, struct exe_future *cur)
+/* The task this worker claimed, copied out of its slot. */
+struct claimed {
+	unsigned slot;
+	uint16_t kind, flags;
+	uint64_t id, fn, arg, len, out, out_cap;
+};
+
+/* The next result entry, once the collector has read enough of them. */
+static struct exe__result *result_begin(const struct claimed *t, uint16_t kind)
 {
-	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->word;
-	struct exe__frame h = {.kind = EXE__F_RESULT_PTR, .id = t->id};
+	struct exe__result *r;
+
+	exe__cell_wait_acked(cell, EXE__RESULTS - 1);
+	r = &cell->results[atomic_load_explicit(&cell->posted, memory_order_relaxed) % EXE__RESULTS];
+	r->id = t->id;
+	r->slot = t->slot;
+	r->kind = kind;
+	r->flags = 0;
+	r->status = 0;
+	r->word = 0;
+	r->len = 0;
+	return r;
+}
+
+static void result_post(void)
+{
+	exe__cell_post(cell);
+	wake_collector();
+}
+
+/* A failure with its message (truncated to what an entry holds). */
+static void post_error(const struct claimed *t, uint16_t kind, int code, const char *msg)
+{
+	struct exe__result *r = result_begin(t, kind);
+	size_t len = msg ? strlen(msg) : 0;
+
+	if (len > EXE__RESULT_INLINE)
+		len = EXE__RESULT_INLINE;
+	r->status = code;
+	if (len) {
+		memcpy(r->data, msg, len);
+		r->flags = EXE__FF_MSG;
+		r->len = len;
+	}
+	result_post();
+}
+
+static void run_ptr(const struct claimed *t, struct exe_future *cur)
+{
+	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->fn;
+	struct exe__result *r;
 	void *value = NULL;
 	int rc;
 
@@ -143,10 +191,11 @@ static void run_ptr(int chan, const struct exe__frame *t, struct exe_future *cur
 	rc = fix_code(fn((void *)(uintptr_t)t->arg, &value));
 	exe__task_swap(NULL);
 	if (rc) {
-		reply_error(chan, EXE__F_RESULT_PTR, t->id, rc, cur->msg);
+		post_error(t, EXE__F_RESULT_PTR, rc, cur->msg);
 	} else {
-		h.word = (uint64_t)(uintptr_t)value;
-		reply(chan, &h, NULL, -1);
+		r = result_begin(t, EXE__F_RESULT_PTR);
+		r->word = (uint64_t)(uintptr_t)value;
+		result_post();
 	}
 	exe__free(cur->msg);
 	cur->msg = NULL;
@@ -167,42 +216,106 @@ void *exe_proc_result_alloc(size_t len)
 	return malloc(len ? len : 1);
 }
 
-static void run_bytes(int chan, const struct exe__frame *t, const unsigned char *payload, int fd,
-                      struct exe_future *cur, void *scratch)
+static bool in_arena(uint64_t off, uint64_t len)
 {
-	exe_proc_task_fn *fn = (exe_proc_task_fn *)(uintptr_t)t->word;
-	struct exe__frame h = {.kind = EXE__F_RESULT_BYTES, .id = t->id};
+	return pp_arena && off <= arena_size && len <= arena_size - off;
+}
+
+/* Bytes the task returned (@out, @out_len, not the offered block): inline,
+ * into the offered block, or in a memfd over the channel. */
+static void post_bytes(const struct claimed *t, void *out, size_t out_len)
+{
+	struct exe__result *r;
+	char msg[160];
+
+	if (out_len <= EXE__RESULT_INLINE) {
+		r = result_begin(t, EXE__F_RESULT_BYTES);
+		if (out_len)
+			memcpy(r->data, out, out_len);
+		r->len = out_len;
+		free(out);
+		result_post();
+	} else if (out_len <= t->out_cap && in_arena(t->out, t->out_cap)) {
+		/* The block the parent chose at dispatch: one copy, no new
+		 * pages. */
+		memcpy((unsigned char *)pp_arena + t->out, out, out_len);
+		free(out);
+		r = result_begin(t, EXE__F_RESULT_BYTES);
+		r->flags = EXE__FF_ARENA;
+		r->len = out_len;
+		result_post();
+	} else {
+		struct exe__frame h = {.kind = EXE__F_RESULT_BYTES, .id = t->id, .out = t->slot};
+		int mfd = exe__memfd_from(out, out_len, "exe-result");
+
+		free(out);
+		if (mfd < 0) {
+			snprintf(msg, sizeof(msg), "worker could not pass its %zu byte result: %s", out_len,
+			         strerror(-mfd));
+			post_error(t, EXE__F_RESULT_BYTES, mfd, msg);
+			return;
+		}
+		h.flags = EXE__FF_MEMFD;
+		h.len = out_len;
+		send_frame(&h, mfd);
+		close(mfd);
+	}
+}
+
+/* A memfd input comes over the channel once asked for. */
+static int fetch_input(const struct claimed *t, struct exe__rx *rx, int *fd)
+{
+	struct exe__frame need = {.kind = EXE__F_NEED, .id = t->id, .out = t->slot}, h;
+	const unsigned char *payload;
+	const char *why;
+	int rc;
+
+	send_frame(&need, -1);
+	while ((rc = exe__rx_next(rx, &h, &payload, fd, &why)) == 0) {
+		ssize_t n = exe__rx_fill(rx, chan_fd, false);
+
+		if (n == 0)
+			_exit(0);
+		if (n < 0)
+			_exit(n == -EBADMSG ? WORKER_EXIT_BADFRAME : WORKER_EXIT_CHANNEL);
+	}
+	if (rc < 0 || h.kind != EXE__F_TASK_BYTES || h.id != t->id || *fd < 0 || h.len != t->len)
+		_exit(WORKER_EXIT_BADFRAME);
+	return 0;
+}
+
+static void run_bytes(const struct claimed *t, struct exe_future *cur, const void *scratch, struct exe__rx *rx)
+{
+	exe_proc_task_fn *fn = (exe_proc_task_fn *)(uintptr_t)t->fn;
 	const void *in = NULL;
 	void *map = NULL, *out = NULL;
 	size_t out_len = 0;
 	char msg[160];
-	int rc;
+	int rc, fd = -1;
 
 	if (t->flags & EXE__FF_ARENA) {
-		if (!pp_arena || t->arg > arena_size || t->len > arena_size - t->arg)
+		if (!in_arena(t->arg, t->len))
 			_exit(WORKER_EXIT_BADFRAME);
 		in = (const unsigned char *)pp_arena + t->arg;
-	} else if (fd >= 0) {
+	} else if (t->flags & EXE__FF_MEMFD) {
 		const char *why = "cannot map";
 
+		fetch_input(t, rx, &fd);
 		rc = exe__memfd_map(fd, t->len, &map, &why);
 		close(fd);
 		if (rc) {
 			snprintf(msg, sizeof(msg), "worker could not map its %llu byte input: %s",
 			         (unsigned long long)t->len, rc == -EBADMSG ? why : strerror(-rc));
-			reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, msg);
+			post_error(t, EXE__F_RESULT_BYTES, rc, msg);
 			return;
 		}
 		in = map;
 	} else if (t->len) {
-		/* Inline bytes sit at any offset of the receive buffer: give
-		 * the task an aligned copy. */
-		memcpy(scratch, payload, t->len);
 		in = scratch;
 	}
 	out_block = NULL;
 	out_block_taken = false;
-	if (t->out_cap && pp_arena && t->out <= arena_size && t->out_cap <= arena_size - t->out) {
+	if (t->out_cap && in_arena(t->out, t->out_cap)) {
 		out_block = (unsigned char *)pp_arena + t->out;
 		out_block_cap = t->out_cap;
 	}
@@ -221,11 +334,13 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 			cur->msg = strdup("task returned more bytes than exe_proc_result_alloc() gave");
 		}
 		if (rc) {
-			reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, cur->msg);
+			post_error(t, EXE__F_RESULT_BYTES, rc, cur->msg);
 		} else {
-			h.flags = out_len ? EXE__FF_ARENA : 0;
-			h.len = out_len;
-			reply(chan, &h, NULL, -1);
+			struct exe__result *r = result_begin(t, EXE__F_RESULT_BYTES);
+
+			r->flags = out_len ? EXE__FF_ARENA : 0;
+			r->len = out_len;
+			result_post();
 		}
 		exe__free(cur->msg);
 		cur->msg = NULL;
@@ -239,63 +354,32 @@ static void run_bytes(int chan, const struct exe__frame *t, const unsigned char 
 	}
 	if (rc) {
 		free(out);
-		reply_error(chan, EXE__F_RESULT_BYTES, t->id, rc, cur->msg);
-	} else if (out_len > EXE__INLINE_MAX && out_len <= t->out_cap && pp_arena && t->out <= arena_size &&
-	           t->out_cap <= arena_size - t->out) {
-		/* The block the parent chose at dispatch: one copy, no new
-		 * pages. */
-		memcpy((unsigned char *)pp_arena + t->out, out, out_len);
-		free(out);
-		h.flags = EXE__FF_ARENA;
-		h.len = out_len;
-		reply(chan, &h, NULL, -1);
-	} else if (out_len > EXE__INLINE_MAX) {
-		int mfd = exe__memfd_from(out, out_len, "exe-result");
-
-		free(out);
-		if (mfd < 0) {
-			snprintf(msg, sizeof(msg), "worker could not pass its %zu byte result: %s", out_len,
-			         strerror(-mfd));
-			reply_error(chan, EXE__F_RESULT_BYTES, t->id, mfd, msg);
-		} else {
-			h.flags = EXE__FF_MEMFD;
-			h.len = out_len;
-			reply(chan, &h, NULL, mfd);
-			close(mfd);
-		}
+		post_error(t, EXE__F_RESULT_BYTES, rc, cur->msg);
 	} else {
-		h.len = out_len;
-		reply(chan, &h, out, -1);
-		free(out);
+		post_bytes(t, out, out_len);
 	}
 	exe__free(cur->msg);
 	cur->msg = NULL;
 }
 
-/* The pool's progress cells as this worker sees them (inherited). */
-static struct exe__cell *pp_cells;
-static size_t ncells;
-
 /*
  * A chunk: fn over each argument in order, stopping at the first failure.
  * Each value goes to this worker's cell as soon as it exists, with the count
  * after it, so that if the worker dies mid-chunk the parent still has the
- * values before the element that killed it. The reply carries the values
- * again: the cell is reused by the next chunk before the parent reads it.
+ * values before the element that killed it. The result entry names the
+ * count; the values stay in the cell until the collector has read them,
+ * which is why a chunk starts only once every earlier result was read.
  */
-static void run_chunk(int chan, const struct exe__frame *t, const unsigned char *payload,
-                      struct exe_future *cur, void *scratch)
+static void run_chunk(const struct claimed *t, struct exe_future *cur, const void *args)
 {
-	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->word;
-	struct exe__frame h = {.kind = EXE__F_RESULT_CHUNK, .id = t->id};
-	size_t len = t->len / sizeof(uint64_t), i, mlen = 0;
-	struct exe__cell *cell;
-	unsigned char *out = scratch;
+	exe_task_fn *fn = (exe_task_fn *)(uintptr_t)t->fn;
+	size_t len = t->len / sizeof(uint64_t), i;
+	struct exe__result *r;
 	int rc = 0;
 
-	if (!pp_cells || t->out >= ncells || t->len % sizeof(uint64_t) || len == 0 || len > EXE__CHUNK_MAX)
+	if (t->len % sizeof(uint64_t) || len == 0 || len > EXE__CHUNK_MAX)
 		_exit(WORKER_EXIT_BADFRAME);
-	cell = &pp_cells[t->out];
+	exe__cell_wait_acked(cell, 0);
 	atomic_store_explicit(&cell->done, 0, memory_order_relaxed);
 	atomic_store_explicit(&cell->id, t->id, memory_order_release);
 	exe__task_swap(cur);
@@ -303,7 +387,7 @@ static void run_chunk(int chan, const struct exe__frame *t, const unsigned char 
 		uint64_t a;
 		void *value = NULL;
 
-		memcpy(&a, payload + i * sizeof(a), sizeof(a));
+		memcpy(&a, (const unsigned char *)args + i * sizeof(a), sizeof(a));
 		rc = fix_code(fn((void *)(uintptr_t)a, &value));
 		if (rc)
 			break;
@@ -315,22 +399,31 @@ static void run_chunk(int chan, const struct exe__frame *t, const unsigned char 
 		cur->msg = NULL;
 	}
 	exe__task_swap(NULL);
-	/* The reply is built in the scratch buffer: the arguments it replaces
-	 * live in the receive buffer, not there. */
-	memcpy(out, cell->vals, i * sizeof(uint64_t));
+	r = result_begin(t, EXE__F_RESULT_CHUNK);
+	r->word = i;
+	r->status = rc;
 	if (rc && cur->msg) {
-		mlen = strlen(cur->msg);
-		if (mlen > EXE__INLINE_MAX - i * sizeof(uint64_t))
-			mlen = EXE__INLINE_MAX - i * sizeof(uint64_t);
-		memcpy(out + i * sizeof(uint64_t), cur->msg, mlen);
+		size_t mlen = strlen(cur->msg);
+
+		if (mlen > EXE__RESULT_INLINE)
+			mlen = EXE__RESULT_INLINE;
+		memcpy(r->data, cur->msg, mlen);
+		r->flags = EXE__FF_MSG;
+		r->len = mlen;
 	}
-	h.word = i;
-	h.arg = mlen;
-	h.status = rc;
-	h.len = i * sizeof(uint64_t) + mlen;
-	reply(chan, &h, out, -1);
+	result_post();
 	exe__free(cur->msg);
 	cur->msg = NULL;
+}
+
+/* Orphans of earlier tasks this subreaper adopted: reaped between tasks,
+ * only after a SIGCHLD said there are some (no system call per task). */
+static volatile sig_atomic_t orphans;
+
+static void on_sigchld(int sig)
+{
+	(void)sig;
+	orphans = 1;
 }
 
 static void reset_signals(void)
@@ -343,18 +436,50 @@ static void reset_signals(void)
 	sigemptyset(&sa.sa_mask);
 	for (i = 0; i < sizeof(crash) / sizeof(crash[0]); i++)
 		sigaction(crash[i], &sa, NULL);
+	sa.sa_handler = on_sigchld;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
 	/* The server blocks SIGTERM outside its ppoll(). */
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-__attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int slot, int chan, pid_t server)
+/* Take the task in @slot: copy it out, then report the claim. */
+static void claim(unsigned slot, struct claimed *t, void *scratch)
 {
-	static alignas(64) unsigned char scratch[EXE__INLINE_MAX];
+	const struct exe__slot *s = &ring->slots[slot];
+
+	t->slot = slot;
+	t->kind = s->kind;
+	t->flags = s->flags;
+	t->id = s->id;
+	t->fn = s->fn;
+	t->arg = s->arg;
+	t->len = s->len;
+	t->out = s->out;
+	t->out_cap = s->out_cap;
+	if (!(t->flags & (EXE__FF_ARENA | EXE__FF_MEMFD)) && t->len) {
+		if (t->len > EXE__SLOT_INLINE)
+			_exit(WORKER_EXIT_BADFRAME);
+		/* An aligned copy: the slot is reused once the claim is seen. */
+		memcpy(scratch, s->payload, t->len);
+	}
+	atomic_store_explicit(&cell->start, exe_now_ns(), memory_order_relaxed);
+	/* release: the copy above is done before the collector, seeing the
+	 * claim (acquire), frees the slot. */
+	atomic_store_explicit(&cell->claim, EXE__CLAIM(slot, t->id), memory_order_release);
+	wake_collector();
+}
+
+__attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int slot, unsigned cell_index,
+                                                  int channel, pid_t server)
+{
+	static alignas(64) unsigned char scratch[EXE__SLOT_INLINE];
 	struct exe__frame h = {.kind = EXE__F_READY};
 	struct exe_future *cur;
 	struct exe__rx rx;
 	int64_t spin_ns = EXE__SPIN_MIN_NS;
+	unsigned claims = 0;
 	char name[32];
 	int rc = 0;
 
@@ -366,58 +491,50 @@ __attribute__((noreturn)) static void worker_main(struct exe__proc_pool *pp, int
 	/* What a task starts stays in this tree (see the top of the file). */
 	setpgid(0, 0);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	chan_fd = channel;
+	if (cell_index >= pp->kid_cap)
+		_exit(WORKER_EXIT_BADFRAME);
+	ring = pp->ring;
+	cell_no = cell_index;
+	cell = &pp->cells[cell_no];
 
 	if (pp->init)
 		rc = fix_code(pp->init(pp->init_arg));
 	h.status = rc;
-	reply(chan, &h, NULL, -1);
+	send_frame(&h, -1);
 	if (rc)
 		_exit(0);
 	if (pp->arena) {
 		pp_arena = exe__arena_base(pp->arena);
 		arena_size = exe__arena_size(pp->arena);
 	}
-	pp_cells = pp->cells;
-	ncells = pp->cells_size / sizeof(*pp_cells);
 	cur = exe__future_new(NULL, NULL, 1);
 	if (!cur || exe__rx_init(&rx))
 		_exit(WORKER_EXIT_CHANNEL);
 	for (;;) {
-		const unsigned char *payload;
-		const char *why;
-		int fd;
+		struct claimed t;
+		int i;
 
-		rc = exe__rx_next(&rx, &h, &payload, &fd, &why);
-		if (rc == 0) {
-			int64_t t0 = exe_now_ns(), until = t0 + spin_ns;
-			ssize_t n;
-
-			/* Poll for the next task a little before sleeping: a
-			 * busy pool hands one over within microseconds. */
-			do
-				n = exe__rx_fill(&rx, chan, true);
-			while (n == -EAGAIN && exe_now_ns() < until);
-			if (n == -EAGAIN)
-				n = exe__rx_fill(&rx, chan, false);
-			spin_ns = exe__spin_adapt(spin_ns, exe_now_ns() - t0);
-
-			if (n == 0)
-				_exit(0);
-			if (n < 0)
-				_exit(n == -EBADMSG ? WORKER_EXIT_BADFRAME : WORKER_EXIT_CHANNEL);
-			continue;
+		/* Recycling: the collector counts the claims too and has a
+		 * replacement on its way. */
+		if (pp->max_tasks && claims >= pp->max_tasks)
+			_exit(0);
+		i = exe__ring_take(ring, cell, cell_no, &spin_ns);
+		if (i < 0)
+			_exit(0);
+		claims++;
+		claim((unsigned)i, &t, scratch);
+		if (orphans) {
+			orphans = 0;
+			while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
+				;
 		}
-		if (rc < 0)
-			_exit(WORKER_EXIT_BADFRAME);
-		/* Orphans of earlier tasks this subreaper adopted. */
-		while (waitpid(-1, NULL, WNOHANG | __WALL) > 0)
-			;
-		if (h.kind == EXE__F_TASK_PTR && fd < 0 && !(h.flags & EXE__FF_ARENA))
-			run_ptr(chan, &h, cur);
-		else if (h.kind == EXE__F_TASK_BYTES)
-			run_bytes(chan, &h, payload, fd, cur, scratch);
-		else if (h.kind == EXE__F_TASK_CHUNK && fd < 0 && !(h.flags & EXE__FF_ARENA))
-			run_chunk(chan, &h, payload, cur, scratch);
+		if (t.kind == EXE__F_TASK_PTR && !(t.flags & (EXE__FF_ARENA | EXE__FF_MEMFD)))
+			run_ptr(&t, cur);
+		else if (t.kind == EXE__F_TASK_BYTES)
+			run_bytes(&t, cur, scratch, &rx);
+		else if (t.kind == EXE__F_TASK_CHUNK && !(t.flags & (EXE__FF_ARENA | EXE__FF_MEMFD)))
+			run_chunk(&t, cur, scratch);
 		else
 			_exit(WORKER_EXIT_BADFRAME);
 	}
@@ -444,7 +561,7 @@ static void spawn(struct exe__proc_pool *pp, int ctl, struct kid *kids, unsigned
 		if (chan != 3 && dup3(chan, 3, O_CLOEXEC) < 0)
 			_exit(WORKER_EXIT_CHANNEL);
 		close_from(4);
-		worker_main(pp, req->slot, 3, self);
+		worker_main(pp, req->slot, (unsigned)req->cell, 3, self);
 	}
 	if (pid < 0) {
 		m.pid = -errno;

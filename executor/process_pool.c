@@ -102,6 +102,8 @@ void exe__proc_task_free(struct exe__ptask *t)
 
 static void unlink_task(struct exe__proc_pool *pp, struct exe__ptask *t)
 {
+	if (pp->unplaced == t)
+		pp->unplaced = t->next;
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
 	t->queued = false;
@@ -116,8 +118,11 @@ struct exe__ptask *exe__proc_queue_take(struct exe__proc_pool *pp)
 
 	pthread_mutex_lock(&pp->lock);
 	for (t = pp->qhead.next; t != &pp->qhead; t = t->next) {
-		/* A record whose claim fails was cancelled: its cancelled()
-		 * hook is on its way to unlink it. */
+		/* A record a worker took is left to its worker; one whose claim
+		 * fails was cancelled: its cancelled() hook is on its way to
+		 * unlink it. */
+		if (t->slot >= 0 && exe__ring_revoke_locked(pp, t))
+			continue;
 		if (exe__future_claim(t->f)) {
 			unlink_task(pp, t);
 			atomic_fetch_add(&pp->started, 1);
@@ -145,6 +150,18 @@ void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int 
 }
 
 /* ---- future hooks ---- */
+
+static int task_revoke(struct exe_future *f)
+{
+	struct exe__proc_pool *pp = f->owner;
+	int rc;
+
+	/* PENDING: the record is queued, so the pool is alive. */
+	pthread_mutex_lock(&pp->lock);
+	rc = exe__ring_revoke_locked(pp, f->arg);
+	pthread_mutex_unlock(&pp->lock);
+	return rc;
+}
 
 static void task_cancelled(struct exe_future *f)
 {
@@ -181,11 +198,13 @@ static void task_cancel_running(struct exe_future *f)
 }
 
 const struct exe__future_ops exe__proc_ptr_ops = {
+    .revoke = task_revoke,
     .cancelled = task_cancelled,
     .cancel_running = task_cancel_running,
 };
 
 const struct exe__future_ops exe__proc_bytes_ops = {
+    .revoke = task_revoke,
     .cancelled = task_cancelled,
     .cancel_running = task_cancel_running,
     .bytes = exe__proc_bytes_of,
@@ -259,7 +278,14 @@ int exe__proc_enqueue(struct exe__proc_pool *pp, struct exe__ptask *t, const str
 	pp->qhead.prev = t;
 	pp->queued++;
 	atomic_fetch_add(&pp->submitted, 1);
-	wake_locked(pp);
+	if (pp->unplaced == &pp->qhead)
+		pp->unplaced = t;
+	/* Into the ring, where an idle worker takes it; the collector hears
+	 * of it from that worker. Only a task left waiting for a slot needs
+	 * the collector, which frees slots. */
+	exe__ring_fill_locked(pp);
+	if (t->slot < 0)
+		wake_locked(pp);
 	pthread_mutex_unlock(&pp->lock);
 	if (out)
 		*out = f;
@@ -273,6 +299,7 @@ struct exe__ptask *exe__proc_task_new(size_t inline_len)
 	if (t) {
 		memset(t, 0, sizeof(*t));
 		t->memfd = -1;
+		t->slot = -1;
 		t->in_cls = t->out_cls = -1;
 	}
 	return t;
@@ -358,6 +385,8 @@ static void pp_free(struct exe__proc_pool *pp)
 	exe__arena_unref(pp->arena); /* results still held keep it mapped */
 	if (pp->cells)
 		munmap(pp->cells, pp->cells_size);
+	if (pp->ring)
+		munmap(pp->ring, sizeof(*pp->ring));
 	exe__free(pp->cell_used);
 	exe__free(pp->server_mem);
 	exe__free(pp->slots);
@@ -428,6 +457,7 @@ static int setup(struct exe__proc_pool *pp)
 	pthread_cond_init(&pp->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pp->qhead.next = pp->qhead.prev = &pp->qhead;
+	pp->unplaced = &pp->qhead;
 
 	pp->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (pp->evfd < 0)
@@ -528,14 +558,21 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 		goto fail;
 	}
 	atomic_init(&pp->out_hint, -1);
-	/* One progress cell per worker process that can exist at once, shared
-	 * before the fork server exists so every worker has it. Pages come on
-	 * use: a worker that never runs a chunk never touches its cell. */
+	/* One cell per worker process that can exist at once, shared before
+	 * the fork server exists so every worker has it. Pages come on use. */
 	pp->cells_size = pp->kid_cap * sizeof(struct exe__cell);
 	pp->cells = mmap(NULL, pp->cells_size, PROT_READ | PROT_WRITE,
 	                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (pp->cells == MAP_FAILED) {
 		pp->cells = NULL;
+		rc = -ENOMEM;
+		goto fail;
+	}
+	/* The task ring, likewise shared with every worker. */
+	pp->ring = mmap(NULL, sizeof(*pp->ring), PROT_READ | PROT_WRITE,
+	                MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (pp->ring == MAP_FAILED) {
+		pp->ring = NULL;
 		rc = -ENOMEM;
 		goto fail;
 	}

@@ -4,8 +4,11 @@
  * and may write anything into its channel - sends to the parent. Any bytes,
  * arriving in any pieces, must give "need more", a frame whose payload lies
  * inside what was received, or -EBADMSG; never a crash, a leak or a read
- * past the input. Frames that pass are also put through the chunk-result
- * check the collector applies, and through a seal/check round trip.
+ * past the input. Frames that pass are also put through a seal/check round
+ * trip. The same bytes are also read as result entries (what a worker
+ * writes into its shared cell) and put through exe__result_check(): an
+ * entry it accepts never makes the collector read past the entry or the
+ * arena block.
  *
  * The first input byte picks how the stream is cut into writes, so the
  * receive buffer's compaction and partial frames are exercised as in the
@@ -51,9 +54,6 @@ static int drain(struct exe__rx *rx)
 			    (h.len && (payload < rx->buf || payload + h.len > rx->buf + rx->end)))
 				abort();
 		}
-		if (h.kind == EXE__F_RESULT_CHUNK && exe__frame_check_chunk_result(&h, h.word) == 0 &&
-		    (h.len > EXE__INLINE_MAX || h.arg > h.len))
-			abort();
 		/* Sealing a checked header again gives the same header. */
 		copy = h;
 		exe__frame_seal(&copy);
@@ -64,12 +64,47 @@ static int drain(struct exe__rx *rx)
 
 static void feed(const uint8_t *data, size_t size, size_t piece);
 
+/* Each 48 bytes: a result head, then the task it names (kind, chunk
+ * length, offered block). */
+static void check_results(const uint8_t *data, size_t size)
+{
+	for (size_t at = 0; at + 48 <= size; at += 48) {
+		struct exe__result_head h;
+		uint16_t task_kind;
+		uint64_t chunk_len, out_cap;
+		const char *why = "unset";
+
+		memcpy(&h, data + at, sizeof(h));
+		memcpy(&task_kind, data + at + 24, sizeof(task_kind));
+		memcpy(&chunk_len, data + at + 32, sizeof(chunk_len));
+		memcpy(&out_cap, data + at + 40, sizeof(out_cap));
+		task_kind = (uint16_t)(task_kind % 3 + 1); /* PTR, BYTES, CHUNK... */
+		if (task_kind == 3)
+			task_kind = EXE__F_TASK_CHUNK;
+		chunk_len = chunk_len % (EXE__CHUNK_MAX + 1);
+		if (exe__result_check(&h, task_kind, chunk_len, out_cap, &why) != 0) {
+			if (!why)
+				abort();
+			continue;
+		}
+		if (why || h.status > 0)
+			abort();
+		if (!(h.flags & EXE__FF_ARENA) && h.len > EXE__RESULT_INLINE)
+			abort(); /* would read past the entry */
+		if ((h.flags & EXE__FF_ARENA) && (h.len > out_cap || h.status))
+			abort(); /* would read past the block */
+		if (task_kind == EXE__F_TASK_CHUNK && h.word > chunk_len)
+			abort(); /* would copy values past the chunk */
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t piece;
 
 	if (size < 1)
 		return 0;
+	check_results(data, size);
 	piece = (size_t)(data[0] & 0x7f) * 73 + 1; /* 1 .. ~9 KiB per write */
 	if (data[0] & 0x80) {
 		uint8_t *copy = malloc(size);

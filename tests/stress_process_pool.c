@@ -7,7 +7,11 @@
  * task implies, that the counts add up, and that nothing leaks: no
  * descriptor, no child process, no shared mapping. A plain program (not
  * Criterion) so it also runs under ThreadSanitizer, which watches the
- * submitters, the collector thread and the futures' hand-offs.
+ * submitters, the collector thread and the futures' hand-offs. Pointer
+ * tasks count their runs in shared memory: each ran exactly once, and a
+ * task cancelled at once after its submit (racing the workers that take it
+ * from the ring) either was cancelled and never ran, or ran once and the
+ * cancel said it had started.
  * EXE_STRESS_TASKS overrides the task count.
  */
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,13 +64,18 @@ static int reverse(const void *in, size_t len, void **out, size_t *out_len)
 	return 0;
 }
 
+/* How often each pointer task ran: shared with the workers. */
+static _Atomic int *runs;
+static size_t nruns;
+
 static int twice(void *arg, void **result)
 {
+	atomic_fetch_add(&runs[(uintptr_t)arg], 1);
 	*result = (void *)((uintptr_t)arg * 2);
 	return 0;
 }
 
-enum kind { BYTES, POINTER, CRASH, CANCEL, TIMEOUT };
+enum kind { BYTES, POINTER, CRASH, CANCEL, TIMEOUT, RACE };
 
 /* Done callbacks: one per future, counted per task. */
 static int count_done(struct exe_future *f, void *arg)
@@ -81,6 +91,7 @@ struct slot {
 	char in[32];
 	size_t len;
 	uintptr_t x;
+	int cancel_rc; /* RACE: what the cancel right after the submit said */
 };
 
 static void check(struct slot *s, long i)
@@ -105,7 +116,19 @@ static void check(struct slot *s, long i)
 	case POINTER:
 		if (rc != 0 || (uintptr_t)v != s->x * 2)
 			fail("pointer task", i, rc);
+		if (atomic_load(&runs[s->x]) != 1)
+			fail("pointer task did not run exactly once", i, atomic_load(&runs[s->x]));
 		atomic_fetch_add(&ok, 1);
+		break;
+	case RACE:
+		/* Cancelled: it must never run (checked again at the end).
+		 * Not cancellable: it had started, and runs to its result. */
+		if (s->cancel_rc == 0 ? rc != -ECANCELED : s->cancel_rc != -EBUSY || rc != 0 ||
+		                                               (uintptr_t)v != s->x * 2)
+			fail("cancel racing the workers", i, s->cancel_rc ? s->cancel_rc : rc);
+		if (atomic_load(&runs[s->x]) != (s->cancel_rc == 0 ? 0 : 1))
+			fail("raced task ran the wrong number of times", i, atomic_load(&runs[s->x]));
+		atomic_fetch_add(s->cancel_rc == 0 ? &cancelled : &ok, 1);
 		break;
 	case CRASH:
 		if (rc != -ECHILD || !exe_future_error(s->f) || !strstr(exe_future_error(s->f), "signal 11"))
@@ -146,13 +169,16 @@ static void *submitter(void *arg)
 		s->kind = r % 50 == 0    ? CRASH
 		          : r % 199 == 0 ? TIMEOUT
 		          : r % 7 == 0   ? CANCEL
+		          : r % 5 == 0   ? RACE
 		          : r % 2        ? POINTER
 		                         : BYTES;
 		if (s->kind == TIMEOUT) {
 			rc = exe_pool_submit_bytes(pool, reverse, "spin", 4, &limit, &s->f);
-		} else if (s->kind == POINTER) {
-			s->x = r;
+		} else if (s->kind == POINTER || s->kind == RACE) {
+			s->x = (uintptr_t)(id - 1) * (uintptr_t)tasks_per_thread + (uintptr_t)i;
 			rc = exe_pool_submit(pool, twice, (void *)s->x, &s->f);
+			if (rc == 0 && s->kind == RACE)
+				s->cancel_rc = exe_future_cancel(s->f);
 		} else {
 			s->len = s->kind == CRASH
 			             ? 5
@@ -190,6 +216,10 @@ int main(void)
 	if (env)
 		total = atol(env);
 	tasks_per_thread = total / SUBMITTERS;
+	nruns = (size_t)tasks_per_thread * SUBMITTERS;
+	runs = mmap(NULL, nruns * sizeof(*runs), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (runs == MAP_FAILED)
+		return 1;
 	for (int i = 0; i < SUBMITTERS; i++)
 		done_counts[i] = calloc((size_t)tasks_per_thread, sizeof(_Atomic int));
 	fds_before = count_dir("/proc/self/fd");
@@ -204,6 +234,10 @@ int main(void)
 	exe_pool_shutdown(pool, EXE_SHUTDOWN_WAIT);
 	exe_pool_stats(pool, &st);
 	exe_pool_destroy(pool);
+	/* Every worker is gone: no task runs any more. */
+	for (size_t k = 0; k < nruns; k++)
+		if (atomic_load(&runs[k]) > 1)
+			fail("a task ran twice", (long)k, atomic_load(&runs[k]));
 	if (atomic_load(&ok) + atomic_load(&cancelled) + atomic_load(&crashed) + atomic_load(&timed_out) !=
 	    tasks_per_thread * SUBMITTERS)
 		fail("outcomes do not add up", 0, 0);
@@ -221,6 +255,7 @@ int main(void)
 	errno = 0;
 	if (waitpid(-1, NULL, WNOHANG) != -1 || errno != ECHILD)
 		fail("a child process is left", 0, 0);
+	munmap((void *)runs, nruns * sizeof(*runs));
 	if (st.worker_restarts < (uint64_t)atomic_load(&crashed))
 		fail("fewer worker restarts than crashes", (long)st.worker_restarts, 0);
 	printf("stress_process_pool: %ld tasks, %ld ok, %ld cancelled, %ld crashed, %ld timed out, %lu "

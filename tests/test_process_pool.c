@@ -32,6 +32,7 @@ struct shared {
 	_Atomic int server_pid;
 	_Atomic int inits;
 	_Atomic int child, grandchild; /* processes a task started */
+	_Atomic int count;             /* runs of count_task */
 };
 static struct shared *shm;
 
@@ -222,6 +223,30 @@ static int write_garbage(void *arg, void **result)
 			(void)!write(fd, junk, arg ? 20 : sizeof(junk));
 	if (arg) /* a truncated header, then death */
 		_exit(0);
+	/* Still running when the pool sees the garbage: the task that broke
+	 * the protocol is the one that fails. */
+	sleep_ms(10000);
+	return 0;
+}
+
+static int count_task(void *arg, void **result)
+{
+	*result = arg;
+	atomic_fetch_add(&shm->count, 1);
+	return 0;
+}
+
+/* Garbage, then on as if nothing happened. */
+static int write_garbage_and_return(void *arg, void **result)
+{
+	static const char junk[64] = "this is not a frame header, this is garbage!!!!!!!!!!!!!!!!!!!";
+	struct stat st;
+
+	(void)arg;
+	for (int fd = 3; fd < 256; fd++)
+		if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			(void)!write(fd, junk, sizeof(junk));
+	*result = (void *)7;
 	return 0;
 }
 
@@ -566,6 +591,34 @@ Test(process_pool, worker_exit_fails_only_its_task_with_exit_status)
 Test(process_pool, garbage_written_to_the_channel_fails_task_with_ebadmsg)
 {
 	crash_case(write_garbage, -EBADMSG, "bad magic");
+}
+
+/* A worker that broke the protocol and went on taking tasks: which of them
+ * ran before the pool noticed is not known, so each of its tasks either
+ * succeeds (its result was read before) or fails with -EBADMSG; none runs
+ * twice, none is lost, and the pool goes on with a new worker. */
+Test(process_pool, tasks_after_a_protocol_breach_finish_once, .init = map_shared, .fini = unmap_shared)
+{
+	struct exe_pool *p = make_pool(1);
+	struct exe_future *f[17];
+	void *v;
+	int failed = 0;
+
+	cr_assert_eq(exe_pool_submit(p, write_garbage_and_return, NULL, &f[0]), 0);
+	for (int i = 1; i < 17; i++)
+		cr_assert_eq(exe_pool_submit(p, count_task, NULL, &f[i]), 0);
+	for (int i = 0; i < 17; i++) {
+		int rc = exe_future_result(f[i], &v, 20 * EXE_NS_PER_S);
+
+		cr_assert(rc == 0 || rc == -EBADMSG, "task %d: %d (%s)", i, rc, exe_future_error(f[i]));
+		failed += rc != 0;
+		exe_future_unref(f[i]);
+	}
+	/* Each counting task ran at most once (failed ones may have run). */
+	cr_assert_leq(atomic_load(&shm->count), 16);
+	cr_assert_geq(atomic_load(&shm->count), 16 - failed);
+	expect_square(p, 5);
+	exe_pool_destroy(p);
 }
 
 static int write_truncated(void *arg, void **result)

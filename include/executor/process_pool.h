@@ -20,7 +20,8 @@
  * Two kinds of task.
  *  - Bytes tasks, exe_pool_submit_bytes(): the input is copied at submit,
  *    the task returns a byte buffer, and the future owns the result bytes
- *    (exe_future_bytes()). Buffers up to 32 KiB travel in the channel.
+ *    (exe_future_bytes()). Inputs up to 8 KiB travel in the task's ring
+ *    slot, results up to 4 KiB in the worker's result entry.
  *    Larger ones up to 16 MiB go through a shared-memory arena mapped in
  *    every worker (the input is copied once at submit and read in place;
  *    the result is copied once by the worker, or not at all when the task
@@ -36,18 +37,23 @@
  *    the worker, as it was then). A value pointing into the worker's memory
  *    means nothing in the parent, so exe_submit_opts.result_free is refused
  *    (-EINVAL). exe_pool_map_opts() with a chunk size sends a chunk of
- *    arguments in one message and gets the chunk's values back in one (see
+ *    arguments in one slot and gets the chunk's values back at once (see
  *    pool.h for what a failure or a crash in a chunk does): for many tiny
  *    tasks it costs a fraction of a task per element.
- * Dispatch is work-conserving: a task goes to a worker only when that worker
- * is idle, in submission order, so no task waits behind a busy worker while
- * another is free (Python's ProcessPoolExecutor shares one call queue the
- * same way). A task is RUNNING from the moment an idle worker is handed it
- * (the worker starts it at once); until then it is PENDING, and
- * exe_future_cancel() and exe_pool_shutdown(EXE_SHUTDOWN_CANCEL_PENDING)
- * always cancel it.
+ * How tasks travel. Tasks wait in a ring of slots in memory shared with
+ * every worker, in submission order; an idle worker takes the oldest by one
+ * atomic compare-and-swap, and writes its result into its own cell of
+ * shared memory. No worker is idle while a task waits, and no task waits
+ * behind a busy worker while another is free (Python's ProcessPoolExecutor
+ * shares one call queue the same way). A busy pool passes tasks and results
+ * without a system call; sleeping workers and a sleeping collector are
+ * woken through futex words and the channel. A task is RUNNING only once a
+ * worker has taken it; until then it is PENDING, and exe_future_cancel() and
+ * exe_pool_shutdown(EXE_SHUTDOWN_CANCEL_PENDING) always cancel it (the
+ * cancel and the taking worker race on the slot: exactly one wins, and a
+ * cancel that loses returns -EBUSY with the future RUNNING).
  * exe_pool_map_open() (the lazy map) on a process pool sends chunks too:
- * exe_map_opts.chunk elements per message, at most the window (0:
+ * exe_map_opts.chunk elements per task, at most the window (0:
  * automatic, as large as lets two chunks per worker fit the window - so
  * raise the window, e.g. to 64 x workers, to get chunks from the default).
  * A failing element fails alone; the elements after it in its chunk never
@@ -59,8 +65,8 @@
  * task is stopped by killing its worker (EXE_SUBMIT_KILL_ON_CANCEL).
  *
  * Threads. Done callbacks of process tasks run in this process, on the
- * pool's collector thread, named "<name>-c", which multiplexes every worker
- * channel (a callback for a cancelled queued task runs on the thread that
+ * pool's collector thread, named "<name>-c", which reads every worker's
+ * results (a callback for a cancelled queued task runs on the thread that
  * cancelled it, as for any future). A slow callback delays every result of
  * the pool: move slow work elsewhere (exe_future_on_done_in()).
  *
@@ -74,9 +80,11 @@
  *               exe_submit_opts.task_timeout_ns): its worker got SIGTERM,
  *               then SIGKILL after the grace period, and was replaced.
  *               (-ETIMEDOUT is only ever a wait of the caller's running out.)
- *   -EBADMSG    the worker broke the channel protocol (a task wrote into the
- *               channel, a truncated frame): the worker is killed and
- *               replaced, only its current task fails.
+ *   -EBADMSG    the worker broke the protocol (a task wrote into the
+ *               channel, a truncated frame, a result for a task it does
+ *               not hold): the worker is killed and replaced; its current
+ *               task fails, and so does any task it took and did not
+ *               report, since it may have run.
  *   -ECANCELED  a running task killed by exe_future_cancel() (with
  *               EXE_SUBMIT_KILL_ON_CANCEL or kill_on_cancel), or by
  *               exe_pool_destroy() after its grace period.
