@@ -171,12 +171,13 @@ static int lib_callback(void *ctx, bench_task_fn *fn, void *arg, size_t n, void 
 	atomic_store(&cb_batch.left, n);
 	if (exe_future_create(&cb_batch.all_done))
 		bench_die("exe_future_create failed");
+	/* The callback rides with the task (exe_pool_submit_cb()), as libuv's
+	 * after-work callback does: no future handed out. */
 	for (size_t i = 0; i < n; i++) {
-		struct exe_future *f = lib_submit(ctx, fn, arg);
+		int rc = exe_pool_submit_cb(ctx, fn, arg, lib_cb, &s[i]);
 
-		if (exe_future_on_done(f, lib_cb, &s[i]))
-			bench_die("exe_future_on_done failed");
-		exe_future_unref(f);
+		if (rc)
+			bench_die("exe_pool_submit_cb: %s", exe_strerror(rc));
 	}
 	exe_future_wait(cb_batch.all_done, EXE_FOREVER);
 	exe_future_unref(cb_batch.all_done);

@@ -25,8 +25,9 @@
  *              with exe_pool_submit_many() and waits once with exe_wait(),
  *              the way the peers (which hand out no futures) always run.
  *   callback     empty tasks, each with a done callback and no waiting:
- *              libexecutor attaches exe_future_on_done() and drops the
- *              future; the batch ends when the last callback ran. Peers run
+ *              libexecutor submits with exe_pool_submit_cb() (the callback
+ *              rides with the task, no future handed out); the batch ends
+ *              when the last callback ran. Peers run
  *              their batch, which is this shape for libuv (uv_queue_work()
  *              and its after-work callback) and GLib.
  *   fork-join    fib(27) (fib(22) with --quick) where every call is a task

@@ -11,7 +11,7 @@
  * workers free (fire and forget, callbacks) is fed without malloc. When the
  * depot is empty too, one malloc carves a slab of SLAB blocks. Blocks are
  * never returned to malloc: the process keeps the memory of its peak number
- * of live futures (96 B each, less than malloc's 112 B chunk) for reuse, as
+ * of live futures (112 B each, malloc's chunk for them would be 128 B) for reuse, as
  * slab allocators do; a task
  * costs no malloc and no free. A thread's list goes to the depot when the
  * thread exits.

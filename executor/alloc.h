@@ -28,7 +28,7 @@ void exe__free(void *p);
  * be freed on any thread, with exe__small_free() only (never exe__free()).
  * Under AddressSanitizer these are plain malloc/free, so reuse never hides a
  * use after free. */
-#define EXE__SMALL_SIZE 96 /* sizeof(struct exe_future), checked in future.c */
+#define EXE__SMALL_SIZE 112 /* sizeof(struct exe_future), checked in future.c */
 void *exe__small_alloc(void);
 void exe__small_free(void *p);
 

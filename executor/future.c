@@ -100,6 +100,8 @@ static struct exe_future *init_future(struct exe_future *f, bool small, const st
 	f->cbs = NULL;
 	f->cbs_tail = &f->cbs;
 	f->next = NULL;
+	f->done = NULL;
+	f->done_arg = NULL;
 	return f;
 }
 
@@ -203,6 +205,10 @@ static void drain_locked(struct exe_future *f)
  * common path of a future nobody attached a callback to. */
 static void run_callbacks(struct exe_future *f, uint32_t old)
 {
+	/* The callback set before publication comes first: it was attached
+	 * before anything could add to the list. Immutable once published. */
+	if (f->done)
+		invoke(f, f->done, f->done_arg);
 	if (!(old & EXE__HAS_CBS))
 		return;
 	cb_lock(f);
@@ -606,7 +612,24 @@ int exe_future_wait(struct exe_future *f, int64_t timeout_ns)
 
 int exe_future_result(struct exe_future *f, void **value, int64_t timeout_ns)
 {
-	int rc = exe_future_wait(f, timeout_ns);
+	uint32_t s;
+	int rc;
+
+	/* Already finished (a callback reading its future, a result collected
+	 * after a wait): one load, no call chain. acquire: pairs with the
+	 * release in publish(), so value and code are complete. */
+	if (f) {
+		s = atomic_load_explicit(&f->state, memory_order_acquire);
+		if (exe__state_finished(s)) {
+			rc = state_of(s) == EXE_FUTURE_DONE     ? 0
+			     : state_of(s) == EXE_FUTURE_FAILED ? f->code
+			                                        : -ECANCELED;
+			if (value)
+				*value = rc == 0 ? f->value : NULL;
+			return rc;
+		}
+	}
+	rc = exe_future_wait(f, timeout_ns);
 
 	if (rc)
 		return rc;

@@ -81,6 +81,10 @@ struct exe_future {
 	struct exe__cb *cbs;
 	struct exe__cb **cbs_tail;
 	struct exe_future *next; /* the owner's intrusive link (queues) */
+	/* A first done callback set before publication (exe_pool_submit_cb()):
+	 * run before the list, without a node or the list's lock. */
+	exe_done_fn *done;
+	void *done_arg;
 };
 
 /* A new PENDING future with @refs references. NULL on allocation failure.
@@ -164,6 +168,7 @@ bool exe__future_help(struct exe_future *f);
  * remove returns true when @node was unlinked before it ran (it never will). */
 void exe__future_add_node(struct exe_future *f, struct exe__cb *node);
 bool exe__future_remove_node(struct exe_future *f, struct exe__cb *node);
+
 
 /* The pool a worker thread belongs to, for nested-wait help (NULL elsewhere). */
 extern EXE__TLS void *exe__tls_worker_owner;

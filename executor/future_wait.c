@@ -78,8 +78,12 @@ static bool condition_met(struct exe_future *const *fs, size_t n, enum exe_wait_
 static int cmp_ptr(const void *a, const void *b);
 
 /* The number of distinct finished futures in @fs: duplicates count once (as
- * in Python's wait(), which returns sets). Called once, on return. */
-static int count_distinct_finished(struct exe_future *const *fs, size_t n)
+ * in Python's wait(), which returns sets). Called once, on return.
+ * @all_finished: every future is known finished (a wait for all of them
+ * succeeded; final states never change), so only duplicates are counted -
+ * no second look at each future, which for a big batch is a cache miss
+ * apiece. */
+static int count_distinct(struct exe_future *const *fs, size_t n, bool all_finished)
 {
 	size_t cap = 128, i, j;
 	struct exe_future **set;
@@ -100,7 +104,7 @@ static int count_distinct_finished(struct exe_future *const *fs, size_t n)
 			if (set[h])
 				continue;
 			set[h] = fs[i];
-			if (exe_future_is_finished(fs[i]))
+			if (all_finished || exe_future_is_finished(fs[i]))
 				count++;
 		}
 		exe__free(set);
@@ -108,7 +112,7 @@ static int count_distinct_finished(struct exe_future *const *fs, size_t n)
 	}
 	/* Small arrays (or no memory for a set): quadratic, no allocation. */
 	for (i = 0; i < n; i++) {
-		if (!exe_future_is_finished(fs[i]))
+		if (!all_finished && !exe_future_is_finished(fs[i]))
 			continue;
 		for (j = 0; j < i && fs[j] != fs[i]; j++)
 			;
@@ -116,6 +120,11 @@ static int count_distinct_finished(struct exe_future *const *fs, size_t n)
 			count++;
 	}
 	return count;
+}
+
+static int count_distinct_finished(struct exe_future *const *fs, size_t n)
+{
+	return count_distinct(fs, n, false);
 }
 
 /* Run one pending task of @fs on this thread, if any may be. */
@@ -180,7 +189,7 @@ static int wait_all_in_turn(struct exe_future *const *fs, size_t n, int64_t time
 		if (rc)
 			return rc;
 	}
-	return count_distinct_finished(fs, n);
+	return count_distinct(fs, n, true);
 }
 
 int exe_wait(struct exe_future *const *fs, size_t n, enum exe_wait_mode mode, int64_t timeout_ns)
@@ -377,6 +386,12 @@ int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f, in
 		}
 		if (timeout_ns == 0 || (deadline >= 0 && exe_now_ns() >= deadline))
 			return -ETIMEDOUT;
+		/* The next item needs one of the unfinished futures: if every
+		 * one of them runs on this thread, none can finish while we
+		 * wait (as exe_wait(EXE_WAIT_ANY) decides). Only a thread
+		 * running a task can be waiting on itself: others skip the scan. */
+		if (exe_task_future() && waits_on_itself(it->fs, it->n, EXE_WAIT_ANY))
+			return -EDEADLK;
 		if (deadline < 0 && !exe__in_fiber() && help_one(it->fs, it->n))
 			continue;
 		if (exe__futex_wait(&it->seq, seq, deadline) == -ECANCELED)

@@ -4,6 +4,7 @@
  * bring its own map, for chunks).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,34 @@ int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg, const s
 	if (!p || !fn || (o && (o->flags & ~(unsigned)(EXE_SUBMIT_BLOCK | EXE_SUBMIT_KILL_ON_CANCEL))))
 		return -EINVAL;
 	return p->ops->submit(p, fn, arg, o, out);
+}
+
+int exe_pool_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done, void *done_arg)
+{
+	struct exe_future *f;
+	struct exe__cb *node;
+	int rc;
+
+	if (!p || !fn || !done)
+		return -EINVAL;
+	if (p->ops->submit_cb)
+		return p->ops->submit_cb(p, fn, arg, done, done_arg);
+	/* The node first: once the task is queued nothing may fail. */
+	node = exe__small_alloc();
+	if (!node)
+		return -ENOMEM;
+	node->fn = done;
+	node->arg = done_arg;
+	node->pool = NULL;
+	node->heap = true;
+	rc = p->ops->submit(p, fn, arg, NULL, &f);
+	if (rc) {
+		exe__small_free(node);
+		return rc;
+	}
+	exe__future_add_node(f, node);
+	exe_future_unref(f);
+	return 0;
 }
 
 int exe_pool_submit_many(struct exe_pool *p, exe_task_fn *fn, void *const *args, size_t n,
@@ -122,9 +151,17 @@ char *exe__pool_broken_msg(struct exe_pool *p)
 
 const char *exe_pool_error(struct exe_pool *p)
 {
-	if (!p || atomic_load_explicit(&p->broken, memory_order_acquire) != 2)
+	uint32_t b;
+
+	if (!p)
 		return NULL;
-	return p->broken_msg;
+	/* 1: broken, the message being written (a few instructions, unless
+	 * the writer was preempted): a submit already refused with
+	 * -ENOTRECOVERABLE, so the caller must get the message. acquire:
+	 * pairs with the release store of 2 in exe__pool_mark_broken(). */
+	while ((b = atomic_load_explicit(&p->broken, memory_order_acquire)) == 1)
+		sched_yield();
+	return b == 2 ? p->broken_msg : NULL;
 }
 
 int64_t exe__pool_remaining(int64_t deadline)

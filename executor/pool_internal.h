@@ -39,6 +39,11 @@ struct exe__pool_ops {
 	 * are checked, @window resolved (> 0), @chunk as the caller gave it. */
 	int (*map_open)(struct exe_map_iter **out, struct exe_pool *p, exe_task_fn *fn, void *const *args,
 	                size_t n, size_t window, size_t chunk);
+	/* Optional: exe_pool_submit_cb() (arguments checked): queue the task
+	 * with @done set in its future before publication (exe_future.done),
+	 * handing out no reference; on failure @done never runs. NULL: submit,
+	 * add a callback node, unref (pool.c). */
+	int (*submit_cb)(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done, void *done_arg);
 };
 
 /* ---- lazy map iterators (exe_pool_map_open()) ---- */

@@ -10,19 +10,23 @@
  *    newest task first (LIFO, the role tokio's LIFO slot plays: the task
  *    just created is warm in this cache), idle workers and waiting threads
  *    steal the oldest. A full deque spills to the shared queue.
- *  - Submitters outside the pool use the shared (injection) queue, a ck_ring
- *    of future pointers: many lock-free consumers,
- *    producers serialized by a mutex (single-producer enqueue). ck's
- *    multi-producer enqueue makes each producer spin until every earlier
- *    reservation is committed; with more threads than cores a preempted
- *    producer then stalls every other one for whole time slices (measured:
- *    ~100 submits/s with 5 submitters on 2 cores under ASan). A mutex sleeps
- *    instead, and costs one more atomic when uncontended.
- *  - When the ring is full, entries go to an overflow list under the same
- *    mutex (the pool is unbounded by default). While the list is non-empty
- *    every producer appends to it, and a worker that finds the ring empty
- *    moves a batch from the list's head into the ring: submission order is
- *    kept.
+ *  - Submitters outside the pool use the shared (injection) queue, a
+ *    lock-free MPMC ring of future pointers with a sequence per cell
+ *    (mpmc_ring.h): one CAS to reserve, one store to publish, no lock, and
+ *    no producer ever waits for another (ck_ring's MPMC enqueue does: a
+ *    preempted producer stalled the others for whole time slices, measured
+ *    ~100 submits/s with 5 submitters on 2 cores under ASan; the mutex that
+ *    replaced it cost ~65 instructions and two contended lines per task).
+ *  - When the ring is full, entries go to an overflow list under
+ *    submit_lock (the pool is unbounded by default). While the list is
+ *    non-empty every producer appends to it, and a worker that finds the
+ *    ring empty moves a batch from the list's head into the ring:
+ *    submission order is kept. Batches (exe_pool_submit_many) go in under
+ *    the lock, whole or not at all.
+ *  - Shutdown races a lock-free submit through seq_cst order alone: the
+ *    submitter reserves, then reads the flag; workers read the flag, then
+ *    the ring's positions. A submit refused after its reservation fills its
+ *    cell with a cancelled future, counted in refused (exe__tp_enqueue()).
  *  - A task starts by the CAS PENDING -> RUNNING (exe__future_claim). The
  *    winner runs it: a worker that dequeued it, or a thread waiting on it
  *    forever (help). A worker waiting on a child still near the bottom of its
@@ -44,8 +48,10 @@
  * and compensation), thread_pool_internal.h (the structures).
  *
  * Invariants
- *  - Counters: submitted is written under submit_lock, and a worker's own
- *    submitted (deque pushes) by that worker; each worker owns its
+ *  - Counters: tasks accepted through the shared queue are ring
+ *    reservations + overflow appends - overflow entries moved into the
+ *    ring - refused submits (exe__tp_injected_count()), and a worker's own
+ *    submitted (deque pushes) is written by that worker; each worker owns its
  *    started/completed/failed (also for tasks it runs while waiting);
  *    threads outside the pool and compensating threads that finish a task
  *    (help, cancel) use the shared ext_* counters. accepted - finished is the
@@ -59,6 +65,10 @@
  *  - A deque push happens on a live worker (it runs the submitting task),
  *    which empties its own deque before it can go idle or exit: a task
  *    accepted onto a deque always runs, even when shutdown raced the push.
+ *  - Wake-ups: a submitter reads spinners and sleepers after its seq_cst
+ *    reservation; a worker reads the ring after its seq_cst change of
+ *    spinners or sleepers (Dekker pairs, exe__tp_wake_needed()): one of the
+ *    two sees the other, so a sleeping pool always gets its wake-up.
  *  - Lock order: space_lock and submit_lock are leaves; no lock is held
  *    while user code runs. pools_alive (reader) is taken only by threads
  *    outside the pool that look at its queues while waiting.
@@ -79,6 +89,7 @@
 #include "sanitizer.h"
 
 /* ---- submit ---- */
+
 
 static int wait_for_space(struct thread_pool *tp, int64_t deadline)
 {
@@ -134,7 +145,10 @@ static int reserve(struct thread_pool *tp, const struct exe_submit_opts *o)
  * submitting task) and empties its deque before it can exit, so a task
  * accepted here always runs. Other workers get a wake only when the deque
  * already held work (a spare task for a thief; the newest one is the
- * owner's next) and nobody spins.
+ * owner's next) and nobody spins. That wake is never lost: the fence after
+ * the push pairs with the one an idle worker passes after counting itself
+ * a spinner or sleeper and before it looks at the deques (idle_state()),
+ * so one of the two sees the other. Only pushes with a spare task pay it.
  * Return: 0, -ESHUTDOWN, -ENOSPC (deque full: use the shared queue).
  */
 static int push_local(struct thread_pool *tp, struct worker *w, struct exe_future *f)
@@ -150,16 +164,22 @@ static int push_local(struct thread_pool *tp, struct worker *w, struct exe_futur
 	if (!exe__deque_push(&w->dq, f))
 		return -ENOSPC;
 	exe__tp_bump(&w->submitted);
-	if (spare && atomic_load_explicit(&tp->spinners, memory_order_relaxed) == 0 &&
-	    atomic_load_explicit(&tp->sleepers, memory_order_relaxed) > 0)
+	if (!spare)
+		return 0;
+	/* seq_cst fence: the push (bottom) before the loads below; pairs with
+	 * the fence in idle_state() (tp_queue.c). */
+	EXE__TP_FENCE();
+	if (atomic_load_explicit(&tp->spinners, memory_order_seq_cst) == 0 &&
+	    atomic_load_explicit(&tp->sleepers, memory_order_seq_cst) > 0)
 		exe__tp_wake_one(tp);
 	return 0;
 }
 
-static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
-                     struct exe_future **out)
+/* One task: @out gets a reference (may be NULL); @done (may be NULL) is set
+ * as its first done callback before anyone can see the future. */
+static int submit_one(struct thread_pool *tp, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
+                      struct exe_future **out, exe_done_fn *done, void *done_arg)
 {
-	struct thread_pool *tp = exe__tp_pool_of(p);
 	struct exe_future *f;
 	bool wake;
 	int rc;
@@ -170,7 +190,7 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		return -EINVAL;
 	if (exe__pool_is_broken(&tp->base))
 		return -ENOTRECOVERABLE;
-	/* Early refusal; the check that counts is under the lock in exe__tp_enqueue(). */
+	/* Early refusal; the check that counts is in exe__tp_enqueue(). */
 	if (atomic_load_explicit(&tp->shutdown, memory_order_relaxed))
 		return -ESHUTDOWN;
 	if (tp->capacity && (rc = reserve(tp, o)) != 0)
@@ -186,6 +206,8 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 		f->value_free = o->result_free;
 	if (tp->helpable)
 		atomic_store_explicit(&f->state, EXE_FUTURE_PENDING | EXE__HELPABLE, memory_order_relaxed);
+	f->done = done;
+	f->done_arg = done_arg;
 	if (exe__tp_tls_self && exe__tp_tls_self->pool == tp) {
 		rc = push_local(tp, exe__tp_tls_self, f);
 		if (rc == 0) {
@@ -201,15 +223,28 @@ static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struc
 	}
 	rc = exe__tp_enqueue(tp, f, &wake);
 	if (rc) {
-		exe__future_discard(f); /* never published */
+		/* -ECANCELED: the queue took @f as a dead entry. */
+		if (rc != -ECANCELED)
+			exe__future_discard(f); /* never published */
 		exe__tp_space_released(tp);
-		return rc;
+		return -ESHUTDOWN;
 	}
 	if (out)
 		*out = f;
 	if (wake)
 		exe__tp_wake_one(tp);
 	return 0;
+}
+
+static int tp_submit(struct exe_pool *p, exe_task_fn *fn, void *arg, const struct exe_submit_opts *o,
+                     struct exe_future **out)
+{
+	return submit_one(exe__tp_pool_of(p), fn, arg, o, out, NULL, NULL);
+}
+
+static int tp_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done, void *done_arg)
+{
+	return submit_one(exe__tp_pool_of(p), fn, arg, NULL, NULL, done, done_arg);
 }
 
 static void free_chain(struct exe_future *head)
@@ -310,10 +345,10 @@ static int tp_shutdown(struct exe_pool *p, unsigned flags)
 	struct thread_pool *tp = exe__tp_pool_of(p);
 	struct exe_future *f;
 
-	/* Under submit_lock: see exe__tp_enqueue(). release: pairs with the workers'
-	 * acquire load before their exit check. */
+	/* Under submit_lock (the overflow path and idle workers check it
+	 * there) and seq_cst (the lock-free submit path, exe__tp_enqueue()). */
 	pthread_mutex_lock(&tp->submit_lock);
-	atomic_store_explicit(&tp->shutdown, 1, memory_order_release);
+	atomic_store_explicit(&tp->shutdown, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&tp->submit_lock);
 	exe__tp_wake_all(tp);
 	if (tp->capacity) {
@@ -339,7 +374,7 @@ static void tp_free(struct thread_pool *tp)
 	pthread_cond_destroy(&tp->space_cond);
 	pthread_mutex_destroy(&tp->life_lock);
 	exe__free(tp->workers);
-	exe__free(tp->slots);
+	exe__free(tp->ring.cells);
 	exe__free(tp);
 }
 
@@ -388,6 +423,7 @@ static void tp_stats(struct exe_pool *p, struct exe_pool_stats *st)
 static const struct exe__pool_ops thread_pool_ops = {
     .submit = tp_submit,
     .submit_many = tp_submit_many,
+    .submit_cb = tp_submit_cb,
     .shutdown = tp_shutdown,
     .destroy = tp_destroy,
     .stats = tp_stats,
@@ -432,14 +468,18 @@ int exe_thread_pool_create(struct exe_pool **out, const struct exe_pool_opts *op
 	tp->init_arg = opts->init_arg;
 	tp->helpable = !opts->no_caller_runs && !opts->init;
 	snprintf(tp->name, sizeof(tp->name), "%s", opts->name && *opts->name ? opts->name : "exe");
-	tp->ring_size = tp->capacity ? pow2_at_least(tp->capacity + 1) : RING_SLOTS_UNBOUNDED;
-	tp->slots = exe__calloc(tp->ring_size, sizeof(*tp->slots));
+	{
+		unsigned cells = tp->capacity ? pow2_at_least(tp->capacity + 1) : RING_SLOTS_UNBOUNDED;
+
+		/* Zeroed cells are free cells (mpmc_ring.h). */
+		tp->ring.cells = exe__calloc(cells, sizeof(*tp->ring.cells));
+		tp->ring.mask = cells - 1;
+	}
 	tp->workers = exe__aligned_calloc(64, tp->nworkers, sizeof(*tp->workers));
-	if (!tp->slots || !tp->workers) {
+	if (!tp->ring.cells || !tp->workers) {
 		tp_free(tp);
 		return -ENOMEM;
 	}
-	ck_ring_init(&tp->ring, tp->ring_size);
 	{
 		pthread_mutexattr_t ma;
 

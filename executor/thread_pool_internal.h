@@ -13,13 +13,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include <ck_ring.h>
-
 #include "deque.h"
 #include "future_internal.h"
+#include "mpmc_ring.h"
 #include "pool_internal.h"
 
-#define RING_SLOTS_UNBOUNDED 16384u /* 128 KiB: bursts this size never touch the overflow lock */
+/* 64 Ki cells (1 MiB, mapped only as far as a burst ever reached): bursts
+ * this size never touch the overflow lock. */
+#define RING_SLOTS_UNBOUNDED 65536u
 #define SPIN_NS (30 * 1000)         /* idle spin before parking: ~ one cross-core wake */
 #define GLOBAL_EVERY 61             /* a worker looks at the shared queue first every N tasks */
 
@@ -50,19 +51,25 @@ struct thread_pool {
 	exe_init_fn *init;
 	void *init_arg;
 	struct worker *workers;
-	ck_ring_buffer_t *slots;
-	unsigned ring_size;
 
-	alignas(64) ck_ring_t ring;
+	/* The injection queue (lock-free; its own lines inside). */
+	struct exe__ring ring;
 
-	/* Producers. */
-	alignas(64) _Atomic uint64_t submitted;
-	_Atomic int64_t queued; /* bounded pools only: not yet started */
+	/* Bounded pools only: not yet started. */
+	alignas(64) _Atomic int64_t queued;
+	/* Submits refused by shutdown after they reserved a ring position
+	 * (their entry is a cancelled future nobody counts): see
+	 * exe__tp_enqueue(). */
+	_Atomic uint64_t refused;
 
-	/* Producers' side of the ring, and the overflow list (ring full). */
+	/* The overflow list (ring full) and what it took in and moved into
+	 * the ring, written under submit_lock; shutdown sets its flag under
+	 * it; idle workers check the queue under it. */
 	alignas(64) pthread_mutex_t submit_lock;
 	struct exe_future *of_head, *of_tail;
-	_Atomic size_t of_len;
+	_Atomic uint64_t of_added, of_moved;
+	/* Its own line: idle workers poll it, producers test it per submit. */
+	alignas(64) _Atomic size_t of_len;
 
 	/* Parking. */
 	alignas(64) _Atomic uint32_t park_seq;
@@ -89,6 +96,16 @@ struct thread_pool {
 	bool joined;
 };
 
+/* A seq_cst fence for the deque-push / idle-worker Dekker pair
+ * (push_local(), idle_state()). TSan does not model fences (GCC refuses
+ * them under -fsanitize=thread): its builds rely on the seq_cst RMWs
+ * around them, which TSan does model. */
+#ifdef EXE_TSAN
+#define EXE__TP_FENCE() ((void)0)
+#else
+#define EXE__TP_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 /* The permanent worker this thread is, or NULL (tp_worker.c). */
 extern EXE__TLS struct worker *exe__tp_tls_self;
 
@@ -110,8 +127,10 @@ enum idle { IDLE_WORK, IDLE_PARK, IDLE_EXIT };
 
 /* Work anywhere: the shared queue or a worker's deque. */
 bool exe__tp_queue_nonempty(struct thread_pool *tp);
-/* Whether a submit must wake a sleeper (under submit_lock). */
+/* Whether a submit must wake a sleeper (after its entry is in). */
 bool exe__tp_wake_needed(struct thread_pool *tp);
+/* Tasks accepted through the shared queue. */
+uint64_t exe__tp_injected_count(struct thread_pool *tp);
 void exe__tp_wake_one(struct thread_pool *tp);
 void exe__tp_wake_all(struct thread_pool *tp);
 /* Queue @f (0, -ESHUTDOWN); *@wake: a sleeper must be woken. */

@@ -53,7 +53,7 @@ uint64_t exe__tp_finished_count(struct thread_pool *tp)
 /* Accepted tasks: through the shared queue and onto workers' deques. */
 uint64_t exe__tp_submitted_count(struct thread_pool *tp)
 {
-	uint64_t n = atomic_load(&tp->submitted);
+	uint64_t n = exe__tp_injected_count(tp);
 
 	for (unsigned i = 0; i < tp->nworkers; i++)
 		n += atomic_load(&tp->workers[i].submitted);
@@ -209,11 +209,19 @@ static bool task_help(struct exe_future *f)
 	help_depth++;
 	code = run_claimed(tp, f);
 	/* @f's queue entry stays behind, holding a reference, until a worker
-	 * drops it. A thread outside the pool that runs every task it waits
-	 * for (while busy or descheduled workers lag) would pile such entries
-	 * up: take one entry off the shared queue per task run here - in FIFO
-	 * order, usually that very entry - and run it if nobody did. So the
-	 * wait may end one task later, as pool.h says of caller-runs. */
+	 * drops it - unless it is the oldest entry, which we take off here
+	 * (the caller holds its own reference). Otherwise a thread outside the
+	 * pool that runs every task it waits for (while busy or descheduled
+	 * workers lag) would pile such entries up: take one entry off the
+	 * shared queue per task run here, in FIFO order, and run it if nobody
+	 * did. So the wait may end one task later, as pool.h says of
+	 * caller-runs. */
+	if (exe__ring_take_if(&tp->ring, f)) {
+		help_depth--;
+		exe_future_unref(f); /* the queue's reference */
+		atomic_fetch_add(code == 0 ? &tp->ext_completed : &tp->ext_failed, 1);
+		return true;
+	}
 	g = exe__tp_dequeue(tp);
 	if (g && exe__future_claim(g)) {
 		int gc;

@@ -1,6 +1,6 @@
 /*
  * test_nested_waits.c - waits inside pool tasks: a task waiting on itself is
- * refused (-EDEADLK), nested waits complete with one worker at any depth, and
+ * refused (-EDEADLK, also through exe_wait and as_completed), nested waits complete with one worker at any depth, and
  * a chain deeper than any stack neither crashes nor deadlocks (the help depth
  * is bounded; past it the pool adds compensating threads).
  */
@@ -75,6 +75,65 @@ Test(nested_waits, exe_wait_all_including_own_future_gets_edeadlk)
 	exe_future_set_result(done, NULL, NULL);
 	expect_task_value(p, wait_all_with_self, done, -EDEADLK);
 	exe_future_unref(done);
+	exe_pool_destroy(p);
+}
+
+/* as_completed over {@arg, own future}: @arg (finished) comes first, then
+ * only the task's own future is left. Packs the three codes of next():
+ * first, then forever, then a finite wait. */
+static int as_completed_with_self(void *arg, void **result)
+{
+	struct exe_future *fs[2] = {arg, exe_task_future()}, *got = NULL;
+	struct exe_as_completed *it;
+	int first, forever, finite;
+
+	if (exe_as_completed_create(&it, fs, 2))
+		return -ENOMEM;
+	first = exe_as_completed_next(it, &got, EXE_FOREVER);
+	if (first == 0 && got != arg)
+		first = -EBADMSG;
+	forever = exe_as_completed_next(it, &got, EXE_FOREVER);
+	finite = exe_as_completed_next(it, &got, 1000000000);
+	exe_as_completed_destroy(it);
+	*result = (void *)(intptr_t)(first == 0 && forever == finite ? forever : -EBADMSG);
+	return 0;
+}
+
+Test(nested_waits, as_completed_left_with_only_its_own_future_gets_edeadlk)
+{
+	struct exe_pool *p = make_pool(2, true);
+	struct exe_future *done;
+
+	exe_future_create(&done);
+	exe_future_set_result(done, NULL, NULL);
+	expect_task_value(p, as_completed_with_self, done, -EDEADLK);
+	exe_future_unref(done);
+	exe_pool_destroy(p);
+}
+
+/* Another unfinished future (a promise nobody completes) can still finish:
+ * a finite wait times out instead of refusing. */
+static int as_completed_self_and_open(void *arg, void **result)
+{
+	struct exe_future *fs[2] = {arg, exe_task_future()}, *got = NULL;
+	struct exe_as_completed *it;
+
+	if (exe_as_completed_create(&it, fs, 2))
+		return -ENOMEM;
+	*result = (void *)(intptr_t)exe_as_completed_next(it, &got, 20 * 1000000);
+	exe_as_completed_destroy(it);
+	return 0;
+}
+
+Test(nested_waits, as_completed_with_another_open_future_times_out)
+{
+	struct exe_pool *p = make_pool(2, true);
+	struct exe_future *open;
+
+	exe_future_create(&open);
+	expect_task_value(p, as_completed_self_and_open, open, -ETIMEDOUT);
+	exe_future_set_result(open, NULL, NULL);
+	exe_future_unref(open);
 	exe_pool_destroy(p);
 }
 

@@ -684,6 +684,110 @@ Test(thread_pool, fire_and_forget_tasks_all_run)
 	cr_assert_eq(atomic_load(&ran), 1000);
 }
 
+/* Past the shared queue's ring (64 Ki entries) submits go to an overflow
+ * list, which workers move back into the ring: no task lost or run twice,
+ * and one submitter's tasks still run in the order submitted - also those
+ * submitted while the worker frees ring space with the list still full. */
+enum { ORDER_BEFORE = 70000, ORDER_AFTER = 10000, ORDER_BATCH = 20000 };
+enum { ORDER_N = ORDER_BEFORE + ORDER_AFTER + ORDER_BATCH };
+static _Atomic int order_next;
+static int order_seen[ORDER_N];
+static _Atomic int order_bad;
+
+static int record_order(void *arg, void **result)
+{
+	int i = (int)(intptr_t)arg, at = atomic_fetch_add(&order_next, 1);
+
+	(void)result;
+	if (i < 0 || i >= ORDER_N || at >= ORDER_N)
+		atomic_store(&order_bad, 1);
+	else
+		order_seen[at] = i;
+	return 0;
+}
+
+Test(thread_pool, a_backlog_past_the_ring_runs_every_task_once_in_order)
+{
+	struct exe_pool *p = make_pool(1, 0);
+	static void *args[ORDER_BATCH];
+	struct exe_future *gate, *g;
+	struct exe_pool_stats st;
+	int i;
+
+	atomic_store(&order_next, 0);
+	atomic_store(&order_bad, 0);
+	cr_assert_eq(exe_future_create(&gate), 0);
+	cr_assert_eq(exe_pool_submit(p, wait_gate, exe_future_ref(gate), &g), 0);
+	wait_running(p, 1);
+	for (i = 0; i < ORDER_BEFORE; i++)
+		cr_assert_eq(exe_pool_submit(p, record_order, (void *)(intptr_t)i, NULL), 0);
+	exe_pool_stats(p, &st);
+	cr_assert_eq(st.queued, ORDER_BEFORE, "queued %lu", (unsigned long)st.queued);
+	cr_assert_eq(exe_future_set_result(gate, NULL, NULL), 0);
+	exe_future_unref(gate);
+	for (; i < ORDER_BEFORE + ORDER_AFTER; i++)
+		cr_assert_eq(exe_pool_submit(p, record_order, (void *)(intptr_t)i, NULL), 0);
+	for (int k = 0; k < ORDER_BATCH; k++)
+		args[k] = (void *)(intptr_t)(i + k);
+	cr_assert_eq(exe_pool_submit_many(p, record_order, args, ORDER_BATCH, NULL), 0);
+	cr_assert_eq(exe_pool_shutdown(p, EXE_SHUTDOWN_WAIT), 0);
+	exe_pool_stats(p, &st);
+	cr_assert_eq(st.submitted, ORDER_N + 1);
+	cr_assert_eq(st.completed, ORDER_N + 1);
+	cr_assert_eq(atomic_load(&order_next), ORDER_N);
+	cr_assert_eq(atomic_load(&order_bad), 0);
+	for (i = 0; i < ORDER_N; i++)
+		cr_assert_eq(order_seen[i], i, "position %d ran task %d", i, order_seen[i]);
+	exe_future_unref(g);
+	exe_pool_destroy(p);
+}
+
+/* A task pushes two children on its worker's deque and keeps its worker
+ * busy without waiting (no help): the older child is a spare task, and the
+ * other worker, asleep, must be woken to steal it. */
+static _Atomic int spare_started;
+
+static int spare_child(void *arg, void **result)
+{
+	(void)arg;
+	(void)result;
+	atomic_store(&spare_started, 1);
+	return 0;
+}
+
+static int pushes_a_spare(void *arg, void **result)
+{
+	struct exe_pool *p = arg;
+	struct timespec ts = {0, 100000};
+	int i;
+
+	(void)result;
+	if (exe_pool_submit(p, spare_child, NULL, NULL) || exe_pool_submit(p, spare_child, NULL, NULL))
+		return -EIO;
+	/* Not a wait: sleeping here keeps this worker from its deque. */
+	for (i = 0; i < 50000 && !atomic_load(&spare_started); i++)
+		nanosleep(&ts, NULL);
+	return atomic_load(&spare_started) ? 0 : -ETIMEDOUT;
+}
+
+Test(thread_pool, a_spare_task_on_a_busy_workers_deque_wakes_a_sleeping_thief)
+{
+	struct exe_pool_opts o = {.workers = 2, .no_caller_runs = true, .name = "spare"};
+	struct exe_pool *p = NULL;
+	struct exe_future *f;
+
+	cr_assert_eq(exe_thread_pool_create(&p, &o), 0);
+	for (int round = 0; round < 3; round++) {
+		atomic_store(&spare_started, 0);
+		sleep_ms(20); /* both workers park */
+		cr_assert_eq(exe_pool_submit(p, pushes_a_spare, p, &f), 0);
+		cr_assert_eq(exe_future_result(f, NULL, EXE_FOREVER), 0, "round %d: the spare child never started",
+		             round);
+		exe_future_unref(f);
+	}
+	exe_pool_destroy(p);
+}
+
 Test(thread_pool, cancel_racing_with_start_runs_each_task_at_most_once)
 {
 	struct exe_pool *p = make_pool(2, 0);

@@ -406,6 +406,24 @@ Test(wait, duplicates_are_waited_for_and_counted_once)
 	exe_future_unref(b);
 }
 
+/* Past 64 futures the count uses a hash set: still once per distinct one. */
+Test(wait, a_big_wait_for_all_counts_duplicates_once)
+{
+	enum { DISTINCT = 150 };
+	struct exe_future *d[DISTINCT], *fs[3 * DISTINCT];
+
+	for (int i = 0; i < DISTINCT; i++) {
+		d[i] = promise();
+		cr_assert_eq(exe_future_set_result(d[i], NULL, NULL), 0);
+	}
+	for (int i = 0; i < 3 * DISTINCT; i++)
+		fs[i] = d[(i * 7) % DISTINCT];
+	cr_assert_eq(exe_wait(fs, 3 * DISTINCT, EXE_WAIT_ALL, EXE_FOREVER), DISTINCT);
+	cr_assert_eq(exe_wait(fs, 3 * DISTINCT, EXE_WAIT_ALL, 0), DISTINCT);
+	cr_assert_eq(exe_wait(fs, 3 * DISTINCT, EXE_WAIT_ANY, 0), DISTINCT);
+	unref_all(d, DISTINCT);
+}
+
 Test(wait, duplicates_of_a_pending_future_are_woken_together)
 {
 	struct exe_future *a = promise();

@@ -277,7 +277,8 @@ EXE_API int exe_as_completed_create(struct exe_as_completed **out, struct exe_fu
  * may run a pending task of the set on this thread (see pool.h).
  * Return: 0 with *@f set (borrowed from the iterator), -EPIPE when every
  * future was yielded, -ETIMEDOUT when none finished in time (call again),
- * -EINVAL (NULL @it or @f).
+ * -EDEADLK (every future not yet finished runs on this thread, under this
+ * call: none can finish while it waits), -EINVAL (NULL @it or @f).
  */
 EXE_API int exe_as_completed_next(struct exe_as_completed *it, struct exe_future **f, int64_t timeout_ns);
 

@@ -140,6 +140,22 @@ EXE_API int exe_pool_submit_opts(struct exe_pool *p, exe_task_fn *fn, void *arg,
                                  const struct exe_submit_opts *o, struct exe_future **out);
 
 /*
+ * exe_pool_submit_cb - queue fn(arg) with a done callback and hand out no
+ * future (fire and forget): @done(f, @done_arg) runs once when the task
+ * finished (DONE, FAILED or CANCELLED by shutdown), on the thread that
+ * finished it, exactly as a callback added by exe_future_on_done(); @f is
+ * borrowed for the call (exe_future_ref() keeps it). The same as
+ * exe_pool_submit() + exe_future_on_done() + exe_future_unref(), but the
+ * callback is attached before the task is queued: no lock, no second
+ * reference, no race with the finish. When the call fails @done never runs.
+ * Any thread, tasks included.
+ * Return: 0, -EINVAL (@p, @fn or @done NULL), -ESHUTDOWN, -ENOTRECOVERABLE
+ * (broken), -EAGAIN (bounded queue full), -ENOMEM.
+ */
+EXE_API int exe_pool_submit_cb(struct exe_pool *p, exe_task_fn *fn, void *arg, exe_done_fn *done,
+                               void *done_arg);
+
+/*
  * exe_pool_submit_many - queue fn(args[i]) for every i < @n as one batch.
  * The batch is accepted whole or not at all. A thread pool allocates every
  * future first, then queues the batch under one lock hold and wakes as many
