@@ -122,9 +122,11 @@ static void check(struct slot *s, long i)
 		break;
 	case RACE:
 		/* Cancelled: it must never run (checked again at the end).
-		 * Not cancellable: it had started, and runs to its result. */
+		 * Not cancellable: it had started (-EBUSY) or even finished
+		 * (-EALREADY), and runs to its result. */
 		if (s->cancel_rc == 0 ? rc != -ECANCELED
-		                      : s->cancel_rc != -EBUSY || rc != 0 || (uintptr_t)v != s->x * 2)
+		                      : (s->cancel_rc != -EBUSY && s->cancel_rc != -EALREADY) || rc != 0 ||
+		                            (uintptr_t)v != s->x * 2)
 			fail("cancel racing the workers", i, s->cancel_rc ? s->cancel_rc : rc);
 		if (atomic_load(&runs[s->x]) != (s->cancel_rc == 0 ? 0 : 1))
 			fail("raced task ran the wrong number of times", i, atomic_load(&runs[s->x]));
