@@ -153,13 +153,25 @@ void exe__proc_task_finish(struct exe__proc_pool *pp, struct exe__ptask *t, int 
 
 static int task_revoke(struct exe_future *f)
 {
-	struct exe__proc_pool *pp = f->owner;
-	int rc;
+	struct exe__proc_pool *q;
+	int rc = -EBUSY;
 
-	/* PENDING: the record is queued, so the pool is alive. */
-	pthread_mutex_lock(&pp->lock);
-	rc = exe__ring_revoke_locked(pp, f->arg);
-	pthread_mutex_unlock(&pp->lock);
+	/* The cancel saw @f PENDING, but the task may have started and
+	 * finished since, and its pool been destroyed: look the owner up
+	 * first, and touch the record only while the future is still PENDING
+	 * under the pool lock (attaching and withdrawing both happen under
+	 * it; a record is freed only after its future left PENDING). */
+	pthread_mutex_lock(&registry_lock);
+	for (q = registry; q && (void *)q != f->owner; q = q->live_next)
+		;
+	if (q) {
+		pthread_mutex_lock(&q->lock);
+		if ((atomic_load_explicit(&f->state, memory_order_acquire) & EXE__STATE_MASK) ==
+		    EXE_FUTURE_PENDING)
+			rc = exe__ring_revoke_locked(q, f->arg);
+		pthread_mutex_unlock(&q->lock);
+	}
+	pthread_mutex_unlock(&registry_lock);
 	return rc;
 }
 
