@@ -102,8 +102,10 @@
  *              ns per plain indirect call of the same function.
  *   memory     heap bytes per queued task: the only worker is held on a
  *              promise while 100000 tasks are submitted, and the growth of
- *              mallinfo2()'s uordblks is divided by the count. ns/task on
- *              this row is the submit-only cost (nobody takes the tasks).
+ *              mallinfo2()'s uordblks + hblkhd is divided by the count,
+ *              in a fresh process per run (no block cached by earlier
+ *              rows). ns/task on this row is the submit-only cost (nobody
+ *              takes the tasks).
  *
  * Reading the table. Every figure is the median of --runs runs (5; 3 with
  * --quick). ns/task is wall time / tasks on throughput rows, the mean
@@ -362,6 +364,10 @@ int main(int argc, char **argv)
 		  { 2000, 4000, 4000, 1000, 2000, 2000, 2000 } },
 	};
 
+	if (argc == 2 && strcmp(argv[1], "--memory-child") == 0) {
+		bench_memory_child(); /* see bench_memory() */
+		return 0;
+	}
 	bench_parse_opts("bench_pool", argc, argv, usage, parse_pool_opt);
 	if (!pool_opt.python)
 		pool_opt.python = BENCH_DIR "/python_pools.py";

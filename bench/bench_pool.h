@@ -112,6 +112,7 @@ int lib_batch(void *ctx, exe_task_fn *fn, void *arg, size_t n, void **slots, int
 int lib_one(void *ctx, exe_task_fn *fn, void *arg, int64_t *t_done, int64_t *value);
 void bench_callback(void);
 void bench_memory(void);
+void bench_memory_child(void);
 
 /* ---- pool_procs.c ---- */
 
