@@ -523,6 +523,15 @@ static int start(struct exe__proc_pool *pp)
 	return 0;
 }
 
+/* Zeroed memory shared with every process forked later; pages come on
+ * use. NULL when the mapping fails. */
+static void *shared_map(size_t size)
+{
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	return m == MAP_FAILED ? NULL : m;
+}
+
 int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_opts *opts,
                                  const struct exe_process_pool_opts *popts)
 {
@@ -571,30 +580,17 @@ int exe_process_pool_create_opts(struct exe_pool **out, const struct exe_pool_op
 		goto fail;
 	}
 	atomic_init(&pp->out_hint, -1);
-	/* One cell per worker process that can exist at once, shared before
-	 * the fork server exists so every worker has it. Pages come on use. */
-	pp->cells_size = pp->kid_cap * sizeof(struct exe__cell);
-	pp->cells = mmap(NULL, pp->cells_size, PROT_READ | PROT_WRITE,
-	                 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (pp->cells == MAP_FAILED) {
-		pp->cells = NULL;
-		rc = -ENOMEM;
-		goto fail;
-	}
-	/* The task ring, likewise shared with every worker. */
-	/* Two slots per worker, so that every worker finds a task placed
-	 * while the collector attaches the ones just taken. */
+	/* One cell per worker process that can exist at once, and the task
+	 * ring with two slots per worker (so that every worker finds a task
+	 * placed while the collector attaches the ones just taken): shared
+	 * before the fork server exists, so every worker has them. */
 	pp->nslots = pp->nworkers > EXE__RING_MIN_SLOTS / 2 ? 2 * pp->nworkers : EXE__RING_MIN_SLOTS;
 	pp->slot_task = exe__calloc(pp->nslots, sizeof(*pp->slot_task));
-	if (!pp->slot_task) {
-		rc = -ENOMEM;
-		goto fail;
-	}
+	pp->cells_size = pp->kid_cap * sizeof(struct exe__cell);
+	pp->cells = shared_map(pp->cells_size);
 	pp->ring_size = sizeof(*pp->ring) + pp->nslots * sizeof(pp->ring->slots[0]);
-	pp->ring = mmap(NULL, pp->ring_size, PROT_READ | PROT_WRITE,
-	                MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (pp->ring == MAP_FAILED) {
-		pp->ring = NULL;
+	pp->ring = shared_map(pp->ring_size);
+	if (!pp->slot_task || !pp->cells || !pp->ring) {
 		rc = -ENOMEM;
 		goto fail;
 	}

@@ -172,9 +172,10 @@ static int gate_task(void *arg, void **result)
 	return 0;
 }
 
-Test(submit_cb, a_bounded_queue_refuses_when_full_and_the_callback_never_runs)
+/* The pool's only worker blocked in gate_task (until gate_open); the
+ * counters reset. Returns the gate task's future. */
+static struct exe_future *hold_the_worker(struct exe_pool *p)
 {
-	struct exe_pool *p = make_pool(1, 2);
 	struct timespec ts = {0, 100000};
 	struct exe_future *g;
 
@@ -184,6 +185,13 @@ Test(submit_cb, a_bounded_queue_refuses_when_full_and_the_callback_never_runs)
 	cr_assert_eq(exe_pool_submit(p, gate_task, NULL, &g), 0);
 	while (!atomic_load(&gate_entered))
 		nanosleep(&ts, NULL);
+	return g;
+}
+
+Test(submit_cb, a_bounded_queue_refuses_when_full_and_the_callback_never_runs)
+{
+	struct exe_pool *p = make_pool(1, 2);
+	struct exe_future *g = hold_the_worker(p);
 	for (int i = 0; i < 3; i++)
 		jobs[i] = (struct job){i, false};
 	cr_assert_eq(exe_pool_submit_cb(p, job_task, &jobs[0], record, &jobs[0]), 0);
@@ -199,15 +207,7 @@ Test(submit_cb, a_bounded_queue_refuses_when_full_and_the_callback_never_runs)
 Test(submit_cb, shutdown_cancelling_pending_tasks_runs_their_callbacks_cancelled)
 {
 	struct exe_pool *p = make_pool(1, 0);
-	struct timespec ts = {0, 100000};
-	struct exe_future *g;
-
-	reset();
-	atomic_store(&gate_open, 0);
-	atomic_store(&gate_entered, 0);
-	cr_assert_eq(exe_pool_submit(p, gate_task, NULL, &g), 0);
-	while (!atomic_load(&gate_entered))
-		nanosleep(&ts, NULL);
+	struct exe_future *g = hold_the_worker(p);
 	for (int i = 0; i < 50; i++) {
 		jobs[i] = (struct job){i, false};
 		cr_assert_eq(exe_pool_submit_cb(p, job_task, &jobs[i], record, &jobs[i]), 0);
