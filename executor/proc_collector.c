@@ -266,29 +266,18 @@ static void finish_dead(struct exe__proc_pool *pp, struct exe__pworker *w, struc
 
 /* The task the dead worker ran fails (with the reason we stopped it for,
  * or its death); a task it took but never reported goes back in line. */
+/* The task the dead worker ran fails (with the reason we stopped it for,
+ * or its death); a task it took but never reported goes back in line.
+ * After a protocol breach nothing it reported is trusted and what it took
+ * may have run: every such task fails with the breach, rather than run
+ * twice. */
 static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w)
 {
+	bool breach = w->fail_code == -EBADMSG;
+	struct exe__ptask *t, *taken = NULL;
 	char what[160];
-	struct exe__ptask *t;
 
 	describe(w, what, sizeof(what));
-	while ((t = w->head)) {
-		bool named = t == w->cur;
-
-		exe__proc_unlink_inflight(w, t);
-		if (named && w->fail_code && (w->fail_id == 0 || w->fail_id == t->id))
-			finish_dead(pp, w, t, w->fail_code,
-			            exe__proc_fmt("%s; %s",
-			                          w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code),
-			                          what));
-		else
-			finish_dead(pp, w, t, -ECHILD, exe__proc_fmt("%s", what));
-	}
-	/* After a protocol breach, what it took and did not report may have
-	 * run: those fail too, rather than run twice. */
-	bool breach = w->fail_code == -EBADMSG;
-	struct exe__ptask *taken = NULL;
-
 	pthread_mutex_lock(&pp->lock);
 	exe__ring_reclaim_locked(pp, w->cell, breach ? &taken : NULL);
 	pthread_mutex_unlock(&pp->lock);
@@ -297,6 +286,18 @@ static void fail_inflight(struct exe__proc_pool *pp, struct exe__pworker *w)
 		exe__proc_task_finish(
 		    pp, t, -EBADMSG, NULL, NULL,
 		    exe__proc_fmt("%s; %s", w->fail_msg ? w->fail_msg : exe_strerror(-EBADMSG), what));
+	}
+	while ((t = w->head)) {
+		bool named = t == w->cur;
+
+		exe__proc_unlink_inflight(w, t);
+		if (breach || (named && w->fail_code && (w->fail_id == 0 || w->fail_id == t->id)))
+			finish_dead(pp, w, t, w->fail_code,
+			            exe__proc_fmt("%s; %s",
+			                          w->fail_msg ? w->fail_msg : exe_strerror(w->fail_code),
+			                          what));
+		else
+			finish_dead(pp, w, t, -ECHILD, exe__proc_fmt("%s", what));
 	}
 }
 
