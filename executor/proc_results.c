@@ -49,10 +49,10 @@ void exe__proc_unlink_inflight(struct exe__pworker *w, struct exe__ptask *t)
 }
 
 /* The task the worker reports for (@slot, @id): already attached, or
- * attached now. @take: off the in-flight list (its result is here).
- * NULL when the worker names a task it does not hold. */
+ * attached now (on the in-flight list until its result is taken). NULL
+ * when the worker names a task it does not hold. */
 static struct exe__ptask *lookup(struct exe__proc_pool *pp, struct exe__pworker *w, uint64_t slot,
-                                 uint64_t id, bool take)
+                                 uint64_t id)
 {
 	struct exe__ptask *t;
 
@@ -68,8 +68,6 @@ static struct exe__ptask *lookup(struct exe__proc_pool *pp, struct exe__pworker 
 		t->deadline = 0;
 		push_inflight(w, t);
 	}
-	if (take)
-		exe__proc_unlink_inflight(w, t);
 	return t;
 }
 
@@ -125,21 +123,21 @@ static bool on_result(struct exe__proc_pool *pp, struct exe__pworker *w, const s
 	const struct exe__cell *cell = &pp->cells[w->cell];
 	const struct exe__result_head h = {
 	    .kind = r->kind, .flags = r->flags, .status = r->status, .word = r->word, .len = r->len};
-	struct exe__ptask *t = lookup(pp, w, r->slot, r->id, true);
+	struct exe__ptask *t = lookup(pp, w, r->slot, r->id);
 	const char *why;
 
 	if (!t) {
 		exe__proc_bad_frame(pp, w, "result for a task it does not hold", now);
 		return false;
 	}
+	/* A bad entry leaves the task attached: it fails with the breach
+	 * when the worker is reaped, like everything else the worker held. */
 	if (exe__result_check(&h, t->kind, t->in_len / sizeof(uint64_t),
 	                      t->out_cls >= 0 ? exe__arena_class_size(t->out_cls) : 0, &why)) {
-		exe__proc_task_finish(
-		    pp, t, -EBADMSG, NULL, NULL,
-		    exe__proc_fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
 		exe__proc_bad_frame(pp, w, why, now);
 		return false;
 	}
+	exe__proc_unlink_inflight(w, t);
 	/* Only h from here on: the entry itself may change under us. */
 	if (h.kind == EXE__F_RESULT_CHUNK) {
 		exe__proc_chunk_finish(pp, t, h.word, cell->vals, h.status,
@@ -206,7 +204,7 @@ bool exe__proc_poll_cell(struct exe__proc_pool *pp, struct exe__pworker *w, int6
 		news = true;
 		w->dispatched++;
 		if (EXE__CLAIM_ID(w->last_done) != EXE__CLAIM_ID(c)) {
-			t = lookup(pp, w, EXE__CLAIM_SLOT(c), c, false);
+			t = lookup(pp, w, EXE__CLAIM_SLOT(c), c);
 			if (!t) {
 				exe__proc_bad_frame(pp, w, "claim of a task it does not hold", now);
 				return true;
@@ -273,27 +271,21 @@ static void on_memfd_result(struct exe__proc_pool *pp, struct exe__pworker *w, c
 	}
 	/* Results posted before it come first. */
 	exe__proc_poll_cell(pp, w, now);
-	t = lookup(pp, w, h->out, h->id, true);
+	/* As in on_result(): a bad frame leaves the task attached, to fail
+	 * with the breach. */
+	t = lookup(pp, w, h->out, h->id);
 	if (!t || t->kind != EXE__F_TASK_BYTES) {
 		close(fd);
-		if (t)
-			exe__proc_task_finish(
-			    pp, t, -EBADMSG, NULL, NULL,
-			    exe__proc_fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
 		exe__proc_bad_frame(pp, w, "result for a task it does not hold", now);
 		return;
 	}
 	rc = exe__memfd_map(fd, h->len, &map, &why);
 	close(fd);
 	if (rc) {
-		if (rc != -EBADMSG)
-			why = "cannot map the result";
-		exe__proc_task_finish(
-		    pp, t, -EBADMSG, NULL, NULL,
-		    exe__proc_fmt("worker %d broke the channel protocol (%s)", (int)w->pid, why));
-		exe__proc_bad_frame(pp, w, why, now);
+		exe__proc_bad_frame(pp, w, rc == -EBADMSG ? why : "cannot map the result", now);
 		return;
 	}
+	exe__proc_unlink_inflight(w, t);
 	note_result_size(pp, h->len);
 	finish_bytes(pp, t, NULL, h->len, map);
 }
@@ -303,7 +295,7 @@ static void on_need(struct exe__proc_pool *pp, struct exe__pworker *w, const str
                     int64_t now)
 {
 	struct exe__frame out = {.kind = EXE__F_TASK_BYTES, .id = h->id, .flags = EXE__FF_MEMFD};
-	struct exe__ptask *t = lookup(pp, w, h->out, h->id, false);
+	struct exe__ptask *t = lookup(pp, w, h->out, h->id);
 
 	if (!t || t->memfd < 0) {
 		exe__proc_bad_frame(pp, w, "asked for an input it does not need", now);
